@@ -1,0 +1,215 @@
+"""Classical parameter source: OpenFF Sage assigned with ``ForceField.label_molecules``.
+
+Sage's SMIRNOFF parameters are converted into gnnff's containers (OpenMM units):
+
+- bonds and angles: SMIRNOFF harmonic terms are ``k/2 (x - x0)^2`` like ours;
+- proper torsions: ``k_n / idivf_n`` per periodicity; when a Sage parameter lists one
+  periodicity twice (two SMIRKS in Sage 2.2 do), the two cosines are merged into one
+  with a general phase: the same forces, an energy shifted by a constant;
+- impropers: Sage applies ``k / idivf`` (idivf 3, "auto") to each of the three
+  trefoil torsions; our centre total is ``3 k / idivf``;
+- Lennard-Jones: sigma (or r_min/2 converted) and epsilon per atom;
+- charges: Sage's library charges where they cover the molecule (water, ions),
+  otherwise :func:`gnnff.charges.assign_charges` (AM1-BCC by default).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from rdkit import Chem
+
+from gnnff.charges import assign_charges
+from gnnff.errors import ParametrizationError
+from gnnff.schema import (
+    AngleParameters,
+    BondParameters,
+    ForceFieldParameters,
+    ImproperParameters,
+    IMPROPERS,
+    NonbondedParameters,
+    ProperParameters,
+    PROPERS,
+)
+from gnnff.topology import Topology
+from gnnff.units import RMIN_HALF_TO_SIGMA
+
+__all__ = ["SageSource", "SAGE_ELEMENTS"]
+
+SAGE_OFFXML = "openff-2.2.0.offxml"
+#: Elements Sage has parameters for (ions by library charges).
+SAGE_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I", "Li", "Na", "K", "Rb", "Cs"})
+
+_KJ_NM2 = "kilojoule / mole / nanometer ** 2"
+_KJ_RAD2 = "kilojoule / mole / radian ** 2"
+_KJ = "kilojoule / mole"
+
+
+@functools.lru_cache(maxsize=4)
+def _force_field(offxml: str) -> Any:
+    from openff.toolkit import ForceField
+
+    return ForceField(offxml)
+
+
+def _merge_cosines(terms: list[tuple[float, float]]) -> tuple[float, float]:
+    """One ``(k, phase)`` with the same phi dependence as a sum of same-n cosines."""
+    if len(terms) == 1:
+        return terms[0]
+    a = sum(k * math.cos(p) for k, p in terms)
+    b = sum(k * math.sin(p) for k, p in terms)
+    return math.hypot(a, b), math.atan2(b, a)
+
+
+class SageSource:
+    """OpenFF Sage 2.2 valence and Lennard-Jones parameters with AM1-BCC charges.
+
+    Parameters
+    ----------
+    charges
+        Charge method for molecules Sage has no library charges for; one of
+        :data:`gnnff.charges.CHARGE_METHODS`.
+    offxml
+        SMIRNOFF force field file known to the OpenFF toolkit.
+    """
+
+    name = "sage"
+
+    def __init__(self, *, charges: str = "am1bcc", offxml: str = SAGE_OFFXML) -> None:
+        self.charges = charges
+        self.offxml = offxml
+
+    def __repr__(self) -> str:
+        return f"SageSource(charges={self.charges!r}, offxml={self.offxml!r})"
+
+    def check_domain(self, mol: Chem.Mol, label: str) -> None:
+        """Raise ParametrizationError naming the first atom whose element Sage lacks."""
+        for atom in mol.GetAtoms():
+            if atom.GetSymbol() not in SAGE_ELEMENTS:
+                raise ParametrizationError(
+                    f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()}) is an element Sage has no "
+                    f"parameters for; supported: {' '.join(sorted(SAGE_ELEMENTS))}"
+                )
+
+    def parameters(self, mol: Chem.Mol, topology: Topology) -> ForceFieldParameters:
+        """Assign Sage parameters to ``mol``; rows follow ``topology``."""
+        from openff.toolkit import Molecule
+
+        label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
+        self.check_domain(mol, label)
+        offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
+        try:
+            labels = _force_field(self.offxml).label_molecules(offmol.to_topology())[0]
+        except Exception as err:  # the toolkit raises many types; report them as one
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ParametrizationError(f"{label}: Sage could not label the molecule ({first})") from None
+        return ForceFieldParameters(
+            bonds=_bonds(labels["Bonds"], topology, label),
+            angles=_angles(labels["Angles"], topology, label),
+            propers=_propers(labels["ProperTorsions"], topology, label),
+            impropers=_impropers(labels["ImproperTorsions"], topology, label),
+            nonbonded=self._nonbonded(labels, mol, topology),
+        )
+
+    def _nonbonded(self, labels: dict, mol: Chem.Mol, topology: Topology) -> NonbondedParameters:
+        n = topology.n_atoms
+        sigma, epsilon = np.zeros(n), np.zeros(n)
+        for (i,), p in labels["vdW"].items():
+            s = p.sigma if p.sigma is not None else p.rmin_half * RMIN_HALF_TO_SIGMA
+            sigma[i] = s.m_as("nanometer")
+            epsilon[i] = p.epsilon.m_as(_KJ)
+        library = labels.get("LibraryCharges", {})
+        if len(library) == n:
+            charge = np.zeros(n)
+            for (i,), p in library.items():
+                charge[i] = p.charge[0].m_as("elementary_charge")
+            charge -= (charge.sum() - topology.net_charge) / n
+        else:
+            charge = assign_charges(mol, self.charges)
+        return NonbondedParameters(charge=_t(charge), sigma=_t(sigma), epsilon=_t(epsilon))
+
+
+def _t(x: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
+def _row_lookup(indices: np.ndarray) -> dict[tuple[int, ...], int]:
+    return {tuple(row): r for r, row in enumerate(indices.tolist())}
+
+
+def _missing(label: str, what: str, key: tuple[int, ...], topology: Topology) -> ParametrizationError:
+    from openmm.app.element import Element
+
+    atoms = "-".join(f"{i}({Element.getByAtomicNumber(int(topology.atomic_numbers[i])).symbol})"
+                     for i in key)
+    return ParametrizationError(f"{label}: Sage has no {what} parameter for atoms {atoms}")
+
+
+def _bonds(matches: dict, topology: Topology, label: str) -> BondParameters:
+    rows = _row_lookup(topology.bonds)
+    k, length = np.zeros(len(rows)), np.zeros(len(rows))
+    seen = np.zeros(len(rows), dtype=bool)
+    for key, p in matches.items():
+        r = rows[tuple(sorted(key))]
+        k[r], length[r], seen[r] = p.k.m_as(_KJ_NM2), p.length.m_as("nanometer"), True
+    if not seen.all():
+        raise _missing(label, "bond", tuple(topology.bonds[np.argmin(seen)]), topology)
+    return BondParameters(k=_t(k), length=_t(length))
+
+
+def _angles(matches: dict, topology: Topology, label: str) -> AngleParameters:
+    rows = _row_lookup(topology.angles)
+    k, angle = np.zeros(len(rows)), np.zeros(len(rows))
+    seen = np.zeros(len(rows), dtype=bool)
+    for key, p in matches.items():
+        r = rows[key if key[0] < key[2] else key[::-1]]
+        k[r], angle[r], seen[r] = p.k.m_as(_KJ_RAD2), p.angle.m_as("radian"), True
+    if not seen.all():
+        raise _missing(label, "angle", tuple(topology.angles[np.argmin(seen)]), topology)
+    return AngleParameters(k=_t(k), angle=_t(angle))
+
+
+def _cosine_terms(p: Any, default_idivf: float) -> dict[int, list[tuple[float, float]]]:
+    idivf = p.idivf if p.idivf is not None else [default_idivf] * len(p.k)
+    by_n: dict[int, list[tuple[float, float]]] = {}
+    for n, k, phase, div in zip(p.periodicity, p.k, p.phase, idivf):
+        by_n.setdefault(int(n), []).append((k.m_as(_KJ) / float(div), phase.m_as("radian")))
+    return by_n
+
+
+def _propers(matches: dict, topology: Topology, label: str) -> ProperParameters:
+    rows = _row_lookup(topology.propers)
+    shape = (len(rows), len(PROPERS.periodicities))
+    k, phase = np.zeros(shape), np.zeros(shape)
+    seen = np.zeros(len(rows), dtype=bool)
+    for key, p in matches.items():
+        r = rows[key if key[1] < key[2] else key[::-1]]
+        seen[r] = True
+        for n, terms in _cosine_terms(p, 1.0).items():
+            c = PROPERS.periodicities.index(n)
+            k[r, c], phase[r, c] = _merge_cosines(terms)
+    if not seen.all():
+        raise _missing(label, "proper torsion", tuple(topology.propers[np.argmin(seen)]), topology)
+    return ProperParameters(k=_t(k), phase=_t(phase))
+
+
+def _impropers(matches: dict, topology: Topology, label: str) -> ImproperParameters:
+    rows = {int(c): r for r, c in enumerate(topology.impropers[:, 0].tolist())}
+    shape = (len(rows), len(IMPROPERS.periodicities))
+    k, phase = np.zeros(shape), np.zeros(shape)
+    for key, p in matches.items():
+        r = rows[key[1]]  # SMIRNOFF impropers name the central atom second
+        for n, terms in _cosine_terms(p, 3.0).items():
+            (kn, ph), = terms
+            if n not in IMPROPERS.periodicities or not (abs(ph) < 1e-9 or abs(ph - math.pi) < 1e-9):
+                raise ParametrizationError(
+                    f"{label}: Sage improper on atom {key[1]} has periodicity {n} and phase {ph:.3f} rad; "
+                    f"gnnff impropers take periodicities {IMPROPERS.periodicities} with phase 0 or pi"
+                )
+            c = IMPROPERS.periodicities.index(n)
+            k[r, c], phase[r, c] = 3.0 * kn, ph
+    return ImproperParameters(k=_t(k), phase=_t(phase))

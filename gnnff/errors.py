@@ -1,0 +1,35 @@
+"""One exception hierarchy for gnnff.
+
+Every message is one line that names the input (file, record, molecule), the atom
+when there is one, and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GnnffError",
+    "InputError",
+    "ChemistryError",
+    "ParametrizationError",
+    "ModelError",
+]
+
+
+class GnnffError(Exception):
+    """Base class of every error gnnff raises on purpose."""
+
+
+class InputError(GnnffError):
+    """A file or object could not be read as a molecule (format, I/O, syntax)."""
+
+
+class ChemistryError(GnnffError):
+    """The molecule was read but is outside what gnnff handles (radical, element, hydrogens)."""
+
+
+class ParametrizationError(GnnffError):
+    """A parameter source could not assign parameters to a molecule."""
+
+
+class ModelError(GnnffError):
+    """An unknown model name or an unusable model file."""

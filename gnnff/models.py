@@ -1,0 +1,91 @@
+"""Registry of parameter sources ("models"): name -> factory.
+
+A parameter source turns a prepared molecule and its topology into
+:class:`gnnff.schema.ForceFieldParameters`. Built-in sources are listed in
+:data:`_BUILTIN`; other packages can add theirs through the ``gnnff.models``
+entry-point group, or at run time with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from rdkit import Chem
+
+from gnnff.errors import ModelError
+from gnnff.schema import ForceFieldParameters
+from gnnff.topology import Topology
+
+__all__ = ["ParameterSource", "register_model", "available_models", "get_model", "DEFAULT_MODEL"]
+
+#: What ``parametrize`` uses when no model is named. The classical Sage source
+#: until a trained gnnff model ships with the package.
+DEFAULT_MODEL = "sage"
+
+
+@runtime_checkable
+class ParameterSource(Protocol):
+    """Anything that assigns MM parameters to a molecule."""
+
+    name: str
+
+    def parameters(self, mol: Chem.Mol, topology: Topology) -> ForceFieldParameters:
+        """Parameters for ``mol``, rows following ``topology``."""
+        ...
+
+
+def _sage(**options: Any) -> ParameterSource:
+    from gnnff.classical import SageSource
+
+    return SageSource(**options)
+
+
+_BUILTIN: dict[str, Callable[..., ParameterSource]] = {"sage": _sage}
+_REGISTERED: dict[str, Callable[..., ParameterSource]] = {}
+
+
+def register_model(name: str, factory: Callable[..., ParameterSource]) -> None:
+    """Make ``factory(**options)`` available as model ``name``."""
+    if name in _BUILTIN or name in _REGISTERED:
+        raise ModelError(f"a model named '{name}' is already registered")
+    _REGISTERED[name] = factory
+
+
+def _entry_point_factories() -> dict[str, Callable[..., ParameterSource]]:
+    return {ep.name: ep.load for ep in entry_points(group="gnnff.models")}
+
+
+def available_models() -> list[str]:
+    """Names of every known model."""
+    return sorted({*_BUILTIN, *_REGISTERED, *_entry_point_factories()})
+
+
+def get_model(model: str | ParameterSource | None = None, **options: Any) -> ParameterSource:
+    """Resolve a model name (or pass a ParameterSource through).
+
+    Raises
+    ------
+    ModelError
+        The name is unknown (the message lists the known ones) or the options are
+        not accepted by that model.
+    """
+    if model is None:
+        model = DEFAULT_MODEL
+    if not isinstance(model, str):
+        if isinstance(model, ParameterSource):
+            if options:
+                raise ModelError("options cannot be given together with a model object")
+            return model
+        raise ModelError(f"a model must be a name or a ParameterSource, not {type(model).__name__}")
+    factory = _BUILTIN.get(model) or _REGISTERED.get(model)
+    if factory is None:
+        plugins = _entry_point_factories()
+        if model in plugins:
+            factory = plugins[model]()
+    if factory is None:
+        raise ModelError(f"unknown model '{model}'; known models: {', '.join(available_models())}")
+    try:
+        return factory(**options)
+    except TypeError as err:
+        raise ModelError(f"model '{model}' does not accept these options: {err}") from None

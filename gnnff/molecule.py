@@ -1,0 +1,290 @@
+"""Molecule input: files, SMILES, RDKit and OpenFF molecules -> one prepared RDKit ``Mol``.
+
+Everything that enters gnnff passes through :func:`prepare`, the one place where
+the molecule is sanitized, aromaticity and stereochemistry are perceived, hydrogens
+are checked or added, and unsupported chemistry (radicals, dummy atoms) is refused.
+The returned molecule is a new object; inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from rdkit import Chem, rdBase
+from rdkit.Chem import AllChem
+
+from gnnff.errors import ChemistryError, GnnffError, InputError
+from gnnff.units import ANGSTROM_TO_NM
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Record",
+    "read_records",
+    "load_molecule",
+    "prepare",
+    "positions_nm",
+    "with_conformer",
+    "net_charge",
+]
+
+#: File suffixes gnnff reads, and the reader for each.
+SUPPORTED_SUFFIXES = (".sdf", ".sdf.gz", ".mol", ".mol2", ".smi", ".smiles")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One molecule of an input, or the reason it could not be read.
+
+    Attributes
+    ----------
+    index
+        1-based position of the record in its input.
+    label
+        How messages name it, e.g. ``"mols.sdf record 3 ('aspirin')"``.
+    mol
+        The prepared molecule (see :func:`prepare`), or None if ``error`` is set.
+    error
+        The error met while reading or preparing the record.
+    """
+
+    index: int
+    label: str
+    mol: Chem.Mol | None = None
+    error: GnnffError | None = None
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    return path.suffix.lower()
+
+
+def _record_label(path: Path, index: int, name: str) -> str:
+    label = f"{path.name} record {index}"
+    return f"{label} ('{name}')" if name else label
+
+
+def read_records(path: str | os.PathLike) -> Iterator[Record]:
+    """Read every molecule of a file, lazily, one :class:`Record` each.
+
+    A record that cannot be read or prepared is yielded with its ``error`` set, so a
+    batch can go on past it. Problems with the file as a whole (missing, unreadable,
+    unsupported format, no molecule in it) raise :class:`InputError`.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(
+            f"{path}: unsupported format '{suffix or path.name}'; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        raw = path.read_bytes()
+        if suffix == ".sdf.gz":
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8", errors="replace")
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise InputError(f"{path}: cannot read file ({err})") from None
+    if not text.strip():
+        raise InputError(f"{path}: file is empty; it must hold at least one molecule")
+    if "\x00" in text:
+        raise InputError(f"{path}: binary data, not a {suffix} text file")
+
+    blocks = {".sdf": _sdf_blocks, ".sdf.gz": _sdf_blocks, ".mol": _sdf_blocks,
+              ".mol2": _mol2_blocks, ".smi": _smiles_lines, ".smiles": _smiles_lines}[suffix]
+    count = 0
+    for index, (name, parse) in enumerate(blocks(text), start=1):
+        count += 1
+        label = _record_label(path, index, name)
+        try:
+            mol = parse()
+            if mol is None:
+                raise InputError(f"{label}: cannot parse the {suffix} record")
+            yield Record(index, label, mol=prepare(mol, label=label))
+        except GnnffError as err:
+            yield Record(index, label, error=err)
+    if count == 0:
+        raise InputError(f"{path}: no molecule found in the file")
+
+
+def _sdf_blocks(text: str) -> Iterator[tuple[str, Any]]:
+    chunks = text.replace("\r\n", "\n").split("$$$$\n")
+    if chunks and chunks[-1].strip() in ("", "$$$$"):
+        chunks = chunks[:-1]
+    for chunk in chunks:
+        name = chunk.split("\n", 1)[0].strip()
+
+        def parse(chunk=chunk):
+            with rdBase.BlockLogs():
+                supplier = Chem.SDMolSupplier()
+                supplier.SetData(chunk + "$$$$\n", sanitize=False, removeHs=False)
+                return next(iter(supplier), None)
+
+        yield name, parse
+
+
+def _mol2_blocks(text: str) -> Iterator[tuple[str, Any]]:
+    marker = "@<TRIPOS>MOLECULE"
+    parts = text.split(marker)[1:]
+    for part in parts:
+        lines = part.strip("\n").split("\n")
+        name = lines[0].strip() if lines else ""
+
+        def parse(block=marker + part):
+            with rdBase.BlockLogs():
+                return Chem.MolFromMol2Block(block, sanitize=False, removeHs=False)
+
+        yield name, parse
+
+
+def _smiles_lines(text: str) -> Iterator[tuple[str, Any]]:
+    for line in text.splitlines():
+        fields = line.split(maxsplit=1)
+        if not fields or fields[0].startswith("#"):
+            continue
+        smiles = fields[0]
+        name = fields[1].strip() if len(fields) > 1 else smiles
+        yield name, lambda smiles=smiles: _parse_smiles(smiles, name)
+
+
+def _parse_smiles(smiles: str, label: str) -> Chem.Mol:
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles, sanitize=False)
+    if mol is None:
+        raise InputError(f"{label}: '{smiles}' is not a valid SMILES string; check its syntax")
+    mol.SetProp("_Name", label)
+    return mol
+
+
+def load_molecule(molecule: Any, *, name: str | None = None) -> Chem.Mol:
+    """Turn any supported input into one prepared RDKit molecule.
+
+    Parameters
+    ----------
+    molecule
+        An RDKit ``Mol``, an OpenFF ``Molecule``, a path to a file holding exactly one
+        molecule (see :data:`SUPPORTED_SUFFIXES`), or a SMILES string.
+    name
+        Name used in messages and stored as the molecule's ``_Name``.
+    """
+    if isinstance(molecule, Chem.Mol):
+        label = name or (molecule.GetProp("_Name") if molecule.HasProp("_Name") else "") or "molecule"
+        return prepare(molecule, label=label)
+    if type(molecule).__module__.startswith("openff.toolkit"):
+        label = name or getattr(molecule, "name", "") or "molecule"
+        try:
+            rdmol = molecule.to_rdkit()
+        except Exception as err:  # the toolkit raises many types; report them as one
+            raise InputError(f"{label}: cannot convert the OpenFF Molecule to RDKit ({err})") from None
+        return prepare(rdmol, label=label)
+    if isinstance(molecule, (str, os.PathLike)):
+        text = os.fspath(molecule)
+        path = Path(text)
+        if path.is_file() or _suffix(path) in SUPPORTED_SUFFIXES or os.sep in text:
+            records = list(read_records(path))
+            if len(records) != 1:
+                raise InputError(
+                    f"{path}: holds {len(records)} molecules; gnnff.parametrize takes one "
+                    "(use the CLI or gnnff.parametrize_file for several)"
+                )
+            if records[0].error is not None:
+                raise records[0].error
+            mol = records[0].mol
+            if name:
+                mol.SetProp("_Name", name)
+            return mol
+        label = name or text
+        return prepare(_parse_smiles(text, label), label=label)
+    raise InputError(
+        f"cannot read a molecule from a {type(molecule).__name__}; pass an RDKit Mol, "
+        "an OpenFF Molecule, a SMILES string or a file path"
+    )
+
+
+def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
+    """Sanitize and check a molecule; return a new, prepared copy.
+
+    Aromaticity (RDKit model) and stereochemistry (from 3D coordinates when there
+    are some) are perceived here and nowhere else. Hydrogens: a molecule without 3D
+    coordinates gets its implicit hydrogens made explicit; a 3D molecule must list
+    all of them.
+
+    Raises
+    ------
+    ChemistryError
+        Sanitization fails, a radical, a dummy atom, or missing hydrogens in 3D.
+    """
+    mol = Chem.Mol(mol)
+    if mol.GetNumAtoms() == 0:
+        raise ChemistryError(f"{label}: the molecule has no atoms")
+    try:
+        with rdBase.BlockLogs():
+            Chem.SanitizeMol(mol)
+    except Exception as err:  # RDKit raises several sanitization exception types
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ChemistryError(f"{label}: RDKit cannot sanitize the molecule ({message})") from None
+    for atom in mol.GetAtoms():
+        where = f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()})"
+        if atom.GetAtomicNum() == 0:
+            raise ChemistryError(f"{where} is a dummy atom; replace it by a real element")
+        if atom.GetNumRadicalElectrons():
+            raise ChemistryError(
+                f"{where} has {atom.GetNumRadicalElectrons()} unpaired electron(s); "
+                "radicals are not supported, add the missing hydrogens or charge"
+            )
+    has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
+    missing = [a for a in mol.GetAtoms() if a.GetNumImplicitHs() > 0]
+    if missing and has_3d:
+        atom = missing[0]
+        raise ChemistryError(
+            f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()}) lacks {atom.GetNumImplicitHs()} "
+            f"hydrogen(s) ({len(missing)} atoms do); a 3D input must list every hydrogen, "
+            "add them with coordinates (e.g. RDKit AddHs(addCoords=True))"
+        )
+    if not has_3d:
+        mol.RemoveAllConformers()
+        if missing:
+            mol = Chem.AddHs(mol)
+    if has_3d:
+        Chem.AssignStereochemistryFrom3D(mol)
+    else:
+        Chem.AssignStereochemistry(mol, cleanIt=True, force=True)
+    if not mol.HasProp("_Name") or not mol.GetProp("_Name").strip():
+        mol.SetProp("_Name", label)
+    return mol
+
+
+def net_charge(mol: Chem.Mol) -> int:
+    """Net charge of a molecule: the sum of its formal charges."""
+    return sum(atom.GetFormalCharge() for atom in mol.GetAtoms())
+
+
+def positions_nm(mol: Chem.Mol) -> np.ndarray:
+    """Coordinates of every conformer, shape ``(n_conformers, n_atoms, 3)``, in nm."""
+    if mol.GetNumConformers() == 0:
+        return np.zeros((0, mol.GetNumAtoms(), 3))
+    return np.stack([c.GetPositions() for c in mol.GetConformers()]) * ANGSTROM_TO_NM
+
+
+def with_conformer(mol: Chem.Mol, *, seed: int = 0xF00D) -> Chem.Mol:
+    """Return a copy that has at least one 3D conformer (ETKDG embedding if needed)."""
+    if mol.GetNumConformers() > 0 and mol.GetConformer().Is3D():
+        return Chem.Mol(mol)
+    out = Chem.Mol(mol)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    if AllChem.EmbedMolecule(out, params) != 0:
+        params.useRandomCoords = True
+        if AllChem.EmbedMolecule(out, params) != 0:
+            name = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
+            raise ChemistryError(f"{name}: RDKit could not embed a 3D conformer; supply 3D coordinates")
+    return out
