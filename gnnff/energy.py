@@ -103,12 +103,13 @@ _VALENCE = {BONDS.name: _bond_terms, ANGLES.name: _angle_terms,
             PROPERS.name: _proper_terms, IMPROPERS.name: _improper_terms}
 
 
-def nonbonded_pairs(topology: Topology, max_pairs: int = MAX_PAIRS_PER_CHUNK) -> Iterator[np.ndarray]:
+def nonbonded_pairs(topology: Topology, max_pairs: int | None = None) -> Iterator[np.ndarray]:
     """Yield ``(P, 2)`` chunks of the fully interacting pairs (i < j, same molecule).
 
     Excluded (1-2, 1-3) and 1-4 pairs are left out. Memory is bounded by
-    ``max_pairs`` whatever the size of the molecule.
+    ``max_pairs`` (default :data:`MAX_PAIRS_PER_CHUNK`) whatever the size of the molecule.
     """
+    max_pairs = MAX_PAIRS_PER_CHUNK if max_pairs is None else max_pairs
     n = topology.n_atoms
     special = np.concatenate([topology.exclusions, topology.pairs_14])
     special_keys = np.sort(special[:, 0] * n + special[:, 1])

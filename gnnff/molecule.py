@@ -26,6 +26,7 @@ __all__ = [
     "Record",
     "read_records",
     "load_molecule",
+    "looks_like_path",
     "prepare",
     "positions_nm",
     "with_conformer",
@@ -64,6 +65,18 @@ def _suffix(path: Path) -> str:
         if name.endswith(suffix):
             return suffix
     return path.suffix.lower()
+
+
+#: Suffixes that make a string a file name rather than a SMILES (read or refused by name).
+_FILE_LIKE_SUFFIXES = frozenset(SUPPORTED_SUFFIXES) | {
+    ".pdb", ".xyz", ".cif", ".mmcif", ".txt", ".csv", ".gz", ".json", ".xml", ".mae", ".sd",
+}
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether ``text`` names a file (existing, path-like or with a molecule-file suffix)."""
+    path = Path(text)
+    return path.exists() or os.sep in text or _suffix(path) in _FILE_LIKE_SUFFIXES
 
 
 def _record_label(path: Path, index: int, name: str) -> str:
@@ -189,7 +202,7 @@ def load_molecule(molecule: Any, *, name: str | None = None) -> Chem.Mol:
     if isinstance(molecule, (str, os.PathLike)):
         text = os.fspath(molecule)
         path = Path(text)
-        if path.is_file() or _suffix(path) in SUPPORTED_SUFFIXES or os.sep in text:
+        if looks_like_path(text):
             records = list(read_records(path))
             if len(records) != 1:
                 raise InputError(

@@ -1,0 +1,132 @@
+"""The ``gnnff`` command line. It only calls the public API.
+
+Exit codes: 0 every molecule written; 1 some molecules failed (the others were
+written); 2 nothing could be done (bad file, bad option, unknown model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from gnnff._version import __version__
+from gnnff.errors import GnnffError, InputError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gnnff", description="Molecular-mechanics force fields for small molecules, as OpenMM Systems."
+    )
+    parser.add_argument("--version", action="version", version=f"gnnff {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = commands.add_parser(
+        "parametrize", help="write an OpenMM System XML for each molecule of the input",
+        description="Parametrize molecules and write one OpenMM System XML per molecule.",
+    )
+    p.add_argument("input", metavar="INPUT",
+                   help="SDF (.sdf, .sdf.gz, .mol), MOL2 or SMILES (.smi) file, or a SMILES string")
+    p.add_argument("-o", "--output", metavar="OUTPUT",
+                   help="output .xml file (one molecule), folder or .xml pattern (several: numbered "
+                        "files); default: INPUT's stem (.xml for one molecule, a folder for several)")
+    p.add_argument("--model", metavar="NAME_OR_PATH", default=None,
+                   help="parameter source (default: the package default); `gnnff models` lists them")
+    p.add_argument("--charges", metavar="METHOD", default=None,
+                   help="charge method of the classical 'sage' model: am1bcc (default), am1bcc-fast, mmff94")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    commands.add_parser("models", help="list the known models")
+    return parser
+
+
+def _records(source: str):
+    from gnnff.molecule import Record, load_molecule, looks_like_path, read_records
+
+    path = Path(source)
+    if looks_like_path(source):
+        if path.is_dir():
+            raise InputError(f"{source}: is a folder; give a molecule file")
+        return path.stem.removesuffix(".sdf"), read_records(path)
+    try:
+        record = Record(1, f"SMILES '{source}'", mol=load_molecule(source, name=source))
+    except GnnffError as err:
+        record = Record(1, f"SMILES '{source}'", error=err)
+    return "molecule", iter([record])
+
+
+def _output_paths(stem: str, output: str | None, many: bool) -> Iterator[Path]:
+    """Yield the output path of record 1, 2, ..."""
+    if not many:
+        yield Path(output) if output else Path(f"{stem}.xml")
+        return
+    target = Path(output) if output else Path(stem)
+    index = 0
+    while True:
+        index += 1
+        if target.suffix.lower() == ".xml":
+            yield target.with_name(f"{target.stem}-{index:04d}.xml")
+        else:
+            yield target / f"{index:04d}.xml"
+
+
+def _parametrize(args: argparse.Namespace) -> int:
+    import gnnff
+    from tqdm import tqdm
+
+    options = {"charges": args.charges} if args.charges else {}
+    model = gnnff.get_model(args.model, **options)
+    stem, records = _records(args.input)
+    records = list(records)
+    paths = _output_paths(stem, args.output, many=len(records) > 1)
+    say = (lambda *a: None) if args.quiet else (lambda line: tqdm.write(line, file=sys.stdout))
+    written, failed, start = 0, 0, time.perf_counter()
+    for record, path in zip(tqdm(records, disable=None if len(records) > 1 else True,
+                                 unit="mol", desc="parametrize", file=sys.stderr), paths):
+        try:
+            if record.error is not None:
+                raise record.error
+            result = gnnff.assign_parameters(record.mol, model=model)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            gnnff.write_xml(result.to_openmm(), path)
+        except GnnffError as err:
+            failed += 1
+            tqdm.write(f"gnnff: error: {err}", file=sys.stderr)
+            continue
+        except OSError as err:
+            failed += 1
+            tqdm.write(f"gnnff: error: {record.label}: cannot write {path} ({err.strerror})", file=sys.stderr)
+            continue
+        written += 1
+        say(f"wrote {path}  {record.label}  {result.topology.n_atoms} atoms  "
+            f"net charge {result.topology.net_charge:+d}  model {result.model}")
+    say(f"parametrized {written} of {len(records)} molecule(s) with model '{model.name}' "
+        f"in {time.perf_counter() - start:.2f} s" + (f"; {failed} failed" if failed else ""))
+    return 0 if failed == 0 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            from gnnff.models import DEFAULT_MODEL, available_models
+
+            for name in available_models():
+                print(name + ("  (default)" if name == DEFAULT_MODEL else ""))
+            return 0
+        if args.command == "parametrize":
+            return _parametrize(args)
+    except GnnffError as err:
+        print(f"gnnff: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gnnff: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Shared fixtures: small molecules, the shared DFT benchmark subset, OpenMM helpers."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+from rdkit import Chem
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_SDF = Path(os.environ.get("GNNFF_SHARED", ROOT.parent / "shared")) / "data" / "industry-benchmark-dev.sdf.gz"
+
+SMALL = {
+    "ethanol": "CCO",
+    "acetate": "CC(=O)[O-]",
+    "methylammonium": "C[NH3+]",
+    "glycine_zwitterion": "[NH3+]CC(=O)[O-]",
+    "benzene": "c1ccccc1",
+    "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
+    "cyclopropane": "C1CC1",
+    "cyclobutane": "C1CCC1",
+    "nitrobenzene": "c1ccccc1[N+](=O)[O-]",
+    "phosphate": "COP(=O)([O-])[O-]",
+    "dimethylsulfone": "CS(C)(=O)=O",
+    "bromoiodobenzene": "Brc1ccc(I)cc1",
+}
+
+
+def embedded(smiles: str, seed: int = 7) -> Chem.Mol:
+    """RDKit molecule with explicit hydrogens and one ETKDG conformer."""
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    assert AllChem.EmbedMolecule(mol, params) == 0
+    return mol
+
+
+@pytest.fixture(scope="session")
+def small_molecules() -> dict[str, Chem.Mol]:
+    return {name: embedded(smiles) for name, smiles in SMALL.items()}
+
+
+def _select_benchmark(n_neutral: int, per_charge: dict[int, int], max_conformers: int) -> list[Chem.Mol]:
+    """Unique molecules of the shared set, their first conformers merged into one Mol each."""
+    wanted = dict(per_charge)
+    wanted[0] = n_neutral
+    picked: dict[str, Chem.Mol] = {}
+    counts = {q: 0 for q in wanted}
+    with gzip.open(SHARED_SDF) as handle:
+        for mol in Chem.ForwardSDMolSupplier(handle, removeHs=False):
+            if mol is None:
+                continue
+            key = mol.GetProp("SMILES QCArchive")
+            if key in picked:
+                if picked[key].GetNumConformers() < max_conformers:
+                    picked[key].AddConformer(mol.GetConformer(), assignId=True)
+                continue
+            q = Chem.GetFormalCharge(mol)
+            if counts.get(q, 0) < wanted.get(q, 0):
+                counts[q] += 1
+                picked[key] = Chem.Mol(mol)
+            if counts == wanted and all(m.GetNumConformers() >= max_conformers for m in picked.values()):
+                break
+    return list(picked.values())
+
+
+@pytest.fixture(scope="session")
+def benchmark_molecules() -> list[Chem.Mol]:
+    """40 neutral and 14 charged molecules (+1, -1, +2, -2) of the shared DFT set, 2 conformers max."""
+    if not SHARED_SDF.is_file():
+        pytest.skip(f"shared data not found at {SHARED_SDF} (set GNNFF_SHARED)")
+    return _select_benchmark(40, {1: 5, -1: 5, 2: 2, -2: 2}, max_conformers=2)
