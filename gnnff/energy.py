@@ -92,10 +92,11 @@ def _proper_terms(x, idx, p) -> torch.Tensor:
 
 def _improper_terms(x, idx, p) -> torch.Tensor:
     total = 0.0
-    for order in IMPROPERS.symmetry:
+    share = 1.0 / len(IMPROPERS.expansion)
+    for order in IMPROPERS.expansion:
         o = idx[:, list(order)]
         phi = dihedrals(x, o[:, 0], o[:, 1], o[:, 2], o[:, 3])
-        total = total + _periodic(phi, p.k / 3.0, p.phase, IMPROPERS.periodicities)
+        total = total + _periodic(phi, share * p.k, p.phase, IMPROPERS.periodicities)
     return total
 
 

@@ -43,24 +43,24 @@ def _add_angles(force: openmm.HarmonicAngleForce, idx: np.ndarray, p) -> None:
         force.addAngle(i, j, k, angle, kk)
 
 
-def _add_torsions(force: openmm.PeriodicTorsionForce, idx: np.ndarray, p, term: Term,
-                  orders: tuple[tuple[int, ...], ...], divide: float) -> None:
+def _add_torsions(force: openmm.PeriodicTorsionForce, idx: np.ndarray, p, term: Term) -> None:
     k_all, phase_all = p.k.tolist(), p.phase.tolist()
+    orders, share = term.expansion, 1.0 / len(term.expansion)
     for row, ks, phases in zip(idx.tolist(), k_all, phase_all):
         for n, k, phase in zip(term.periodicities, ks, phases):
             if k == 0.0:
                 continue
             for order in orders:
                 a, b, c, d = (row[o] for o in order)
-                force.addTorsion(a, b, c, d, n, phase, k / divide)
+                force.addTorsion(a, b, c, d, n, phase, share * k)
 
 
 def _add_propers(force, idx, p) -> None:
-    _add_torsions(force, idx, p, PROPERS, PROPERS.symmetry[:1], 1.0)
+    _add_torsions(force, idx, p, PROPERS)
 
 
 def _add_impropers(force, idx, p) -> None:
-    _add_torsions(force, idx, p, IMPROPERS, IMPROPERS.symmetry, 3.0)
+    _add_torsions(force, idx, p, IMPROPERS)
 
 
 def _add_nonbonded(force: openmm.NonbondedForce, topology: Topology, p) -> None:

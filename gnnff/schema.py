@@ -125,8 +125,11 @@ class Term:
     parameters
         The typed parameter container.
     symmetry
-        Permutations of tuple positions under which the term is invariant
-        (the identity first). Symmetric heads pool over exactly these.
+        Permutations of tuple positions under which the term and its parameters are
+        invariant (the identity first). Symmetric heads pool over exactly these.
+    expansion
+        Atom orders each row is expanded to in the energy and the exported force
+        (the trefoil for impropers), each carrying ``1 / len(expansion)`` of ``k``.
     periodicities
         Periodicities ``n`` of the columns of periodic parameters (empty if none).
     openmm_force
@@ -140,6 +143,7 @@ class Term:
     atom_order: str
     parameters: type
     symmetry: tuple[tuple[int, ...], ...]
+    expansion: tuple[tuple[int, ...], ...]
     periodicities: tuple[int, ...]
     openmm_force: str
     force_group: int
@@ -149,17 +153,22 @@ class Term:
         return dataclasses.fields(self.parameters)
 
 
+_TREFOIL = ((0, 1, 2, 3), (0, 2, 3, 1), (0, 3, 1, 2))
+
 BONDS = Term("bonds", 2, "(i, j) bonded", BondParameters,
-             ((0, 1), (1, 0)), (), "HarmonicBondForce", 0)
+             ((0, 1), (1, 0)), ((0, 1),), (), "HarmonicBondForce", 0)
 ANGLES = Term("angles", 3, "(i, j, k), j the vertex", AngleParameters,
-              ((0, 1, 2), (2, 1, 0)), (), "HarmonicAngleForce", 1)
+              ((0, 1, 2), (2, 1, 0)), ((0, 1, 2),), (), "HarmonicAngleForce", 1)
 PROPERS = Term("propers", 4, "(i, j, k, l), bonds i-j, j-k, k-l", ProperParameters,
-               ((0, 1, 2, 3), (3, 2, 1, 0)), PROPER_PERIODICITIES, "PeriodicTorsionForce", 2)
+               ((0, 1, 2, 3), (3, 2, 1, 0)), ((0, 1, 2, 3),), PROPER_PERIODICITIES,
+               "PeriodicTorsionForce", 2)
+# Impropers: parameters invariant under every order of the outer atoms (the trefoil
+# energy is, for phases 0 and pi); the energy expands each centre to the trefoil.
 IMPROPERS = Term("impropers", 4, "(c, a, b, d), c the trivalent centre", ImproperParameters,
-                 ((0, 1, 2, 3), (0, 2, 3, 1), (0, 3, 1, 2)), IMPROPER_PERIODICITIES,
-                 "PeriodicTorsionForce", 3)
+                 _TREFOIL + ((0, 1, 3, 2), (0, 3, 2, 1), (0, 2, 1, 3)), _TREFOIL,
+                 IMPROPER_PERIODICITIES, "PeriodicTorsionForce", 3)
 NONBONDED = Term("nonbonded", 1, "(i,) every atom", NonbondedParameters,
-                 ((0,),), (), "NonbondedForce", 4)
+                 ((0,),), ((0,),), (), "NonbondedForce", 4)
 
 #: All terms, in export order.
 TERMS: tuple[Term, ...] = (BONDS, ANGLES, PROPERS, IMPROPERS, NONBONDED)

@@ -11,7 +11,7 @@ from gnnff.energy import compute_energy, forces
 from gnnff.schema import TERMS, ForceFieldParameters
 from gnnff.topology import Topology
 
-__all__ = ["openmm_terms", "compare_with_openmm"]
+__all__ = ["openmm_terms", "compare_with_openmm", "parameter_table", "assert_parameters_permute"]
 
 _KJ = unit.kilojoule_per_mole
 _KJ_NM = unit.kilojoule_per_mole / unit.nanometer
@@ -58,3 +58,42 @@ def compare_with_openmm(topology: Topology, parameters: ForceFieldParameters, sy
             e_max, f_max = out[term.name]
             out[term.name] = (max(e_max, de), max(f_max, df))
     return out
+
+
+def _canonical(row: tuple[int, ...], symmetry: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    return min(tuple(row[i] for i in perm) for perm in symmetry)
+
+
+def parameter_table(topology: Topology, parameters: ForceFieldParameters,
+                    relabel: np.ndarray | None = None) -> dict[str, dict[tuple[int, ...], np.ndarray]]:
+    """Parameters keyed by canonical atom tuple (under each term's symmetry group).
+
+    ``relabel[i]`` maps atom ``i`` of ``topology`` to the label used in the keys
+    (identity if None), so two atom orders of one molecule can be compared.
+    """
+    out: dict[str, dict[tuple[int, ...], np.ndarray]] = {}
+    for term in TERMS:
+        container = parameters.term(term)
+        rows = topology.indices(term)
+        width = len(term.periodicities) or 1
+        values = np.concatenate(
+            [getattr(container, f.name).detach().double().cpu().numpy().reshape(len(rows), width)
+             for f in term.fields()], axis=1)
+        if relabel is not None:
+            rows = np.asarray(relabel)[rows]
+        out[term.name] = {_canonical(tuple(r), term.symmetry): v for r, v in zip(rows.tolist(), values)}
+    return out
+
+
+def assert_parameters_permute(original: tuple[Topology, ForceFieldParameters],
+                              permuted: tuple[Topology, ForceFieldParameters],
+                              new_order: np.ndarray, atol: float = 1e-10) -> None:
+    """Assert that relabelling atoms (``permuted`` atom ``i`` is ``original`` atom
+    ``new_order[i]``) relabels every term's parameters and changes nothing else."""
+    a = parameter_table(*original)
+    b = parameter_table(*permuted, relabel=new_order)
+    for term in TERMS:
+        assert a[term.name].keys() == b[term.name].keys(), f"{term.name}: different atom tuples"
+        for key, value in a[term.name].items():
+            np.testing.assert_allclose(b[term.name][key], value, atol=atol, rtol=0,
+                                       err_msg=f"{term.name} {key}")
