@@ -119,14 +119,38 @@ def read_records(path: str | os.PathLike) -> Iterator[Record]:
         count += 1
         label = _record_label(path, index, name)
         try:
-            mol = parse()
-            if mol is None:
-                raise InputError(f"{label}: cannot parse the {suffix} record")
+            try:
+                mol = parse()
+            except _Unparsable as err:
+                raise InputError(f"{label}: {err}") from None
             yield Record(index, label, mol=prepare(mol, label=label))
         except GnnffError as err:
             yield Record(index, label, error=err)
     if count == 0:
         raise InputError(f"{path}: no molecule found in the file")
+
+
+class _Unparsable(Exception):
+    """A record the reader could not parse; the message says why."""
+
+
+def _molblock_problem(block: str) -> str:
+    """Why RDKit could not parse a V2000 molfile block, as far as we can tell."""
+    lines = block.split("\n")
+    try:
+        n_atoms = int(lines[3][:3])
+    except (IndexError, ValueError):
+        return "cannot parse the record: no valid molfile counts line (line 4)"
+    table = Chem.GetPeriodicTable()
+    for i, line in enumerate(lines[4:4 + n_atoms]):
+        symbol = line[31:34].strip()
+        try:
+            table.GetAtomicNumber(symbol)
+        except RuntimeError:
+            return f"atom {i} has unknown element '{symbol}'; fix the atom symbol"
+    if len(lines) < 4 + n_atoms:
+        return f"the record is truncated (counts line says {n_atoms} atoms)"
+    return "RDKit cannot parse the record (check its atom and bond blocks and valences)"
 
 
 def _sdf_blocks(text: str) -> Iterator[tuple[str, Any]]:
@@ -140,7 +164,10 @@ def _sdf_blocks(text: str) -> Iterator[tuple[str, Any]]:
             with rdBase.BlockLogs():
                 supplier = Chem.SDMolSupplier()
                 supplier.SetData(chunk + "$$$$\n", sanitize=False, removeHs=False)
-                return next(iter(supplier), None)
+                mol = next(iter(supplier), None)
+            if mol is None:
+                raise _Unparsable(_molblock_problem(chunk))
+            return mol
 
         yield name, parse
 
@@ -154,7 +181,10 @@ def _mol2_blocks(text: str) -> Iterator[tuple[str, Any]]:
 
         def parse(block=marker + part):
             with rdBase.BlockLogs():
-                return Chem.MolFromMol2Block(block, sanitize=False, removeHs=False)
+                mol = Chem.MolFromMol2Block(block, sanitize=False, removeHs=False)
+            if mol is None:
+                raise _Unparsable("RDKit cannot parse the MOL2 record (check atom types and bonds)")
+            return mol
 
         yield name, parse
 
@@ -166,15 +196,15 @@ def _smiles_lines(text: str) -> Iterator[tuple[str, Any]]:
             continue
         smiles = fields[0]
         name = fields[1].strip() if len(fields) > 1 else smiles
-        yield name, lambda smiles=smiles: _parse_smiles(smiles, name)
+        yield name, lambda smiles=smiles, name=name: _parse_smiles(smiles, name)
 
 
-def _parse_smiles(smiles: str, label: str) -> Chem.Mol:
+def _parse_smiles(smiles: str, name: str) -> Chem.Mol:
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles, sanitize=False)
     if mol is None:
-        raise InputError(f"{label}: '{smiles}' is not a valid SMILES string; check its syntax")
-    mol.SetProp("_Name", label)
+        raise _Unparsable(f"'{smiles}' is not a valid SMILES string; check its syntax")
+    mol.SetProp("_Name", name)
     return mol
 
 
@@ -216,7 +246,10 @@ def load_molecule(molecule: Any, *, name: str | None = None) -> Chem.Mol:
                 mol.SetProp("_Name", name)
             return mol
         label = name or text
-        return prepare(_parse_smiles(text, label), label=label)
+        try:
+            return prepare(_parse_smiles(text, label), label=label)
+        except _Unparsable as err:
+            raise InputError(f"{label}: {err}") from None
     raise InputError(
         f"cannot read a molecule from a {type(molecule).__name__}; pass an RDKit Mol, "
         "an OpenFF Molecule, a SMILES string or a file path"
