@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,7 @@ class SageSource:
 
     def check_domain(self, mol: Chem.Mol, label: str) -> None:
         """Raise ParametrizationError naming the first atom whose element Sage lacks."""
-        for atom in mol.GetAtoms():
+        for atom in (mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())):
             if atom.GetSymbol() not in SAGE_ELEMENTS:
                 raise ParametrizationError(
                     f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()}) is an element Sage has no "
@@ -101,7 +102,10 @@ class SageSource:
 
         label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
         self.check_domain(mol, label)
-        offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
+        with warnings.catch_warnings():
+            # salts: the toolkit warns about several components; we treat them as one molecule
+            warnings.simplefilter("ignore")
+            offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
         try:
             labels = _force_field(self.offxml).label_molecules(offmol.to_topology())[0]
         except Exception as err:  # the toolkit raises many types; report them as one

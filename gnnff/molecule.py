@@ -278,7 +278,8 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
     except Exception as err:  # RDKit raises several sanitization exception types
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ChemistryError(f"{label}: RDKit cannot sanitize the molecule ({message})") from None
-    for atom in mol.GetAtoms():
+    atoms = [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]  # O(1) index access
+    for atom in atoms:
         where = f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()})"
         if atom.GetAtomicNum() == 0:
             raise ChemistryError(f"{where} is a dummy atom; replace it by a real element")
@@ -288,7 +289,7 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
                 "radicals are not supported, add the missing hydrogens or charge"
             )
     has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
-    missing = [a for a in mol.GetAtoms() if a.GetNumImplicitHs() > 0]
+    missing = [a for a in atoms if a.GetNumImplicitHs() > 0]
     if missing and has_3d:
         atom = missing[0]
         raise ChemistryError(
@@ -311,7 +312,7 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
 
 def net_charge(mol: Chem.Mol) -> int:
     """Net charge of a molecule: the sum of its formal charges."""
-    return sum(atom.GetFormalCharge() for atom in mol.GetAtoms())
+    return sum(mol.GetAtomWithIdx(i).GetFormalCharge() for i in range(mol.GetNumAtoms()))
 
 
 def positions_nm(mol: Chem.Mol) -> np.ndarray:

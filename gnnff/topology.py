@@ -172,16 +172,13 @@ def build_topology(mol: Chem.Mol) -> Topology:
         ``a < b < d``.
     """
     n = mol.GetNumAtoms()
-    atoms = list(mol.GetAtoms())
-    bonds = _as_array(sorted(
-        (min(b.GetBeginAtomIdx(), b.GetEndAtomIdx()), max(b.GetBeginAtomIdx(), b.GetEndAtomIdx()))
-        for b in mol.GetBonds()
-    ), 2)
-    order = {(int(i), int(j)): k for k, (i, j) in enumerate(bonds)}
-    bond_orders = np.zeros(len(bonds))
-    for b in mol.GetBonds():
-        i, j = sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))
-        bond_orders[order[(i, j)]] = b.GetBondTypeAsDouble()
+    # RDKit's mol.GetBonds() and GetBondWithIdx() cost O(n) per bond in recent versions;
+    # atom-by-atom index access and each atom's own bonds keep this linear.
+    atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
+    by_pair = {(atom.GetIdx(), b.GetOtherAtomIdx(atom.GetIdx())): b.GetBondTypeAsDouble()
+               for atom in atoms for b in atom.GetBonds() if b.GetOtherAtomIdx(atom.GetIdx()) > atom.GetIdx()}
+    bonds = _as_array(sorted(by_pair), 2)
+    bond_orders = np.array([by_pair[pair] for pair in sorted(by_pair)], dtype=np.float64)
     neighbours: list[list[int]] = [[] for _ in range(n)]
     for i, j in bonds.tolist():
         neighbours[i].append(j)
