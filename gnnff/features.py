@@ -1,0 +1,100 @@
+"""Atom features for the network, independent of the resonance form drawn in the input.
+
+Formal charges and bond orders depend on which resonance structure a file happened
+to draw (``C(=O)[O-]`` vs ``C([O-])=O``). Here they are averaged over the terminal
+atoms that resonance makes equivalent: atoms with a single heavy neighbour, bonded to
+the same centre, of the same element and hydrogen count (carboxylate, nitro,
+phosphate and sulfonate oxygens, amidinium and guanidinium nitrogens). Every other
+feature (element, degree, hydrogens, rings, aromaticity, conjugation) does not depend
+on the drawing. Charges delocalised inside rings (imidazolium drawn with the charge
+on either nitrogen) are not averaged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rdkit import Chem
+
+__all__ = ["ELEMENTS", "N_FEATURES", "atom_features", "resonance_averaged"]
+
+#: Elements with their own one-hot column; others share the last one.
+ELEMENTS = (1, 6, 7, 8, 9, 15, 16, 17, 35, 53, 3, 11, 19, 37, 55)
+_DEGREES = 7  # 0..6
+_HYDROGENS = 5  # 0..4
+_RING_SIZES = (3, 4, 5, 6, 7, 8)
+N_FEATURES = len(ELEMENTS) + 1 + _DEGREES + _DEGREES + _HYDROGENS + len(_RING_SIZES) + 5
+
+
+def _one_hot(values: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((len(values), n))
+    out[np.arange(len(values)), np.clip(values, 0, n - 1)] = 1.0
+    return out
+
+
+def resonance_averaged(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
+    """Formal charges ``(n_atoms,)`` and bond orders per atom pair, averaged over
+    resonance-equivalent terminal atoms.
+
+    Returns
+    -------
+    charges
+        Averaged formal charge per atom.
+    valence
+        Sum of averaged bond orders of each atom (aromatic bonds count 1.5).
+    """
+    n = mol.GetNumAtoms()
+    atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
+    charges = np.array([a.GetFormalCharge() for a in atoms], dtype=float)
+    valence = np.zeros(n)
+    for atom in atoms:
+        groups: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        for bond in atom.GetBonds():
+            other = bond.GetOtherAtom(atom)
+            order = bond.GetBondTypeAsDouble()
+            valence[atom.GetIdx()] += order
+            if other.GetAtomicNum() > 1 and other.GetDegree() - other.GetTotalNumHs(includeNeighbors=True) == 1:
+                key = (other.GetAtomicNum(), other.GetTotalNumHs(includeNeighbors=True))
+                groups.setdefault(key, []).append((other.GetIdx(), order))
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            idx = [i for i, _ in members]
+            charges[idx] = charges[idx].mean()
+            mean_order = float(np.mean([o for _, o in members]))
+            for i, order in members:  # terminal atoms: their only heavy bond is this one
+                valence[i] += mean_order - order
+    return charges, valence
+
+
+def atom_features(mol: Chem.Mol) -> np.ndarray:
+    """Feature matrix ``(n_atoms, N_FEATURES)`` of a prepared molecule."""
+    n = mol.GetNumAtoms()
+    atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
+    z = np.array([a.GetAtomicNum() for a in atoms])
+    element = np.array([ELEMENTS.index(x) if x in ELEMENTS else len(ELEMENTS) for x in z])
+    degree = np.array([a.GetDegree() for a in atoms])
+    heavy_degree = np.array([a.GetDegree() - a.GetTotalNumHs(includeNeighbors=True) for a in atoms])
+    hydrogens = np.array([a.GetTotalNumHs(includeNeighbors=True) for a in atoms])
+    ring_info = mol.GetRingInfo()
+    rings = np.array([[ring_info.IsAtomInRingOfSize(i, s) for s in _RING_SIZES] for i in range(n)],
+                     dtype=float).reshape(n, len(_RING_SIZES))
+    charges, valence = resonance_averaged(mol)
+    conjugated = np.zeros(n)
+    for atom in atoms:
+        if any(b.GetIsConjugated() for b in atom.GetBonds()):
+            conjugated[atom.GetIdx()] = 1.0
+    scalars = np.stack([
+        np.array([a.GetIsAromatic() for a in atoms], dtype=float),
+        np.array([a.IsInRing() for a in atoms], dtype=float),
+        conjugated,
+        charges,
+        valence / 4.0,
+    ], axis=1)
+    return np.concatenate([
+        _one_hot(element, len(ELEMENTS) + 1),
+        _one_hot(degree, _DEGREES),
+        _one_hot(heavy_degree, _DEGREES),
+        _one_hot(hydrogens, _HYDROGENS),
+        rings,
+        scalars,
+    ], axis=1)

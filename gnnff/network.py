@@ -1,0 +1,270 @@
+"""The network: message passing over the bond graph, one symmetric head per MM term.
+
+Stages: atom features -> :class:`GNN` atom embeddings -> per-term heads that pool
+symmetrically over the term's symmetry group (:data:`gnnff.schema.Term.symmetry`) ->
+transforms that make parameters valid by construction:
+
+- bonds, angles: two positive weights ``w1, w2`` on fixed anchors:
+  ``k = w1 + w2``, ``x0 = (w1 b1 + w2 b2) / k`` (k > 0, x0 between the anchors);
+- torsions: signed ``k_n`` -> ``|k_n|`` with phase 0 or pi;
+- charges: electronegativity and hardness -> analytic charge equilibration with the
+  molecule's net charge (the sum is exact);
+- Lennard-Jones: sigma and epsilon inside element-wise bounds (sigmoid, log scale for
+  epsilon), starting at element defaults.
+
+This module imports the schema and topology, never export or training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from gnnff.errors import ModelError
+from gnnff.features import N_FEATURES
+from gnnff.schema import (
+    ANGLES,
+    BONDS,
+    IMPROPERS,
+    NONBONDED,
+    PROPERS,
+    TERMS,
+    AngleParameters,
+    BondParameters,
+    ForceFieldParameters,
+    ImproperParameters,
+    NonbondedParameters,
+    ProperParameters,
+    Term,
+)
+from gnnff.topology import Topology
+
+__all__ = ["NetworkConfig", "Graph", "GNNForceField", "ARCHITECTURES", "build_network", "LJ_BOUNDS"]
+
+BOND_ANCHORS = (0.08, 0.32)  # nm
+ANGLE_ANCHORS = (0.0, math.pi)  # rad
+#: Starting points of the untrained model (typical values of organic force fields).
+BOND_START = (3.0e5, 0.13)  # kJ/mol/nm^2, nm
+ANGLE_START = (500.0, 1.91)  # kJ/mol/rad^2, rad
+TORSION_SCALE = 2.0  # kJ/mol per unit of raw output
+
+#: Element -> (sigma default, low, high [nm]; epsilon default, low, high [kJ/mol]).
+LJ_BOUNDS: dict[int, tuple[float, float, float, float, float, float]] = {
+    1: (0.25, 0.03, 0.32, 0.07, 1e-5, 0.3),
+    6: (0.34, 0.28, 0.42, 0.36, 0.05, 1.5),
+    7: (0.32, 0.27, 0.40, 0.70, 0.05, 1.5),
+    8: (0.30, 0.26, 0.38, 0.88, 0.05, 1.5),
+    9: (0.31, 0.27, 0.37, 0.25, 0.02, 1.0),
+    15: (0.37, 0.30, 0.45, 0.84, 0.05, 2.5),
+    16: (0.36, 0.30, 0.43, 1.05, 0.05, 2.5),
+    17: (0.35, 0.30, 0.42, 1.10, 0.05, 2.5),
+    35: (0.36, 0.30, 0.45, 1.30, 0.05, 3.0),
+    53: (0.40, 0.32, 0.50, 1.60, 0.05, 3.5),
+}
+_LJ_OTHER = (0.30, 0.10, 0.50, 0.40, 1e-4, 4.0)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Hyperparameters of the network. Unknown keys are errors (:meth:`from_dict`)."""
+
+    architecture: str = "gnn"
+    width: int = 128
+    depth: int = 3
+    head_width: int = 128
+    head_depth: int = 2
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "NetworkConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ModelError(f"unknown network option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """Tensors the network reads, for one molecule or a batch.
+
+    Attributes
+    ----------
+    features
+        ``(n_atoms, N_FEATURES)``
+    atomic_numbers, molecule_index
+        ``(n_atoms,)``
+    net_charges
+        ``(n_molecules,)`` float
+    edges
+        ``(2, 2 n_bonds)`` both directions of every bond
+    tuples
+        term name -> ``(n, arity)`` atom tuples
+    """
+
+    features: torch.Tensor
+    atomic_numbers: torch.Tensor
+    molecule_index: torch.Tensor
+    net_charges: torch.Tensor
+    edges: torch.Tensor
+    tuples: dict[str, torch.Tensor]
+
+    @staticmethod
+    def from_topology(topology: Topology, features: np.ndarray, dtype: torch.dtype = torch.float32) -> "Graph":
+        bonds = torch.as_tensor(topology.bonds)
+        return Graph(
+            features=torch.as_tensor(features, dtype=dtype),
+            atomic_numbers=torch.as_tensor(topology.atomic_numbers),
+            molecule_index=torch.as_tensor(topology.molecule_index),
+            net_charges=torch.as_tensor(topology.net_charges, dtype=dtype),
+            edges=torch.cat([bonds.T, bonds.flip(1).T], dim=1),
+            tuples={term.name: torch.as_tensor(topology.indices(term)) for term in TERMS},
+        )
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.SiLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class GNN(nn.Module):
+    """Residual mean-aggregation message passing over bonds (plain ``index_add``)."""
+
+    def __init__(self, n_features: int, width: int, depth: int) -> None:
+        super().__init__()
+        self.embed = _mlp([n_features, width, width])
+        self.layers = nn.ModuleList(_mlp([2 * width, width, width]) for _ in range(depth))
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
+
+    def forward(self, graph: Graph) -> torch.Tensor:
+        h = self.embed(graph.features)
+        src, dst = graph.edges
+        degree = torch.zeros(h.shape[0], dtype=h.dtype).index_add(0, dst, torch.ones_like(dst, dtype=h.dtype))
+        for layer, norm in zip(self.layers, self.norms):
+            messages = torch.zeros_like(h).index_add(0, dst, h[src]) / degree.clamp(min=1.0)[:, None]
+            h = norm(h + layer(torch.cat([h, messages], dim=1)))
+        return h
+
+
+class SymmetricHead(nn.Module):
+    """MLP over a term's atom tuple, averaged over the term's symmetry group (Janossy)."""
+
+    def __init__(self, term: Term, width: int, hidden: int, depth: int, n_out: int) -> None:
+        super().__init__()
+        self.term = term
+        self.mlp = _mlp([term.arity * width] + [hidden] * depth + [n_out])
+        last = self.mlp[-1]
+        nn.init.normal_(last.weight, std=0.01)  # start near the bias: sensible values
+        nn.init.zeros_(last.bias)
+
+    def forward(self, h: torch.Tensor, tuples: torch.Tensor) -> torch.Tensor:
+        outs = [self.mlp(h[tuples[:, list(perm)]].flatten(1)) for perm in self.term.symmetry]
+        return torch.stack(outs).mean(0)
+
+
+def _two_point(raw: torch.Tensor, start: tuple[float, float], anchors: tuple[float, float]):
+    """(k, x0) from two log-weights, shifted so raw = 0 gives ``start``."""
+    k0, x0 = start
+    b1, b2 = anchors
+    w1_0 = k0 * (b2 - x0) / (b2 - b1)
+    w2_0 = k0 * (x0 - b1) / (b2 - b1)
+    w1 = torch.exp(raw[:, 0] + math.log(w1_0))
+    w2 = torch.exp(raw[:, 1] + math.log(w2_0))
+    k = w1 + w2
+    return k, (w1 * b1 + w2 * b2) / k
+
+
+def _signed_torsion(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    k = TORSION_SCALE * raw
+    return k.abs(), math.pi * (k < 0).to(raw.dtype)
+
+
+def charge_equilibration(electronegativity: torch.Tensor, hardness: torch.Tensor,
+                         molecule_index: torch.Tensor, net_charges: torch.Tensor) -> torch.Tensor:
+    """Charges ``q_i = -e_i/s_i + (1/s_i) (Q + sum_j e_j/s_j) / sum_j 1/s_j`` per molecule."""
+    inv = 1.0 / hardness
+    n_mol = net_charges.shape[0]
+    sum_es = torch.zeros(n_mol, dtype=inv.dtype).index_add(0, molecule_index, electronegativity * inv)
+    sum_inv = torch.zeros(n_mol, dtype=inv.dtype).index_add(0, molecule_index, inv)
+    shift = (net_charges + sum_es) / sum_inv
+    return -electronegativity * inv + inv * shift[molecule_index]
+
+
+def _lj_table(dtype: torch.dtype) -> torch.Tensor:
+    table = torch.tensor([_LJ_OTHER] * 119, dtype=dtype)
+    for z, row in LJ_BOUNDS.items():
+        table[z] = torch.tensor(row, dtype=dtype)
+    return table
+
+
+def _bounded(raw: torch.Tensor, default, low, high, log: bool = False) -> torch.Tensor:
+    if log:
+        default, low, high = default.log(), low.log(), high.log()
+    frac = ((default - low) / (high - low)).clamp(1e-4, 1 - 1e-4)
+    value = low + (high - low) * torch.sigmoid(raw + torch.logit(frac))
+    return value.exp() if log else value
+
+
+class GNNForceField(nn.Module):
+    """Atom embeddings -> parameters of every term of :data:`gnnff.schema.TERMS`."""
+
+    #: outputs per row of each term's head
+    N_OUT = {BONDS.name: 2, ANGLES.name: 2, PROPERS.name: len(PROPERS.periodicities),
+             IMPROPERS.name: len(IMPROPERS.periodicities), NONBONDED.name: 4}
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.gnn = GNN(N_FEATURES, config.width, config.depth)
+        self.heads = nn.ModuleDict({
+            term.name: SymmetricHead(term, config.width, config.head_width, config.head_depth,
+                                     self.N_OUT[term.name])
+            for term in TERMS
+        })
+
+    def forward(self, graph: Graph) -> ForceFieldParameters:
+        h = self.gnn(graph)
+        raw = {term.name: self.heads[term.name](h, graph.tuples[term.name]) for term in TERMS}
+        k_b, length = _two_point(raw[BONDS.name], BOND_START, BOND_ANCHORS)
+        k_a, angle = _two_point(raw[ANGLES.name], ANGLE_START, ANGLE_ANCHORS)
+        k_p, phase_p = _signed_torsion(raw[PROPERS.name])
+        k_i, phase_i = _signed_torsion(raw[IMPROPERS.name])
+        return ForceFieldParameters(
+            bonds=BondParameters(k=k_b, length=length),
+            angles=AngleParameters(k=k_a, angle=angle),
+            propers=ProperParameters(k=k_p, phase=phase_p),
+            impropers=ImproperParameters(k=k_i, phase=phase_i),
+            nonbonded=self._nonbonded(raw[NONBONDED.name], graph),
+        )
+
+    def _nonbonded(self, raw: torch.Tensor, graph: Graph) -> NonbondedParameters:
+        table = _lj_table(raw.dtype)[graph.atomic_numbers]
+        hardness = nn.functional.softplus(raw[:, 1] + 1.0) + 0.05
+        charge = charge_equilibration(raw[:, 0], hardness, graph.molecule_index, graph.net_charges)
+        sigma = _bounded(raw[:, 2], table[:, 0], table[:, 1], table[:, 2])
+        epsilon = _bounded(raw[:, 3], table[:, 3], table[:, 4], table[:, 5], log=True)
+        return NonbondedParameters(charge=charge, sigma=sigma, epsilon=epsilon)
+
+
+#: Architecture name -> factory(config) -> nn.Module producing ForceFieldParameters.
+ARCHITECTURES: dict[str, Callable[[NetworkConfig], nn.Module]] = {"gnn": GNNForceField}
+
+
+def build_network(config: NetworkConfig) -> nn.Module:
+    """Instantiate the architecture ``config.architecture``."""
+    try:
+        factory = ARCHITECTURES[config.architecture]
+    except KeyError:
+        raise ModelError(
+            f"unknown architecture '{config.architecture}'; known: {', '.join(sorted(ARCHITECTURES))}"
+        ) from None
+    return factory(config)
