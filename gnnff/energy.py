@@ -153,7 +153,7 @@ def _molecule_sum(per_tuple: torch.Tensor, molecule: torch.Tensor, n_molecules: 
 
 
 def compute_energy(topology: Topology, parameters: ForceFieldParameters,
-                   positions: torch.Tensor) -> dict[str, torch.Tensor]:
+                   positions: torch.Tensor, *, pairs: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """MM energy of every term.
 
     Parameters
@@ -164,6 +164,9 @@ def compute_energy(topology: Topology, parameters: ForceFieldParameters,
         Parameters matching ``topology`` row for row, same dtype as ``positions``.
     positions
         ``(n_conformations, n_atoms, 3)`` or ``(n_atoms, 3)``, nm.
+    pairs
+        Precomputed :func:`nonbonded_pairs` of ``topology`` (all chunks joined), to
+        skip their enumeration in repeated calls.
 
     Returns
     -------
@@ -183,18 +186,18 @@ def compute_energy(topology: Topology, parameters: ForceFieldParameters,
         idx = torch.as_tensor(topology.indices(term), device=device)
         e = _VALENCE[term.name](x, idx, parameters.term(term))
         out[term.name] = _molecule_sum(e, molecule[idx[:, 0]], n_mol)
-    out[NONBONDED.name] = _nonbonded(topology, parameters, x, molecule)
+    out[NONBONDED.name] = _nonbonded(topology, parameters, x, molecule, pairs)
     return out
 
 
 def _nonbonded(topology: Topology, parameters: ForceFieldParameters, x: torch.Tensor,
-               molecule: torch.Tensor) -> torch.Tensor:
+               molecule: torch.Tensor, pairs: np.ndarray | None) -> torch.Tensor:
     p = parameters.nonbonded
     n_mol = topology.n_molecules
     pairs_14 = torch.as_tensor(topology.pairs_14, device=x.device)
     e14 = _pair_energy(x, pairs_14, p, COULOMB_14_SCALE, LJ_14_SCALE)
     total = _molecule_sum(e14, molecule[pairs_14[:, 0]], n_mol)
-    for chunk in nonbonded_pairs(topology):
+    for chunk in (nonbonded_pairs(topology) if pairs is None else [pairs]):
         pairs = torch.as_tensor(chunk, device=x.device)
         e = _pair_energy(x, pairs, p, 1.0, 1.0)
         total = total + _molecule_sum(e, molecule[pairs[:, 0]], n_mol)

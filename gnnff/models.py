@@ -9,6 +9,7 @@ entry-point group, or at run time with :func:`register_model`.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from rdkit import Chem
@@ -62,7 +63,7 @@ def available_models() -> list[str]:
 
 
 def get_model(model: str | ParameterSource | None = None, **options: Any) -> ParameterSource:
-    """Resolve a model name (or pass a ParameterSource through).
+    """Resolve a model name or checkpoint path (``*.pt``), or pass a ParameterSource through.
 
     Raises
     ------
@@ -78,6 +79,12 @@ def get_model(model: str | ParameterSource | None = None, **options: Any) -> Par
                 raise ModelError("options cannot be given together with a model object")
             return model
         raise ModelError(f"a model must be a name or a ParameterSource, not {type(model).__name__}")
+    if model.endswith(".pt") or Path(model).is_file():
+        from gnnff.checkpoint import GNNSource
+
+        if options:
+            raise ModelError(f"model file '{model}' takes no options (got {sorted(options)})")
+        return GNNSource(model)
     factory = _BUILTIN.get(model) or _REGISTERED.get(model)
     if factory is None:
         plugins = _entry_point_factories()

@@ -1,0 +1,153 @@
+"""Training configuration: immutable, validated, unknown keys are errors.
+
+A YAML file maps onto :class:`TrainConfig`; relative paths are resolved against the
+file's folder. The resolved config is written next to the outputs it produces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gnnff.errors import InputError
+from gnnff.network import NetworkConfig
+
+__all__ = ["DataSource", "SplitConfig", "LossConfig", "OptimConfig", "TrainConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One data file: ``path``, ``format`` (spice-hdf5 | qcarchive-sdf | None: by suffix),
+    ``name`` (for reports), ``limit`` (first N molecules)."""
+
+    path: str
+    format: str | None = None
+    name: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Fractions of unique molecules for validation and test; the rest trains."""
+
+    validation: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the loss terms (energies kcal/mol, forces kcal/mol/A, charges e)."""
+
+    energy: float = 1.0
+    forces: float = 0.1
+    charges: float = 10.0
+    torsion_l2: float = 1e-3
+    lj_prior: float = 1.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation: epochs, molecules per batch, Adam learning rate, early stopping."""
+
+    epochs: int = 50
+    batch_molecules: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``gnnff train`` needs."""
+
+    data: tuple[DataSource, ...]
+    output: str
+    reference_charges: str = "am1bcc-fast"
+    reference_cache: str | None = None
+    split: SplitConfig = SplitConfig()
+    network: NetworkConfig = NetworkConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_NESTED = {"split": SplitConfig, "network": NetworkConfig, "loss": LossConfig, "optim": OptimConfig}
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise InputError(f"config: '{where}' must be a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"config: unknown key(s) {unknown} in '{where}'; known: {sorted(known)}")
+    out = {}
+    for name, value in values.items():
+        hint = hints[name]
+        path = f"{where}.{name}" if where else name
+        if name in _NESTED:
+            out[name] = _build(_NESTED[name], value, path)
+        elif name == "data":
+            if not isinstance(value, list) or not value:
+                raise InputError("config: 'data' must be a non-empty list of {path: ...} entries")
+            out[name] = tuple(_build(DataSource, v, f"data[{i}]") for i, v in enumerate(value))
+        else:
+            out[name] = _check_scalar(value, hint, path)
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               and f.name not in out]
+    if missing:
+        raise InputError(f"config: missing required key(s) {missing} in '{where or 'top level'}'")
+    return cls(**out)
+
+
+def _check_scalar(value: Any, hint: Any, path: str) -> Any:
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if int in allowed and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not any(isinstance(value, t) for t in allowed if isinstance(t, type)) or isinstance(value, bool):
+        names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+        raise InputError(f"config: '{path}' must be {names}, got {value!r}")
+    return value
+
+
+def _resolve(path: str | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    p = Path(os.path.expanduser(path))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def load_config(source: str | os.PathLike | dict) -> TrainConfig:
+    """Load and validate a training config from a YAML file or a dict."""
+    if isinstance(source, dict):
+        values, base = source, Path.cwd()
+    else:
+        import yaml
+
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{path}: no such config file")
+        try:
+            values = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise InputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        base = path.parent.resolve()
+    config = _build(TrainConfig, values, "")
+    data = tuple(dataclasses.replace(d, path=_resolve(d.path, base)) for d in config.data)
+    return dataclasses.replace(config, data=data, output=_resolve(config.output, base),
+                               reference_cache=_resolve(config.reference_cache, base))

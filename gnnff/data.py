@@ -1,0 +1,253 @@
+"""QM reference data: readers, molecule-level splits, cached reference parameters, batches.
+
+Two formats:
+
+- SPICE-layout HDF5 (one group per molecule: ``smiles`` (mapped, explicit H),
+  ``atomic_numbers``, ``conformations`` [bohr], ``dft_total_energy`` [hartree],
+  optional ``dft_total_gradient`` [hartree/bohr]); a real SPICE file loads as it is.
+- The QCArchive-exported multi-record SDF of the shared benchmark: conformers grouped
+  by the ``SMILES QCArchive`` property, energies in kcal/mol (``Energy QCArchive``);
+  every geometry is a QM minimum, so its reference forces are zero.
+
+All arrays are converted at reading to OpenMM units (nm, kJ/mol, kJ/mol/nm).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from rdkit import Chem
+from tqdm import tqdm
+
+from gnnff.energy import nonbonded_pairs
+from gnnff.errors import GnnffError, InputError
+from gnnff.export import atomic_write_text
+from gnnff.features import atom_features
+from gnnff.molecule import prepare
+from gnnff.schema import NONBONDED
+from gnnff.topology import Topology, build_topology
+from gnnff.units import ANGSTROM_TO_NM, BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
+
+__all__ = [
+    "MoleculeData",
+    "read_spice_hdf5",
+    "read_qcarchive_sdf",
+    "read_dataset",
+    "DATA_FORMATS",
+    "split_by_molecule",
+    "drop_broken",
+    "ReferenceCache",
+]
+
+#: Conformer sets whose QM energy spread exceeds this hold broken geometries.
+MAX_ENERGY_SPREAD = 62.5 * KCAL_TO_KJ
+
+
+@dataclass(frozen=True, eq=False)
+class MoleculeData:
+    """All conformations of one molecule with their QM energies and forces.
+
+    Attributes
+    ----------
+    key
+        Canonical isomeric SMILES without hydrogens: the unit of splitting.
+    mol
+        Prepared RDKit molecule; atom order is the data's atom order.
+    positions
+        ``(n_conf, n_atoms, 3)`` nm.
+    energies
+        ``(n_conf,)`` kJ/mol (absolute; only differences are used).
+    forces
+        ``(n_conf, n_atoms, 3)`` kJ/mol/nm.
+    dataset
+        Name of the data set it came from.
+    """
+
+    key: str
+    mol: Chem.Mol
+    positions: np.ndarray
+    energies: np.ndarray
+    forces: np.ndarray
+    dataset: str
+    topology: Topology = field(init=False)
+    features: np.ndarray = field(init=False)
+    pairs: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        topology = build_topology(self.mol)
+        object.__setattr__(self, "topology", topology)
+        object.__setattr__(self, "features", atom_features(self.mol))
+        object.__setattr__(self, "pairs", np.concatenate([np.zeros((0, 2), dtype=np.int64),
+                                                          *nonbonded_pairs(topology)]))
+
+    @property
+    def n_conformations(self) -> int:
+        return int(self.energies.shape[0])
+
+
+def _key(mol: Chem.Mol) -> str:
+    return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=True)
+
+
+def _mol_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
+    params = Chem.SmilesParserParams()
+    params.removeHs = False
+    mol = Chem.MolFromSmiles(smiles, params)
+    if mol is None:
+        raise InputError(f"{label}: cannot parse SMILES '{smiles}'")
+    maps = [a.GetAtomMapNum() for a in mol.GetAtoms()]
+    if sorted(maps) != list(range(1, mol.GetNumAtoms() + 1)):
+        raise InputError(f"{label}: SMILES must map every atom 1..N to give the atom order")
+    order = [maps.index(i + 1) for i in range(mol.GetNumAtoms())]
+    mol = Chem.RenumberAtoms(mol, order)
+    for atom in mol.GetAtoms():
+        atom.SetAtomMapNum(0)
+    return mol
+
+
+def read_spice_hdf5(path: str | os.PathLike, *, dataset: str | None = None,
+                    limit: int | None = None) -> list[MoleculeData]:
+    """Read a SPICE-layout HDF5 file (hartree, bohr converted to kJ/mol, nm)."""
+    import h5py
+
+    path = Path(path)
+    name = dataset or path.stem
+    out: list[MoleculeData] = []
+    with h5py.File(path, "r") as handle:
+        for group_name in tqdm(list(handle)[:limit], desc=f"read {path.name}", unit="mol", disable=None):
+            group = handle[group_name]
+            label = f"{path.name}:{group_name}"
+            smiles = group["smiles"][0]
+            smiles = smiles.decode() if isinstance(smiles, bytes) else str(smiles)
+            mol = prepare(_mol_from_mapped_smiles(smiles, label), label=label)
+            z = np.asarray(group["atomic_numbers"])
+            if not np.array_equal(z, [a.GetAtomicNum() for a in mol.GetAtoms()]):
+                raise InputError(f"{label}: atomic_numbers disagree with the mapped SMILES")
+            positions = np.asarray(group["conformations"], dtype=float) * BOHR_TO_NM
+            energies = np.asarray(group["dft_total_energy"], dtype=float) * HARTREE_TO_KJ
+            if "dft_total_gradient" in group:
+                forces = -np.asarray(group["dft_total_gradient"], dtype=float) * HARTREE_TO_KJ / BOHR_TO_NM
+            else:
+                forces = np.full_like(positions, np.nan)
+            out.append(MoleculeData(_key(mol), mol, positions, energies, forces, name))
+    return out
+
+
+def read_qcarchive_sdf(path: str | os.PathLike, *, dataset: str | None = None,
+                       limit: int | None = None) -> list[MoleculeData]:
+    """Read the QCArchive-exported SDF (QM minima; energies kcal/mol; forces zero)."""
+    path = Path(path)
+    name = dataset or path.name.split(".")[0]
+    opener = gzip.open if path.name.endswith(".gz") else open
+    groups: dict[str, dict] = {}
+    with opener(path, "rb") as handle:
+        for index, mol in enumerate(Chem.ForwardSDMolSupplier(handle, removeHs=False, sanitize=False)):
+            if mol is None:
+                continue
+            smiles = mol.GetProp("SMILES QCArchive")
+            if smiles not in groups:
+                if limit is not None and len(groups) >= limit:
+                    break
+                groups[smiles] = {"mol": mol, "positions": [], "energies": []}
+            groups[smiles]["positions"].append(mol.GetConformer().GetPositions() * ANGSTROM_TO_NM)
+            groups[smiles]["energies"].append(float(mol.GetProp("Energy QCArchive")) * KCAL_TO_KJ)
+    out = []
+    for smiles, g in tqdm(groups.items(), desc=f"prepare {path.name}", unit="mol", disable=None):
+        mol = prepare(g["mol"], label=f"{path.name} {smiles}")
+        positions = np.stack(g["positions"])
+        out.append(MoleculeData(_key(mol), mol, positions, np.asarray(g["energies"]),
+                                np.zeros_like(positions), name))
+    return out
+
+
+DATA_FORMATS = {"spice-hdf5": read_spice_hdf5, "qcarchive-sdf": read_qcarchive_sdf}
+
+
+def read_dataset(path: str | os.PathLike, *, format: str | None = None, dataset: str | None = None,
+                 limit: int | None = None) -> list[MoleculeData]:
+    """Read a data set, format from ``format`` or the file name (.h5/.hdf5 vs .sdf[.gz])."""
+    path = Path(path)
+    if format is None:
+        format = "spice-hdf5" if path.suffix in (".h5", ".hdf5") else "qcarchive-sdf"
+    if format not in DATA_FORMATS:
+        raise InputError(f"{path}: unknown data format '{format}'; known: {', '.join(DATA_FORMATS)}")
+    if not path.is_file():
+        raise InputError(f"{path}: no such data file")
+    return DATA_FORMATS[format](path, dataset=dataset, limit=limit)
+
+
+def drop_broken(data: Iterable[MoleculeData], max_spread: float = MAX_ENERGY_SPREAD) -> list[MoleculeData]:
+    """Molecules whose conformer energy spread is at most ``max_spread`` kJ/mol."""
+    return [d for d in data if np.ptp(d.energies) <= max_spread]
+
+
+def split_by_molecule(data: Sequence[MoleculeData], fractions: Sequence[float], seed: int
+                      ) -> list[list[MoleculeData]]:
+    """Split by unique molecule key, reproducibly from ``seed``.
+
+    ``fractions`` (summing to 1) give the share of unique molecules per part.
+    """
+    keys = sorted({d.key for d in data})
+    order = np.random.default_rng(seed).permutation(len(keys))
+    bounds = np.round(np.cumsum(fractions) * len(keys)).astype(int)
+    part_of = {}
+    for rank, k in enumerate(order):
+        part_of[keys[k]] = int(np.searchsorted(bounds, rank, side="right"))
+    parts: list[list[MoleculeData]] = [[] for _ in fractions]
+    for d in data:
+        parts[min(part_of[d.key], len(parts) - 1)].append(d)
+    return parts
+
+
+def _mol_id(mol: Chem.Mol) -> str:
+    """Identity of a molecule *and* its atom order (mapped SMILES), hashed."""
+    copy = Chem.Mol(mol)
+    for atom in copy.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    return hashlib.sha1(Chem.MolToSmiles(copy).encode()).hexdigest()
+
+
+class ReferenceCache:
+    """Reference charges and Lennard-Jones parameters (Sage) per molecule, on disk.
+
+    Computed once per (molecule, atom order, charge method) and kept in a JSON file
+    written atomically.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, charges: str) -> None:
+        self.path = Path(path) if path else None
+        self.charges = charges
+        self._store: dict[str, dict[str, list[float]]] = {}
+        if self.path is not None and self.path.is_file():
+            self._store = json.loads(self.path.read_text())
+
+    def get(self, data: Sequence[MoleculeData]) -> list[dict[str, np.ndarray] | None]:
+        """Per molecule: nonbonded field name -> ``(n_atoms,)`` array; None where Sage fails."""
+        from gnnff.classical import SageSource
+
+        source = SageSource(charges=self.charges)
+        names = [f.name for f in NONBONDED.fields()]
+        out: list[dict[str, np.ndarray] | None] = []
+        dirty = False
+        for d in tqdm(data, desc=f"reference charges ({self.charges}) + Sage LJ", unit="mol", disable=None):
+            key = f"{self.charges}:{_mol_id(d.mol)}"
+            if key not in self._store:
+                try:
+                    p = source.parameters(d.mol, d.topology).nonbonded
+                    self._store[key] = {name: getattr(p, name).tolist() for name in names}
+                except GnnffError:
+                    self._store[key] = {}
+                dirty = True
+            values = self._store[key]
+            out.append({name: np.asarray(v) for name, v in values.items()} if values else None)
+        if dirty and self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps(self._store))
+        return out

@@ -1,0 +1,276 @@
+"""Training: batches of molecules x conformations, the loss, the loop, metrics, resume.
+
+Batches hold each molecule once for the network (parameters predicted once) and each
+conformation once for the energy (a replica of its molecule's topology whose
+parameter rows are gathered from the molecule's): no padding, no repeated network work.
+
+Loss (energies in kcal/mol, forces in kcal/mol/A):
+``w_E MSE(E - <E>_mol) + w_F MSE(F) + w_q MSE(q - q_ref) + w_t mean(k_torsion^2)
++ w_LJ [mean((sigma/sigma_ref - 1)^2) + mean((ln eps - ln eps_ref)^2)]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gnnff.checkpoint import load_checkpoint, save_checkpoint
+from gnnff.config import TrainConfig
+from gnnff.data import MoleculeData, ReferenceCache, drop_broken, read_dataset, split_by_molecule
+from gnnff.energy import compute_energy, total_energy
+from gnnff.export import atomic_write_text
+from gnnff.network import Graph, build_network
+from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
+from gnnff.topology import Topology
+from gnnff.units import KJ_TO_KCAL, NM_TO_ANGSTROM
+
+__all__ = ["Batch", "make_batch", "predict", "Metrics", "train", "prepare_data"]
+
+FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
+METRIC_NAMES = ("loss", "energy_rmse", "force_rmse", "charge_rmse")
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """Molecules (for the network) and their conformations (for the energy)."""
+
+    graph: Graph
+    replicas: Topology
+    pairs: np.ndarray
+    rows: dict[str, torch.Tensor]
+    positions: torch.Tensor  # (1, n_replica_atoms, 3) nm
+    energies: torch.Tensor  # (n_conf,) kJ/mol
+    forces: torch.Tensor  # (n_replica_atoms, 3) kJ/mol/nm, NaN where unknown
+    conformation_molecule: torch.Tensor  # (n_conf,)
+    references: dict[str, torch.Tensor]  # nonbonded field -> (n_atoms,)
+
+
+def make_batch(items: Sequence[tuple[MoleculeData, dict[str, np.ndarray]]],
+               dtype: torch.dtype = torch.float32) -> Batch:
+    """Collate molecules with their reference nonbonded parameters into a :class:`Batch`."""
+    molecules = [d for d, _ in items]
+    unique = Topology.batch([d.topology for d in molecules])
+    graph = Graph.from_topology(unique, np.concatenate([d.features for d in molecules]), dtype)
+    offsets = {term.name: 0 for term in TERMS}
+    rows: dict[str, list[np.ndarray]] = {term.name: [] for term in TERMS}
+    replicas, pairs, conf_mol = [], [], []
+    atom_offset = 0
+    for m, d in enumerate(molecules):
+        counts = d.topology.counts()
+        for _ in range(d.n_conformations):
+            replicas.append(d.topology)
+            for term in TERMS:
+                rows[term.name].append(np.arange(counts[term.name]) + offsets[term.name])
+            pairs.append(d.pairs + atom_offset)
+            atom_offset += d.topology.n_atoms
+            conf_mol.append(m)
+        for term in TERMS:
+            offsets[term.name] += counts[term.name]
+    names = [f.name for f in NONBONDED.fields()]
+    return Batch(
+        graph=graph,
+        replicas=Topology.batch(replicas),
+        pairs=np.concatenate(pairs),
+        rows={k: torch.as_tensor(np.concatenate(v)) for k, v in rows.items()},
+        positions=torch.as_tensor(np.concatenate([d.positions.reshape(-1, 3) for d in molecules]),
+                                  dtype=dtype)[None],
+        energies=torch.as_tensor(np.concatenate([d.energies for d in molecules]), dtype=torch.float64),
+        forces=torch.as_tensor(np.concatenate([d.forces.reshape(-1, 3) for d in molecules]), dtype=dtype),
+        conformation_molecule=torch.as_tensor(conf_mol),
+        references={n: torch.as_tensor(np.concatenate([r[n] for _, r in items]), dtype=dtype) for n in names},
+    )
+
+
+def expand(parameters: ForceFieldParameters, rows: dict[str, torch.Tensor]) -> ForceFieldParameters:
+    """Parameters of every conformation replica, gathered from the molecules' rows."""
+    return parameters.map(lambda term, name, x: x[rows[term.name]])
+
+
+def predict(parameters: ForceFieldParameters, batch: Batch, *, create_graph: bool
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energies ``(n_conf,)`` kJ/mol and forces ``(n_replica_atoms, 3)`` kJ/mol/nm."""
+    x = batch.positions.detach().requires_grad_(True)
+    with torch.enable_grad():
+        energies = total_energy(compute_energy(batch.replicas, expand(parameters, batch.rows), x,
+                                               pairs=batch.pairs))[0]
+        (grad,) = torch.autograd.grad(energies.sum(), x, create_graph=create_graph)
+    return energies, -grad[0]
+
+
+def centred(energies: torch.Tensor, molecule: torch.Tensor, n_molecules: int) -> torch.Tensor:
+    """Energies minus the mean over each molecule's conformations."""
+    total = torch.zeros(n_molecules, dtype=energies.dtype).index_add(0, molecule, energies)
+    count = torch.zeros(n_molecules, dtype=energies.dtype).index_add(0, molecule, torch.ones_like(energies))
+    return energies - (total / count)[molecule]
+
+
+@dataclass
+class Metrics:
+    """Running sums of squared errors (kcal/mol, kcal/mol/A, e) and their counts."""
+
+    loss: float = 0.0
+    batches: int = 0
+    energy_sse: float = 0.0
+    energy_n: int = 0
+    force_sse: float = 0.0
+    force_n: int = 0
+    charge_sse: float = 0.0
+    charge_n: int = 0
+
+    def summary(self) -> dict[str, float]:
+        def rmse(sse: float, n: int) -> float:
+            return math.sqrt(sse / n) if n else float("nan")
+
+        return {"loss": self.loss / max(self.batches, 1),
+                "energy_rmse": rmse(self.energy_sse, self.energy_n),
+                "force_rmse": rmse(self.force_sse, self.force_n),
+                "charge_rmse": rmse(self.charge_sse, self.charge_n)}
+
+
+def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metrics: Metrics,
+               *, training: bool) -> torch.Tensor:
+    """Loss of one batch; adds its squared errors to ``metrics``."""
+    w = config.loss
+    parameters = network(batch.graph)
+    energies, forces = predict(parameters, batch, create_graph=training)
+    n_mol = batch.graph.net_charges.shape[0]
+    de = (centred(energies.double(), batch.conformation_molecule, n_mol)
+          - centred(batch.energies, batch.conformation_molecule, n_mol)) * KJ_TO_KCAL
+    known = ~torch.isnan(batch.forces)
+    df = (forces - batch.forces)[known] * FORCE_TO_KCAL_A
+    q, sigma, eps = (getattr(parameters.nonbonded, f.name) for f in NONBONDED.fields())
+    q_ref, sigma_ref, eps_ref = (batch.references[f.name] for f in NONBONDED.fields())
+    dq = q - q_ref
+    torsions = torch.cat([parameters.term(PROPERS).k.flatten(), parameters.term(IMPROPERS).k.flatten()])
+    loss = w.energy * (de**2).mean().to(q.dtype) + w.charges * (dq**2).mean()
+    if df.numel():
+        loss = loss + w.forces * (df**2).mean()
+    if torsions.numel():
+        loss = loss + w.torsion_l2 * (torsions**2).mean()
+    loss = loss + w.lj_prior * (((sigma / sigma_ref - 1.0) ** 2).mean()
+                                + ((eps.log() - eps_ref.clamp(min=1e-8).log()) ** 2).mean())
+    metrics.loss += float(loss.detach())
+    metrics.batches += 1
+    metrics.energy_sse += float((de.detach() ** 2).sum())
+    metrics.energy_n += de.numel()
+    metrics.force_sse += float((df.detach() ** 2).sum())
+    metrics.force_n += df.numel()
+    metrics.charge_sse += float((dq.detach() ** 2).sum())
+    metrics.charge_n += dq.numel()
+    return loss
+
+
+def prepare_data(config: TrainConfig) -> dict[str, list[tuple[MoleculeData, dict[str, np.ndarray]]]]:
+    """Read, filter, split by molecule and attach reference nonbonded parameters."""
+    data: list[MoleculeData] = []
+    for source in config.data:
+        data += read_dataset(source.path, format=source.format, dataset=source.name, limit=source.limit)
+    kept = drop_broken(data)
+    fractions = (1.0 - config.split.validation - config.split.test, config.split.validation, config.split.test)
+    parts = split_by_molecule(kept, fractions, config.split.seed)
+    cache = ReferenceCache(config.reference_cache, config.reference_charges)
+    out = {}
+    for name, part in zip(("train", "validation", "test"), parts):
+        references = cache.get(part) if name != "test" else [None] * len(part)
+        out[name] = [(d, r) for d, r in zip(part, references) if name == "test" or r is not None]
+    return out
+
+
+def _batches(items: list, size: int, rng: np.random.Generator | None) -> list[list]:
+    order = rng.permutation(len(items)) if rng is not None else np.arange(len(items))
+    return [[items[i] for i in order[k:k + size]] for k in range(0, len(items), size)]
+
+
+def run_epoch(network, batches: list[Batch], config: TrainConfig, optimizer=None,
+              desc: str = "") -> dict[str, float]:
+    """One pass; trains when ``optimizer`` is given."""
+    metrics = Metrics()
+    network.train(optimizer is not None)
+    for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None):
+        loss = batch_loss(network, batch, config, metrics, training=optimizer is not None)
+        if optimizer is not None:
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
+            optimizer.step()
+    return metrics.summary()
+
+
+def _elements(items) -> list[int]:
+    return sorted({int(z) for d, _ in items for z in d.topology.atomic_numbers})
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Train a network as configured; write checkpoints, metrics.csv and the resolved config.
+
+    Returns the summary written to ``summary.json`` (best validation metrics, paths).
+    """
+    torch.manual_seed(config.optim.seed)
+    torch.set_num_threads(config.optim.threads)
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    parts = prepare_data(config)
+    atomic_write_text(out / "splits.json", json.dumps(
+        {name: sorted({d.key for d, _ in items}) for name, items in parts.items()}, indent=1))
+    network = build_network(config.network)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.optim.learning_rate,
+                                 weight_decay=config.optim.weight_decay)
+    state = {"epoch": 0, "best": math.inf, "bad_epochs": 0}
+    if resume and (out / "last.pt").is_file():
+        payload = load_checkpoint(out / "last.pt")
+        network.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["optimizer"])
+        state = dict(payload["loop"])
+    validation = [make_batch(b) for b in _batches(parts["validation"], config.optim.batch_molecules, None)]
+    elements = _elements(parts["train"])
+    csv_path = out / "metrics.csv"
+    if state["epoch"] == 0:
+        _write_row(csv_path, 0, {}, run_epoch(network, validation, config, desc="validate"), 0.0, new=True)
+    for epoch in range(state["epoch"] + 1, config.optim.epochs + 1):
+        start = time.perf_counter()
+        rng = np.random.default_rng(config.optim.seed + epoch)
+        train_batches = [make_batch(b) for b in _batches(parts["train"], config.optim.batch_molecules, rng)]
+        train_metrics = run_epoch(network, train_batches, config, optimizer, desc=f"epoch {epoch}")
+        val_metrics = run_epoch(network, validation, config, desc="validate")
+        _write_row(csv_path, epoch, train_metrics, val_metrics, time.perf_counter() - start)
+        summary = {"epoch": epoch, "train": train_metrics, "validation": val_metrics,
+                   "molecules": {k: len(v) for k, v in parts.items()}}
+        if val_metrics["loss"] < state["best"]:
+            state.update(best=val_metrics["loss"], bad_epochs=0)
+            save_checkpoint(out / "model.pt", network, config.network, elements=elements, training=summary)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        save_checkpoint(out / "last.pt", network, config.network, elements=elements, training=summary,
+                        extra={"optimizer": optimizer.state_dict(), "loop": dict(state)})
+        tqdm.write(f"epoch {epoch}: train loss {train_metrics['loss']:.4f}  validation energy RMSE "
+                   f"{val_metrics['energy_rmse']:.3f} kcal/mol  force RMSE {val_metrics['force_rmse']:.3f} "
+                   f"kcal/mol/A  charge RMSE {val_metrics['charge_rmse']:.4f} e")
+        if state["bad_epochs"] >= config.optim.patience:
+            tqdm.write(f"early stop: no validation improvement for {config.optim.patience} epochs")
+            break
+    result = {"output": str(out), "model": str(out / "model.pt"), "best_validation_loss": state["best"],
+              "epochs": state["epoch"], "molecules": {k: len(v) for k, v in parts.items()}}
+    atomic_write_text(out / "summary.json", json.dumps(result, indent=2))
+    return result
+
+
+def _write_row(path: Path, epoch: int, train: dict, validation: dict, seconds: float, new: bool = False) -> None:
+    header = ["epoch"] + [f"train_{m}" for m in METRIC_NAMES] + [f"validation_{m}" for m in METRIC_NAMES] + ["seconds"]
+    row = [epoch] + [train.get(m, "") for m in METRIC_NAMES] + [validation.get(m, "") for m in METRIC_NAMES] + [
+        round(seconds, 3)]
+    with open(path, "w" if new else "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(header)
+        writer.writerow(row)
