@@ -38,7 +38,7 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: N
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "gnnff_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "network": config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
         "domain": {"elements": sorted(int(z) for z in elements)},

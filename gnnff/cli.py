@@ -39,7 +39,52 @@ def _parser() -> argparse.ArgumentParser:
                    help="charge method of the classical 'sage' model: am1bcc (default), am1bcc-fast, mmff94")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     commands.add_parser("models", help="list the known models")
+    t = commands.add_parser("train", help="train a model from a YAML config",
+                            description="Train a gnnff model; outputs go to the config's 'output' folder.")
+    t.add_argument("config", metavar="CONFIG.yaml")
+    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt if it exists")
+    e = commands.add_parser("evaluate", help="RMSE tables and parity plots against QM data",
+                            description="Energy/force RMSE per data set (bootstrap 95%% intervals over "
+                                        "molecules) for a model beside the Sage baseline.")
+    e.add_argument("checkpoint", metavar="CHECKPOINT", help="model file (.pt) or model name")
+    e.add_argument("data", metavar="DATA", nargs="+", help="SPICE-layout .hdf5 or QCArchive .sdf[.gz] files")
+    e.add_argument("-o", "--output", default="evaluation", help="folder for results and plots (default: %(default)s)")
+    e.add_argument("--splits", metavar="SPLITS.json", help="restrict to one part of a training run's splits.json")
+    e.add_argument("--part", default="test", help="part of --splits to use (default: %(default)s)")
+    e.add_argument("--baseline-charges", default="am1bcc-fast",
+                   help="charges of the Sage baseline (default: %(default)s); 'none' skips the baseline")
+    e.add_argument("--limit", type=int, default=None, help="first N molecules of each file")
     return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from gnnff.config import load_config
+    from gnnff.training import train
+
+    result = train(load_config(args.config), resume=args.resume)
+    print(f"trained {result['epochs']} epoch(s); best model: {result['model']}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import gnnff
+    from gnnff.evaluate import evaluate, format_table
+
+    sources = {"gnnff": gnnff.get_model(args.checkpoint)}
+    if args.baseline_charges != "none":
+        sources["sage"] = gnnff.get_model("sage", charges=args.baseline_charges)
+    keys = None
+    if args.splits:
+        try:
+            keys = set(json.loads(Path(args.splits).read_text())[args.part])
+        except (OSError, ValueError, KeyError) as err:
+            raise InputError(f"{args.splits}: cannot read part '{args.part}' ({err})") from None
+    rows = evaluate(sources, args.data, output=args.output, keys=keys, limit=args.limit)
+    print(format_table(rows))
+    print(f"results and parity plots in {args.output}/")
+    return 0
 
 
 def _records(source: str):
@@ -119,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "parametrize":
             return _parametrize(args)
+        if args.command == "train":
+            return _train(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
     except GnnffError as err:
         print(f"gnnff: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,148 @@
+"""Evaluation: RMSE of relative energies and forces per data set, bootstrapped over
+molecules, for a trained model beside the classical Sage baseline, with parity plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gnnff.data import MoleculeData, drop_broken, read_dataset
+from gnnff.energy import compute_energy, total_energy
+from gnnff.errors import GnnffError
+from gnnff.export import atomic_write_text
+from gnnff.models import ParameterSource
+from gnnff.units import KJ_TO_KCAL, NM_TO_ANGSTROM
+
+__all__ = ["Predictions", "predict_molecules", "bootstrap_rmse", "evaluate"]
+
+
+@dataclass
+class Predictions:
+    """Per-molecule relative energies (kcal/mol) and forces (kcal/mol/A), model and reference."""
+
+    name: str
+    energy: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    forces: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def _energies_forces(source: ParameterSource, d: MoleculeData) -> tuple[np.ndarray, np.ndarray]:
+    parameters = source.parameters(d.mol, d.topology).to(torch.float64)
+    x = torch.as_tensor(d.positions, dtype=torch.float64).requires_grad_(True)
+    e = total_energy(compute_energy(d.topology, parameters, x, pairs=d.pairs))[:, 0]
+    (grad,) = torch.autograd.grad(e.sum(), x)
+    return e.detach().numpy(), -grad.numpy()
+
+
+def predict_molecules(source: ParameterSource, data: Sequence[MoleculeData], name: str) -> Predictions:
+    """Relative energies and forces of every conformation; molecules the source refuses are listed."""
+    out = Predictions(name)
+    for d in tqdm(data, desc=f"evaluate {name}", unit="mol", disable=None):
+        try:
+            e, f = _energies_forces(source, d)
+        except GnnffError as err:
+            out.failed.append(f"{d.key}: {err}")
+            continue
+        ref = d.energies
+        out.energy.append(((e - e.mean()) * KJ_TO_KCAL, (ref - ref.mean()) * KJ_TO_KCAL))
+        known = ~np.isnan(d.forces)
+        scale = KJ_TO_KCAL / NM_TO_ANGSTROM
+        out.forces.append((f[known] * scale, d.forces[known] * scale))
+        out.datasets.append(d.dataset)
+    return out
+
+
+def bootstrap_rmse(pairs: Sequence[tuple[np.ndarray, np.ndarray]], n_boot: int = 1000, seed: int = 0
+                   ) -> tuple[float, float, float]:
+    """RMSE over all values and its 95% interval from resampling molecules."""
+    sse = np.array([float(((p - r) ** 2).sum()) for p, r in pairs])
+    n = np.array([p.size for p, _ in pairs], dtype=float)
+    if n.sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(pairs), size=(n_boot, len(pairs)))
+    boot = np.sqrt(sse[draws].sum(1) / np.maximum(n[draws].sum(1), 1))
+    return float(np.sqrt(sse.sum() / n.sum())), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def _parity_plot(results: list[Predictions], attr: str, unit: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        pairs = getattr(res, attr)
+        if not pairs:
+            continue
+        pred = np.concatenate([p for p, _ in pairs])
+        ref = np.concatenate([r for _, r in pairs])
+        ax.scatter(ref, pred, s=4, alpha=0.4)
+        lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        rmse, _, _ = bootstrap_rmse(pairs)
+        ax.set_title(f"{res.name}: RMSE {rmse:.2f} {unit}")
+        ax.set_xlabel(f"QM ({unit})")
+        ax.set_ylabel(f"MM ({unit})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def evaluate(sources: dict[str, ParameterSource], data_paths: Sequence[str | os.PathLike], *,
+             output: str | os.PathLike, keys: set[str] | None = None, limit: int | None = None
+             ) -> list[dict]:
+    """Evaluate every source on every data file; write ``results.csv``/``.json`` and parity PNGs.
+
+    ``keys`` restricts to molecules whose key (canonical SMILES) is in the set, e.g. the
+    test part of a training run's ``splits.json``.
+    """
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in data_paths:
+        data = drop_broken(read_dataset(path, limit=limit))
+        if keys is not None:
+            data = [d for d in data if d.key in keys]
+        dataset = data[0].dataset if data else Path(path).stem
+        results = [predict_molecules(source, data, name) for name, source in sources.items()]
+        for res in results:
+            energy = bootstrap_rmse(res.energy)
+            forces = bootstrap_rmse(res.forces)
+            rows.append({"dataset": dataset, "model": res.name, "molecules": len(res.energy),
+                         "conformations": int(sum(p.size for p, _ in res.energy)),
+                         "energy_rmse": energy[0], "energy_lo": energy[1], "energy_hi": energy[2],
+                         "force_rmse": forces[0], "force_lo": forces[1], "force_hi": forces[2],
+                         "failed": len(res.failed)})
+            if res.failed:
+                atomic_write_text(out / f"failed-{dataset}-{res.name}.txt", "\n".join(res.failed) + "\n")
+        _parity_plot(results, "energy", "kcal/mol", out / f"parity-energy-{dataset}.png")
+        _parity_plot(results, "forces", "kcal/mol/A", out / f"parity-forces-{dataset}.png")
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["dataset"])
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=2))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Plain-text table of :func:`evaluate` rows."""
+    lines = [f"{'dataset':24s} {'model':16s} {'mols':>5s} {'confs':>6s}  {'energy RMSE kcal/mol':>26s}  "
+             f"{'force RMSE kcal/mol/A':>26s}"]
+    for r in rows:
+        lines.append(f"{r['dataset']:24s} {r['model']:16s} {r['molecules']:5d} {r['conformations']:6d}  "
+                     f"{r['energy_rmse']:8.3f} [{r['energy_lo']:6.3f}, {r['energy_hi']:6.3f}]  "
+                     f"{r['force_rmse']:8.3f} [{r['force_lo']:6.3f}, {r['force_hi']:6.3f}]")
+    return "\n".join(lines)
