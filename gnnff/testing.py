@@ -87,7 +87,7 @@ def parameter_table(topology: Topology, parameters: ForceFieldParameters,
 
 def assert_parameters_permute(original: tuple[Topology, ForceFieldParameters],
                               permuted: tuple[Topology, ForceFieldParameters],
-                              new_order: np.ndarray, atol: float = 1e-10) -> None:
+                              new_order: np.ndarray, atol: float = 1e-10, rtol: float = 1e-12) -> None:
     """Assert that relabelling atoms (``permuted`` atom ``i`` is ``original`` atom
     ``new_order[i]``) relabels every term's parameters and changes nothing else."""
     a = parameter_table(*original)
@@ -95,5 +95,5 @@ def assert_parameters_permute(original: tuple[Topology, ForceFieldParameters],
     for term in TERMS:
         assert a[term.name].keys() == b[term.name].keys(), f"{term.name}: different atom tuples"
         for key, value in a[term.name].items():
-            np.testing.assert_allclose(b[term.name][key], value, atol=atol, rtol=0,
+            np.testing.assert_allclose(b[term.name][key], value, atol=atol, rtol=rtol,
                                        err_msg=f"{term.name} {key}")

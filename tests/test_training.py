@@ -1,0 +1,210 @@
+"""Data readers, splits, config validation, training, checkpoints, evaluation, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gnnff
+from gnnff.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from gnnff.config import load_config
+from gnnff.data import read_qcarchive_sdf, read_spice_hdf5, split_by_molecule
+from gnnff.errors import InputError, ModelError
+from gnnff.molecule import positions_nm
+from gnnff.network import NetworkConfig, build_network
+from gnnff.training import train
+from gnnff.units import BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
+
+from conftest import SHARED_SDF
+
+
+def _config(tmp_path: Path, **overrides) -> dict:
+    if not SHARED_SDF.is_file():
+        pytest.skip(f"shared data not found at {SHARED_SDF}")
+    config = {
+        "data": [{"path": str(SHARED_SDF), "limit": 48}],
+        "output": str(tmp_path / "run"),
+        "reference_charges": "mmff94",
+        "reference_cache": str(tmp_path / "refs.json"),
+        "network": {"width": 48, "depth": 2, "head_width": 48},
+        "optim": {"epochs": 6, "batch_molecules": 8, "learning_rate": 0.002, "patience": 20},
+        "split": {"validation": 0.25, "test": 0.1, "seed": 3},
+    }
+    for key, value in overrides.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    return config
+
+
+def _metrics(run: Path) -> list[dict]:
+    with open(run / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    result = train(load_config(_config(tmp)))
+    return tmp, result
+
+
+def test_training_lowers_validation_error(trained):
+    tmp, result = trained
+    rows = _metrics(tmp / "run")
+    untrained, best = rows[0], min(rows[1:], key=lambda r: float(r["validation_loss"]))
+    assert float(best["validation_energy_rmse"]) < 0.8 * float(untrained["validation_energy_rmse"])
+    assert float(best["validation_force_rmse"]) < 0.5 * float(untrained["validation_force_rmse"])
+    for name in ("config.json", "splits.json", "summary.json", "model.pt", "last.pt"):
+        assert (tmp / "run" / name).is_file()
+
+
+def test_splits_are_by_molecule(trained):
+    tmp, _ = trained
+    splits = json.loads((tmp / "run" / "splits.json").read_text())
+    parts = [set(splits[k]) for k in ("train", "validation", "test")]
+    assert all(parts) and not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+
+
+def test_checkpoint_round_trip_and_parametrize(trained, small_molecules):
+    tmp, result = trained
+    payload = torch.load(result["model"], weights_only=True)
+    assert payload["format_version"] == FORMAT_VERSION and payload["domain"]["elements"]
+    source = gnnff.get_model(result["model"])
+    mol = gnnff.load_molecule(small_molecules["aspirin"])
+    a = source.parameters(mol, gnnff.build_topology(mol))
+    copy = save_checkpoint(tmp / "copy.pt", source.network, source.config, elements=sorted(source.elements))
+    b = gnnff.get_model(str(copy)).parameters(mol, gnnff.build_topology(mol))
+    for term in gnnff.TERMS:
+        for f in term.fields():
+            assert torch.equal(getattr(a.term(term), f.name), getattr(b.term(term), f.name))
+    system = gnnff.parametrize(mol, model=result["model"])
+    assert system.getNumParticles() == mol.GetNumAtoms()
+
+
+def test_element_outside_model_domain(trained):
+    _, result = trained
+    with pytest.raises(gnnff.ParametrizationError, match=r"atom 0 \(Si\) is an element model 'model' was not trained on"):
+        gnnff.parametrize("[SiH4]", model=result["model"])
+
+
+def test_corrupted_and_mismatched_checkpoints(trained, tmp_path):
+    _, result = trained
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(Path(result["model"]).read_bytes()[:500])
+    with pytest.raises(ModelError, match=r"broken\.pt: not a readable gnnff checkpoint .* corrupted"):
+        load_checkpoint(broken)
+    payload = torch.load(result["model"], weights_only=True)
+    payload["format_version"] = 99
+    old = tmp_path / "future.pt"
+    torch.save(payload, old)
+    with pytest.raises(ModelError, match=r"future\.pt: checkpoint format version 99, .* reads version 1"):
+        load_checkpoint(old)
+    torch.save({"hello": 1}, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match=r"not a gnnff checkpoint"):
+        gnnff.get_model(str(tmp_path / "other.pt"))
+
+
+def test_resume_continues_to_the_same_result(tmp_path):
+    straight = tmp_path / "straight"
+    resumed = tmp_path / "resumed"
+    train(load_config(_config(straight, optim={"epochs": 3})))
+    train(load_config(_config(resumed, optim={"epochs": 2})))
+    train(load_config(_config(resumed, optim={"epochs": 3})), resume=True)
+    a, b = _metrics(straight / "run"), _metrics(resumed / "run")
+    assert len(b) == 4 and [r["epoch"] for r in b] == ["0", "1", "2", "3"]
+    assert float(a[-1]["validation_loss"]) == pytest.approx(float(b[-1]["validation_loss"]), rel=1e-5)
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    config = _config(tmp_path)
+    config["optim"]["learnig_rate"] = 0.1
+    with pytest.raises(InputError, match=r"unknown key\(s\) \['learnig_rate'\] in 'optim'"):
+        load_config(config)
+    with pytest.raises(InputError, match=r"'optim.epochs' must be int"):
+        load_config(_config(tmp_path, optim={"epochs": "many"}))
+    with pytest.raises(InputError, match=r"missing required key\(s\) \['output'\]"):
+        load_config({"data": [{"path": "x.sdf"}]})
+
+
+def test_qcarchive_reader_units_and_grouping():
+    if not SHARED_SDF.is_file():
+        pytest.skip("shared data absent")
+    data = read_qcarchive_sdf(SHARED_SDF, limit=3)
+    assert len(data) == 3 and len({d.key for d in data}) == 3
+    d = data[0]
+    assert d.positions.shape == (d.n_conformations, d.mol.GetNumAtoms(), 3)
+    assert np.all(d.forces == 0.0)
+    from rdkit import Chem
+    import gzip
+
+    with gzip.open(SHARED_SDF) as handle:
+        first = next(Chem.ForwardSDMolSupplier(handle, removeHs=False))
+    np.testing.assert_allclose(d.positions[0], first.GetConformer().GetPositions() / 10.0)
+    assert d.energies[0] == pytest.approx(float(first.GetProp("Energy QCArchive")) * KCAL_TO_KJ)
+
+
+def test_spice_hdf5_reader(tmp_path, small_molecules):
+    """A file in the SPICE layout (mapped SMILES with atoms listed out of order) reads back."""
+    import h5py
+    from rdkit import Chem
+
+    mol = small_molecules["acetate"]
+    order = [3, 1, 0, 2, 6, 5, 4]  # file atom i is molecule atom order[i]
+    mapped = Chem.Mol(mol)
+    for file_index, atom_index in enumerate(order):
+        mapped.GetAtomWithIdx(atom_index).SetAtomMapNum(file_index + 1)
+    x_nm = positions_nm(mol)[0][order]
+    conformations = np.stack([x_nm, x_nm + 0.01]) / BOHR_TO_NM
+    with h5py.File(tmp_path / "mini.hdf5", "w") as handle:
+        g = handle.create_group("acetate")
+        g["smiles"] = [Chem.MolToSmiles(mapped).encode()]
+        g["atomic_numbers"] = [mol.GetAtomWithIdx(i).GetAtomicNum() for i in order]
+        g["conformations"] = conformations
+        g["dft_total_energy"] = [-228.1, -228.0]
+        g["dft_total_gradient"] = np.ones_like(conformations) * 0.01
+    (d,) = read_spice_hdf5(tmp_path / "mini.hdf5")
+    assert [a.GetAtomicNum() for a in d.mol.GetAtoms()] == [mol.GetAtomWithIdx(i).GetAtomicNum() for i in order]
+    np.testing.assert_allclose(d.positions[0], x_nm, atol=1e-12)
+    assert d.energies[1] - d.energies[0] == pytest.approx(0.1 * HARTREE_TO_KJ)
+    np.testing.assert_allclose(d.forces, -0.01 * HARTREE_TO_KJ / BOHR_TO_NM)
+    assert gnnff.build_topology(d.mol).net_charge == -1
+
+
+def test_split_reproducible_from_seed():
+    if not SHARED_SDF.is_file():
+        pytest.skip("shared data absent")
+    data = read_qcarchive_sdf(SHARED_SDF, limit=20)
+    a = split_by_molecule(data, (0.6, 0.2, 0.2), seed=1)
+    b = split_by_molecule(data, (0.6, 0.2, 0.2), seed=1)
+    c = split_by_molecule(data, (0.6, 0.2, 0.2), seed=2)
+    keys = lambda parts: [sorted(d.key for d in p) for p in parts]  # noqa: E731
+    assert keys(a) == keys(b) and keys(a) != keys(c)
+    assert [len(p) for p in a] == [12, 4, 4]
+
+
+def test_cli_train_and_evaluate(tmp_path):
+    import yaml
+
+    config = _config(tmp_path, optim={"epochs": 2})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff.cli", *a], cwd=tmp_path,  # noqa: E731
+                                    capture_output=True, text=True, timeout=600)
+    result = run("train", "config.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trained 2 epoch(s)" in result.stdout
+    result = run("evaluate", "run/model.pt", str(SHARED_SDF), "--limit", "48", "--splits", "run/splits.json",
+                 "--baseline-charges", "mmff94", "-o", "eval")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "gnnff" in result.stdout and "sage" in result.stdout
+    rows = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert {r["model"] for r in rows} == {"gnnff", "sage"}
+    assert all(r["energy_lo"] <= r["energy_rmse"] <= r["energy_hi"] for r in rows)
+    assert (tmp_path / "eval" / "parity-energy-industry-benchmark-dev.png").stat().st_size > 1000
+    bad = run("train", "missing.yaml")
+    assert bad.returncode == 2 and "missing.yaml: no such config file" in bad.stderr
