@@ -12,13 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rdkit import Chem
 
 from gnnff._version import __version__
-from gnnff.errors import ModelError, ParametrizationError
+from gnnff.errors import ModelError
 from gnnff.features import atom_features
+from gnnff.molecule import check_elements
 from gnnff.network import Graph, NetworkConfig, build_network
 from gnnff.schema import ForceFieldParameters
 from gnnff.topology import Topology
@@ -104,19 +104,9 @@ class GNNSource:
     def __repr__(self) -> str:
         return f"GNNSource({str(self.path)!r})"
 
-    def check_domain(self, mol: Chem.Mol, label: str) -> None:
-        for i in range(mol.GetNumAtoms()):
-            atom = mol.GetAtomWithIdx(i)
-            if atom.GetAtomicNum() not in self.elements:
-                known = " ".join(Chem.GetPeriodicTable().GetElementSymbol(z) for z in sorted(self.elements))
-                raise ParametrizationError(
-                    f"{label}: atom {i} ({atom.GetSymbol()}) is an element model '{self.name}' was not "
-                    f"trained on; supported: {known}"
-                )
-
     def parameters(self, mol: Chem.Mol, topology: Topology) -> ForceFieldParameters:
         label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
-        self.check_domain(mol, label)
+        check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'")
         graph = Graph.from_topology(topology, atom_features(mol), torch.float64)
         with torch.no_grad():
             return self.network(graph)

@@ -26,6 +26,7 @@ from rdkit import Chem
 
 from gnnff.charges import assign_charges
 from gnnff.errors import ParametrizationError
+from gnnff.molecule import check_elements
 from gnnff.schema import (
     AngleParameters,
     BondParameters,
@@ -43,7 +44,7 @@ __all__ = ["SageSource", "SAGE_ELEMENTS"]
 
 SAGE_OFFXML = "openff-2.2.0.offxml"
 #: Elements Sage has parameters for (ions by library charges).
-SAGE_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I", "Li", "Na", "K", "Rb", "Cs"})
+SAGE_ELEMENTS = frozenset({1, 6, 7, 8, 9, 15, 16, 17, 35, 53, 3, 11, 19, 37, 55})
 
 _KJ_NM2 = "kilojoule / mole / nanometer ** 2"
 _KJ_RAD2 = "kilojoule / mole / radian ** 2"
@@ -87,21 +88,12 @@ class SageSource:
     def __repr__(self) -> str:
         return f"SageSource(charges={self.charges!r}, offxml={self.offxml!r})"
 
-    def check_domain(self, mol: Chem.Mol, label: str) -> None:
-        """Raise ParametrizationError naming the first atom whose element Sage lacks."""
-        for atom in (mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())):
-            if atom.GetSymbol() not in SAGE_ELEMENTS:
-                raise ParametrizationError(
-                    f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()}) is an element Sage has no "
-                    f"parameters for; supported: {' '.join(sorted(SAGE_ELEMENTS))}"
-                )
-
     def parameters(self, mol: Chem.Mol, topology: Topology) -> ForceFieldParameters:
         """Assign Sage parameters to ``mol``; rows follow ``topology``."""
         from openff.toolkit import Molecule
 
         label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
-        self.check_domain(mol, label)
+        check_elements(mol, SAGE_ELEMENTS, label=label, owner="Sage")
         with warnings.catch_warnings():
             # salts: the toolkit warns about several components; we treat them as one molecule
             warnings.simplefilter("ignore")

@@ -18,7 +18,7 @@ import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
-from gnnff.errors import ChemistryError, GnnffError, InputError
+from gnnff.errors import ChemistryError, GnnffError, InputError, ParametrizationError
 from gnnff.units import ANGSTROM_TO_NM
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "positions_nm",
     "with_conformer",
     "net_charge",
+    "check_elements",
 ]
 
 #: File suffixes gnnff reads, and the reader for each.
@@ -335,3 +336,16 @@ def with_conformer(mol: Chem.Mol, *, seed: int = 0xF00D) -> Chem.Mol:
             name = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
             raise ChemistryError(f"{name}: RDKit could not embed a 3D conformer; supply 3D coordinates")
     return out
+
+
+def check_elements(mol: Chem.Mol, allowed: frozenset[int], *, label: str, owner: str) -> None:
+    """Raise ParametrizationError naming the first atom whose element ``owner`` does not cover."""
+    table = Chem.GetPeriodicTable()
+    for i in range(mol.GetNumAtoms()):
+        atom = mol.GetAtomWithIdx(i)
+        if atom.GetAtomicNum() not in allowed:
+            known = " ".join(table.GetElementSymbol(z) for z in sorted(allowed))
+            raise ParametrizationError(
+                f"{label}: atom {i} ({atom.GetSymbol()}) is an element {owner} does not cover; "
+                f"supported: {known}"
+            )

@@ -92,7 +92,7 @@ BAD_INPUTS = {
     "unsupported": ("mol.xyz", b"1\n\nC 0 0 0\n", r"unsupported format '\.xyz'", 2),
     "missing": ("absent.sdf", None, r"absent\.sdf: no such file", 2),
     "radical": ("radical.smi", b"[CH3] methyl\n", r"record 1 \('methyl'\): atom 0 \(C\) has 1 unpaired", 1),
-    "element": ("silane.smi", b"[SiH4] silane\n", r"atom 0 \(Si\) is an element Sage has no parameters", 1),
+    "element": ("silane.smi", b"[SiH4] silane\n", r"atom 0 \(Si\) is an element Sage does not cover", 1),
     "bad smiles": ("bad.smi", b"C1CC x\n", r"'C1CC' is not a valid SMILES", 1),
 }
 

@@ -177,7 +177,7 @@ def test_missing_hydrogens_in_3d_file(tmp_path, small_molecules):
 
 
 def test_element_outside_sage(small_molecules):
-    with pytest.raises(ParametrizationError, match=r"atom 0 \(Si\) is an element Sage has no parameters"):
+    with pytest.raises(ParametrizationError, match=r"atom 0 \(Si\) is an element Sage does not cover"):
         gnnff.parametrize("[SiH4]", charges="mmff94")
 
 

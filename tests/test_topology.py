@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from itertools import combinations
 
 import numpy as np
 import pytest

@@ -18,7 +18,6 @@ from gnnff.config import load_config
 from gnnff.data import read_qcarchive_sdf, read_spice_hdf5, split_by_molecule
 from gnnff.errors import InputError, ModelError
 from gnnff.molecule import positions_nm
-from gnnff.network import NetworkConfig, build_network
 from gnnff.training import train
 from gnnff.units import BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
 
@@ -89,7 +88,7 @@ def test_checkpoint_round_trip_and_parametrize(trained, small_molecules):
 
 def test_element_outside_model_domain(trained):
     _, result = trained
-    with pytest.raises(gnnff.ParametrizationError, match=r"atom 0 \(Si\) is an element model 'model' was not trained on"):
+    with pytest.raises(gnnff.ParametrizationError, match=r"atom 0 \(Si\) is an element model 'model' does not cover"):
         gnnff.parametrize("[SiH4]", model=result["model"])
 
 
