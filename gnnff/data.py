@@ -44,6 +44,7 @@ __all__ = [
     "split_by_molecule",
     "drop_broken",
     "ReferenceCache",
+    "molecule_key",
 ]
 
 #: Conformer sets whose QM energy spread exceeds this hold broken geometries.
@@ -92,7 +93,8 @@ class MoleculeData:
         return int(self.energies.shape[0])
 
 
-def _key(mol: Chem.Mol) -> str:
+def molecule_key(mol: Chem.Mol) -> str:
+    """Canonical isomeric SMILES without hydrogens: the identity used for splits."""
     return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=True)
 
 
@@ -136,7 +138,7 @@ def read_spice_hdf5(path: str | os.PathLike, *, dataset: str | None = None,
                 forces = -np.asarray(group["dft_total_gradient"], dtype=float) * HARTREE_TO_KJ / BOHR_TO_NM
             else:
                 forces = np.full_like(positions, np.nan)
-            out.append(MoleculeData(_key(mol), mol, positions, energies, forces, name))
+            out.append(MoleculeData(molecule_key(mol), mol, positions, energies, forces, name))
     return out
 
 
@@ -162,7 +164,7 @@ def read_qcarchive_sdf(path: str | os.PathLike, *, dataset: str | None = None,
     for smiles, g in tqdm(groups.items(), desc=f"prepare {path.name}", unit="mol", disable=None):
         mol = prepare(g["mol"], label=f"{path.name} {smiles}")
         positions = np.stack(g["positions"])
-        out.append(MoleculeData(_key(mol), mol, positions, np.asarray(g["energies"]),
+        out.append(MoleculeData(molecule_key(mol), mol, positions, np.asarray(g["energies"]),
                                 np.zeros_like(positions), name))
     return out
 

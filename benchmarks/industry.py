@@ -1,0 +1,87 @@
+"""OpenFF industry-benchmark protocol: gnnff beside Sage 2.0.0 and GAFF 2.11 on the same conformers.
+
+    python benchmarks/industry.py --model runs/industry-small/model.pt \
+        --splits runs/industry-small/splits.json --part test -o runs/industry-small/benchmark
+
+Minimises every conformer of the selected molecules with each model (OpenMM Reference,
+1,500 iterations), measures RMSD / TFD / ddE against the QM geometry and energy, and puts
+the benchmark's own Sage and GAFF numbers for the same QCArchive records beside them.
+Writes per-conformer CSVs, summary.csv and cumulative-distribution plots; prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+import gnnff
+from gnnff.benchmark import (ConformerResult, plot_cumulative, read_baseline_csv, read_benchmark_sdf,
+                             run_protocol, summarize)
+from gnnff.errors import GnnffError
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=[], help="model name or .pt (repeatable)")
+    parser.add_argument("--sage-charges", default=None,
+                        help="also run gnnff's classical Sage 2.2 path with these charges (e.g. am1bcc-fast)")
+    parser.add_argument("--splits", help="training run's splits.json; restricts to --part")
+    parser.add_argument("--part", default="test")
+    parser.add_argument("--limit", type=int, default=None, help="first N molecules of the SDF")
+    parser.add_argument("--data", default=str(SHARED / "industry-benchmark-dev.sdf.gz"))
+    parser.add_argument("--baseline", default=str(SHARED / "industry-benchmark-dev-baseline-metrics.csv.gz"))
+    parser.add_argument("-o", "--output", default="benchmark-industry")
+    args = parser.parse_args()
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = set(json.loads(Path(args.splits).read_text())[args.part]) if args.splits else None
+    molecules = read_benchmark_sdf(args.data, keys=keys, limit=args.limit)
+    sources = {Path(m).stem if m.endswith(".pt") else m: gnnff.get_model(m) for m in args.model}
+    if args.sage_charges:
+        sources["sage-2.2 (gnnff path)"] = gnnff.get_model("sage", charges=args.sage_charges)
+    results: dict[str, list[ConformerResult]] = {}
+    for name, source in sources.items():
+        start, failed = time.perf_counter(), []
+        results[name] = []
+        for molecule in tqdm(molecules, desc=name, unit="mol"):
+            try:
+                results[name] += run_protocol(source, molecule)
+            except GnnffError as err:
+                failed.append(f"{molecule.key}: {err}")
+        print(f"{name}: {len(molecules) - len(failed)} molecules in {time.perf_counter() - start:.0f} s"
+              + (f", {len(failed)} failed (see failed-{name}.txt)" if failed else ""))
+        (out / f"failed-{name}.txt").write_text("\n".join(failed) + "\n") if failed else None
+    done = {r.record_id for items in results.values() for r in items}
+    key_of = {r.record_id: r.key for items in results.values() for r in items}
+    for ff, records in read_baseline_csv(args.baseline).items():
+        results[ff] = [ConformerResult(rid, key_of[rid], *values) for rid, values in records.items() if rid in done]
+    rows = summarize(results)
+    for name, items in results.items():
+        with open(out / f"conformers-{name.replace(' ', '_')}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["record_id", "molecule", "rmsd", "tfd", "dde"])
+            writer.writerows([r.record_id, r.key, r.rmsd, r.tfd, r.dde] for r in items)
+    with open(out / "summary.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_cumulative(results, out / "cumulative.png")
+    print(f"{'force field':28s} {'mols':>5s} {'confs':>6s}  {'median RMSD A':>22s}  {'median TFD':>24s}  "
+          f"{'ddE RMSE kcal/mol':>22s}")
+    for r in rows:
+        print(f"{r['force_field']:28s} {r['molecules']:5d} {r['conformers']:6d}  "
+              f"{r['rmsd_median']:.3f} [{r['rmsd_median_lo']:.3f},{r['rmsd_median_hi']:.3f}]  "
+              f"{r['tfd_median']:.4f} [{r['tfd_median_lo']:.4f},{r['tfd_median_hi']:.4f}]  "
+              f"{r['dde_rmse']:.2f} [{r['dde_rmse_lo']:.2f},{r['dde_rmse_hi']:.2f}]")
+    print(f"per-conformer CSVs, summary.csv and cumulative.png in {out}/")
+
+
+if __name__ == "__main__":
+    main()
