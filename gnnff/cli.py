@@ -54,7 +54,33 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline-charges", default="am1bcc-fast",
                    help="charges of the Sage baseline (default: %(default)s); 'none' skips the baseline")
     e.add_argument("--limit", type=int, default=None, help="first N molecules of each file")
+    g = commands.add_parser("data", help="generate reference data (conformers + QM/ML labels) as HDF5",
+                            description="Conformers (input 3D or ETKDG, plus MD frames at elevated temperature) "
+                                        "labelled by a reference method, appended to a SPICE-layout HDF5 file; "
+                                        "molecules already in the file are skipped (resumable).")
+    g.add_argument("input", metavar="INPUT", help="molecule file or SMILES, as for parametrize")
+    g.add_argument("-o", "--output", required=True, help="HDF5 file to create or extend")
+    g.add_argument("--labeler", default="gfn2-xtb", help="gfn2-xtb or ani-2x (default: %(default)s)")
+    g.add_argument("--etkdg", type=int, default=4, help="ETKDG conformers when the input has no 3D (default: 4)")
+    g.add_argument("--md-frames", type=int, default=8, help="MD frames per starting conformer (default: 8)")
+    g.add_argument("--temperature", type=float, default=500.0, help="MD temperature in K (default: 500)")
+    g.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    g.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _data(args: argparse.Namespace) -> int:
+    from gnnff.generate import SamplingConfig, generate
+
+    _, records = _records(args.input)
+    sampling = SamplingConfig(etkdg=args.etkdg, md_frames=args.md_frames, temperature=args.temperature,
+                              seed=args.seed)
+    report = generate(list(records), args.output, labeler=args.labeler, sampling=sampling, workers=args.workers)
+    for message in report["failed"]:
+        print(f"gnnff: error: {message}", file=sys.stderr)
+    print(f"wrote {len(report['written'])} molecule(s) to {args.output}; {len(report['skipped'])} already there; "
+          f"{len(report['failed'])} failed")
+    return 0 if not report["failed"] else 1
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -164,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "parametrize":
             return _parametrize(args)
+        if args.command == "data":
+            return _data(args)
         if args.command == "train":
             return _train(args)
         if args.command == "evaluate":

@@ -1,0 +1,185 @@
+"""Reference-data generation: molecules -> conformers -> labeler energies and forces -> HDF5.
+
+Conformers: the molecule's own 3D conformers (e.g. QM minima) or RDKit ETKDG ones, plus
+off-equilibrium frames from short Langevin MD at elevated temperature with a classical
+force field (gnnff's Sage path, MMFF94 charges), so the data hold curvature, not only
+minima. Output: SPICE layout (``smiles`` mapped, ``atomic_numbers``, ``conformations``
+[bohr], ``dft_total_energy`` [hartree], ``dft_total_gradient`` [hartree/bohr]) with
+attributes naming the labeler and the sampling. Resumable: molecules already in the
+file are skipped. Parallel: one single-threaded worker process per core; the main
+process is the only writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import AllChem
+from tqdm import tqdm
+
+from gnnff._version import __version__
+from gnnff.errors import GnnffError
+from gnnff.molecule import Record, positions_nm
+from gnnff.units import BOHR_TO_NM, HARTREE_TO_KJ
+
+__all__ = ["SamplingConfig", "sample_conformers", "mapped_smiles", "generate"]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How conformers are made: ETKDG count (when the input has no 3D conformer), MD frames
+    per starting conformer, MD temperature (K), picoseconds between frames, seed."""
+
+    etkdg: int = 4
+    md_frames: int = 8
+    temperature: float = 500.0
+    frame_interval_ps: float = 0.5
+    seed: int = 0
+
+
+def _starting_conformers(mol: Chem.Mol, config: SamplingConfig) -> np.ndarray:
+    if mol.GetNumConformers() and mol.GetConformer().Is3D():
+        return positions_nm(mol)
+    work = Chem.Mol(mol)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = config.seed
+    ids = AllChem.EmbedMultipleConfs(work, numConfs=config.etkdg, params=params)
+    if not ids:
+        raise GnnffError(f"{mol.GetProp('_Name')}: RDKit could not embed conformers")
+    return positions_nm(work)
+
+
+def _md_frames(mol: Chem.Mol, starts: np.ndarray, config: SamplingConfig) -> np.ndarray:
+    import openmm
+    import openmm.unit as unit
+
+    import gnnff
+
+    system = gnnff.parametrize(mol, model="sage", charges="mmff94")
+    frames = []
+    step = 0.001  # ps; no constraints, so 1 fs
+    steps = max(1, int(round(config.frame_interval_ps / step)))
+    for k, x in enumerate(starts):
+        integrator = openmm.LangevinMiddleIntegrator(config.temperature * unit.kelvin, 10.0 / unit.picosecond,
+                                                     step * unit.picosecond)
+        integrator.setRandomNumberSeed(config.seed * 1000 + k + 1)
+        context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(x)
+        context.setVelocitiesToTemperature(config.temperature * unit.kelvin, config.seed * 1000 + k + 1)
+        for _ in range(config.md_frames):
+            integrator.step(steps)
+            frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    return np.asarray(frames).reshape(-1, mol.GetNumAtoms(), 3)
+
+
+def sample_conformers(mol: Chem.Mol, config: SamplingConfig) -> np.ndarray:
+    """Starting conformers followed by MD frames, ``(n_conf, n_atoms, 3)`` nm."""
+    starts = _starting_conformers(mol, config)
+    if config.md_frames == 0:
+        return starts
+    return np.concatenate([starts, _md_frames(mol, starts, config)])
+
+
+def mapped_smiles(mol: Chem.Mol) -> str:
+    """SMILES with every atom (hydrogens too) mapped to its index + 1: the atom order."""
+    copy = Chem.Mol(mol)
+    for atom in copy.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    return Chem.MolToSmiles(copy)
+
+
+def _group_name(smiles: str) -> str:
+    return hashlib.sha1(smiles.encode()).hexdigest()[:16]
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(labeler: str) -> None:
+    import torch
+
+    from gnnff.labelers import get_labeler
+
+    torch.set_num_threads(1)
+    _WORKER["labeler"] = get_labeler(labeler)
+
+
+def _label(task: tuple[str, bytes, SamplingConfig]) -> tuple[str, dict | None, str | None]:
+    label, pickled, config = task
+    mol = Chem.Mol(pickled)
+    try:
+        x = sample_conformers(mol, config)
+        z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+        charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
+        energies, forces = _WORKER["labeler"](z, x, charge)
+    except GnnffError as err:
+        return label, None, f"{label}: {err}"
+    return label, {"smiles": mapped_smiles(mol), "z": z, "x": x, "e": energies, "f": forces}, None
+
+
+def _write(handle, name: str, result: dict, attrs: dict) -> None:
+    group = handle.create_group(name)
+    group["smiles"] = [result["smiles"].encode()]
+    group["atomic_numbers"] = result["z"].astype(np.int16)
+    group["conformations"] = (result["x"] / BOHR_TO_NM).astype(np.float32)  # nm -> bohr
+    group["dft_total_energy"] = result["e"] / HARTREE_TO_KJ  # kJ/mol -> hartree
+    group["dft_total_gradient"] = (-result["f"] * BOHR_TO_NM / HARTREE_TO_KJ).astype(np.float32)  # -> Eh/bohr
+    for key, value in attrs.items():
+        group.attrs[key] = value
+    handle.flush()
+
+
+def generate(records: Sequence[Record], output: str | os.PathLike, *, labeler: str,
+             sampling: SamplingConfig = SamplingConfig(), workers: int = 2) -> dict[str, list[str]]:
+    """Label every record's conformers and append them to ``output`` (HDF5).
+
+    Returns ``{"written": [...], "skipped": [...], "failed": [...]}`` (labels / messages).
+    """
+    import h5py
+
+    from gnnff.labelers import LABELERS
+
+    if labeler not in LABELERS:
+        from gnnff.labelers import get_labeler
+
+        get_labeler(labeler)  # raises with the known names
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, list[str]] = {"written": [], "skipped": [], "failed": []}
+    with h5py.File(output, "a") as handle:
+        handle.attrs["generator"] = f"gnnff {__version__}"
+        tasks = []
+        for record in records:
+            if record.error is not None:
+                report["failed"].append(str(record.error))
+            elif _group_name(mapped_smiles(record.mol)) in handle:
+                report["skipped"].append(record.label)
+            else:
+                tasks.append((record.label, record.mol.ToBinary(Chem.PropertyPickleOptions.AllProps), sampling))
+        attrs = {"method": LABELERS[labeler].method, "labeler": labeler,
+                 **{f"sampling_{k}": v for k, v in asdict(sampling).items()}}
+        for label, result, error in _run(tasks, labeler, workers):
+            if error is not None:
+                report["failed"].append(error)
+                continue
+            _write(handle, _group_name(result["smiles"]), result, attrs)
+            report["written"].append(label)
+    return report
+
+
+def _run(tasks: list, labeler: str, workers: int) -> Iterator[tuple[str, dict | None, str | None]]:
+    progress = dict(total=len(tasks), desc=f"label ({labeler})", unit="mol", disable=None)
+    if workers <= 1 or len(tasks) <= 1:
+        _init_worker(labeler)
+        yield from tqdm(map(_label, tasks), **progress)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(labeler,)) as pool:
+        yield from tqdm(pool.imap_unordered(_label, tasks), **progress)

@@ -1,0 +1,132 @@
+"""Reference calculators ("labelers") behind one interface, in a registry.
+
+A labeler takes atomic numbers, positions ``(n_conf, n_atoms, 3)`` in nm and the net
+charge, and returns energies ``(n_conf,)`` in kJ/mol and forces ``(n_conf, n_atoms, 3)``
+in kJ/mol/nm. Each one converts its program's units explicitly, in one place.
+
+- ``gfn2-xtb``: GFN2-xTB through ``tblite`` (hartree, bohr).
+- ``ani-2x``: the ANI-2x ensemble through ``torchani``, weights read offline from a
+  folder holding ``ani-2x_8x.info`` and ``ani-2x_8x/`` (``GNNFF_ANI2X_DIR``, default
+  ``../shared/models/torchani`` beside the checkout); neutral molecules of H C N O S F Cl only (hartree, angstrom).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from gnnff.errors import ModelError, ParametrizationError
+from gnnff.units import ANGSTROM_TO_NM, BOHR_TO_NM, HARTREE_TO_KJ
+
+__all__ = ["Labeler", "LABELERS", "get_labeler", "XTBLabeler", "ANI2xLabeler"]
+
+
+class Labeler(Protocol):
+    name: str
+    method: str
+
+    def __call__(self, atomic_numbers: np.ndarray, positions_nm: np.ndarray, charge: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        ...
+
+
+class XTBLabeler:
+    """GFN2-xTB single points through tblite, one conformation at a time."""
+
+    name = "gfn2-xtb"
+    method = "GFN2-xTB (tblite)"
+
+    def __init__(self, accuracy: float = 1.0) -> None:
+        try:
+            from tblite.interface import Calculator  # noqa: F401
+        except ImportError:
+            raise ModelError("labeler 'gfn2-xtb' needs tblite: pip install tblite") from None
+        self.accuracy = accuracy
+
+    def __call__(self, atomic_numbers, positions_nm, charge):
+        from tblite.interface import Calculator
+
+        energies, forces = [], []
+        for x in np.asarray(positions_nm, dtype=float):
+            calc = Calculator("GFN2-xTB", np.asarray(atomic_numbers), x / BOHR_TO_NM, charge=float(charge))
+            calc.set("verbosity", 0)
+            calc.set("accuracy", self.accuracy)
+            try:
+                result = calc.singlepoint()
+            except RuntimeError as err:
+                raise ParametrizationError(f"GFN2-xTB failed ({str(err).splitlines()[0]})") from None
+            energies.append(result.get("energy") * HARTREE_TO_KJ)  # hartree -> kJ/mol
+            forces.append(-result.get("gradient") * HARTREE_TO_KJ / BOHR_TO_NM)  # Eh/bohr -> kJ/mol/nm
+        return np.asarray(energies), np.asarray(forces)
+
+
+def _default_ani_dir() -> Path:
+    env = os.environ.get("GNNFF_ANI2X_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "models" / "torchani"
+
+
+class ANI2xLabeler:
+    """ANI-2x ensemble (torchani), loaded offline from NeuroChem files."""
+
+    name = "ani-2x"
+    method = "ANI-2x (torchani, 8-model ensemble)"
+    ELEMENTS = frozenset({1, 6, 7, 8, 9, 16, 17})
+
+    def __init__(self, weights: str | os.PathLike | None = None) -> None:
+        folder = Path(weights) if weights else _default_ani_dir()
+        if not (folder / "ani-2x_8x.info").is_file():
+            raise ModelError(f"ANI-2x weights not found in {folder}; set GNNFF_ANI2X_DIR to the folder "
+                             "holding ani-2x_8x.info and ani-2x_8x/")
+        try:
+            import torch  # noqa: F401
+            import torchani
+        except ImportError:
+            raise ModelError("labeler 'ani-2x' needs torchani: pip install torchani") from None
+        # torchani reads $TORCHANI_DATA_DIR/Neurochem/...: point it at the offline files
+        self._data_dir = tempfile.mkdtemp(prefix="gnnff-ani-")
+        os.symlink(folder.resolve(), os.path.join(self._data_dir, "Neurochem"))
+        previous = os.environ.get("TORCHANI_DATA_DIR")
+        os.environ["TORCHANI_DATA_DIR"] = self._data_dir
+        os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
+        try:
+            self.model = torchani.neurochem.load_model_from_name("ani2x").double().eval()
+            self.model.periodic_table_index = True  # species given as atomic numbers
+        finally:
+            if previous is None:
+                os.environ.pop("TORCHANI_DATA_DIR", None)
+            else:
+                os.environ["TORCHANI_DATA_DIR"] = previous
+
+    def __call__(self, atomic_numbers, positions_nm, charge):
+        import torch
+
+        z = np.asarray(atomic_numbers)
+        bad = sorted(set(z.tolist()) - self.ELEMENTS)
+        if charge != 0 or bad:
+            raise ParametrizationError(
+                f"ANI-2x covers neutral H C N O F S Cl molecules only (net charge {charge}, other elements {bad})"
+            )
+        x = torch.as_tensor(np.asarray(positions_nm) / ANGSTROM_TO_NM, dtype=torch.float64)  # nm -> A
+        x.requires_grad_(True)
+        species = torch.as_tensor(z).expand(x.shape[0], -1)
+        energy = self.model((species, x)).energies
+        (grad,) = torch.autograd.grad(energy.sum(), x)
+        forces = -grad.numpy() * HARTREE_TO_KJ / ANGSTROM_TO_NM  # Eh/A -> kJ/mol/nm
+        return energy.detach().numpy() * HARTREE_TO_KJ, forces
+
+
+#: Labeler name -> factory.
+LABELERS: dict[str, Callable[[], Labeler]] = {"gfn2-xtb": XTBLabeler, "ani-2x": ANI2xLabeler}
+
+
+def get_labeler(name: str) -> Labeler:
+    """Instantiate a labeler by name; unknown names list the known ones."""
+    if name not in LABELERS:
+        raise ModelError(f"unknown labeler '{name}'; known: {', '.join(sorted(LABELERS))}")
+    return LABELERS[name]()
