@@ -25,7 +25,6 @@ import openmm
 import openmm.unit as unit
 from rdkit import Chem
 from rdkit.Chem import TorsionFingerprints, rdMolAlign
-from tqdm import tqdm
 
 from gnnff.data import molecule_key
 from gnnff.export import to_openmm

@@ -216,6 +216,19 @@ def _mol_id(mol: Chem.Mol) -> str:
     return hashlib.sha1(Chem.MolToSmiles(copy).encode()).hexdigest()
 
 
+def _reference_nonbonded(task: tuple[str, bytes]) -> dict[str, list[float]]:
+    """Sage LJ and reference charges of one pickled molecule ({} where Sage fails)."""
+    from gnnff.classical import SageSource
+
+    charges, pickled = task
+    mol = Chem.Mol(pickled)
+    try:
+        p = SageSource(charges=charges).parameters(mol, build_topology(mol)).nonbonded
+    except GnnffError:
+        return {}
+    return {f.name: getattr(p, f.name).tolist() for f in NONBONDED.fields()}
+
+
 class ReferenceCache:
     """Reference charges and Lennard-Jones parameters (Sage) per molecule, on disk.
 
@@ -230,25 +243,29 @@ class ReferenceCache:
         if self.path is not None and self.path.is_file():
             self._store = json.loads(self.path.read_text())
 
-    def get(self, data: Sequence[MoleculeData]) -> list[dict[str, np.ndarray] | None]:
-        """Per molecule: nonbonded field name -> ``(n_atoms,)`` array; None where Sage fails."""
-        from gnnff.classical import SageSource
+    def get(self, data: Sequence[MoleculeData], workers: int = 1) -> list[dict[str, np.ndarray] | None]:
+        """Per molecule: nonbonded field name -> ``(n_atoms,)`` array; None where Sage fails.
 
-        source = SageSource(charges=self.charges)
-        names = [f.name for f in NONBONDED.fields()]
-        out: list[dict[str, np.ndarray] | None] = []
-        dirty = False
-        for d in tqdm(data, desc=f"reference charges ({self.charges}) + Sage LJ", unit="mol", disable=None):
-            key = f"{self.charges}:{_mol_id(d.mol)}"
-            if key not in self._store:
-                try:
-                    p = source.parameters(d.mol, d.topology).nonbonded
-                    self._store[key] = {name: getattr(p, name).tolist() for name in names}
-                except GnnffError:
-                    self._store[key] = {}
-                dirty = True
-            values = self._store[key]
-            out.append({name: np.asarray(v) for name, v in values.items()} if values else None)
+        Missing entries are computed in ``workers`` processes and saved.
+        """
+        keys = [f"{self.charges}:{_mol_id(d.mol)}" for d in data]
+        todo = {k: d.mol.ToBinary(Chem.PropertyPickleOptions.AllProps)
+                for k, d in zip(keys, data) if k not in self._store}
+        if todo:
+            tasks = [(self.charges, pickled) for pickled in todo.values()]
+            progress = dict(total=len(tasks), desc=f"reference charges ({self.charges}) + Sage LJ",
+                            unit="mol", disable=None)
+            if workers > 1 and len(tasks) > 1:
+                import multiprocessing
+
+                with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                    values = list(tqdm(pool.imap(_reference_nonbonded, tasks, chunksize=4), **progress))
+            else:
+                values = list(tqdm(map(_reference_nonbonded, tasks), **progress))
+            self._store.update(zip(todo, values))
+        out = [{name: np.asarray(v) for name, v in self._store[k].items()} if self._store[k] else None
+               for k in keys]
+        dirty = bool(todo)
         if dirty and self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.path, json.dumps(self._store))

@@ -70,7 +70,8 @@ def _md_frames(mol: Chem.Mol, starts: np.ndarray, config: SamplingConfig) -> np.
         integrator = openmm.LangevinMiddleIntegrator(config.temperature * unit.kelvin, 10.0 / unit.picosecond,
                                                      step * unit.picosecond)
         integrator.setRandomNumberSeed(config.seed * 1000 + k + 1)
-        context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+        platform = openmm.Platform.getPlatformByName("CPU")
+        context = openmm.Context(system, integrator, platform, {"Threads": "1"})
         context.setPositions(x)
         context.setVelocitiesToTemperature(config.temperature * unit.kelvin, config.seed * 1000 + k + 1)
         for _ in range(config.md_frames):

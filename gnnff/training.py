@@ -180,7 +180,7 @@ def prepare_data(config: TrainConfig) -> dict[str, list[tuple[MoleculeData, dict
     cache = ReferenceCache(config.reference_cache, config.reference_charges)
     out = {}
     for name, part in zip(("train", "validation", "test"), parts):
-        references = cache.get(part) if name != "test" else [None] * len(part)
+        references = cache.get(part, workers=config.optim.threads) if name != "test" else [None] * len(part)
         out[name] = [(d, r) for d, r in zip(part, references) if name == "test" or r is not None]
     return out
 
