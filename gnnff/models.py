@@ -43,6 +43,13 @@ def _sage(**options: Any) -> ParameterSource:
 
 
 _BUILTIN: dict[str, Callable[..., ParameterSource]] = {"sage": _sage}
+
+#: Trained models shipped inside the package: ``weights/NAME.pt`` is model ``NAME``.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def _packaged() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.pt"))}
 _REGISTERED: dict[str, Callable[..., ParameterSource]] = {}
 
 
@@ -59,7 +66,7 @@ def _entry_point_factories() -> dict[str, Callable[..., ParameterSource]]:
 
 def available_models() -> list[str]:
     """Names of every known model."""
-    return sorted({*_BUILTIN, *_REGISTERED, *_entry_point_factories()})
+    return sorted({*_BUILTIN, *_REGISTERED, *_packaged(), *_entry_point_factories()})
 
 
 def get_model(model: str | ParameterSource | None = None, **options: Any) -> ParameterSource:
@@ -79,12 +86,13 @@ def get_model(model: str | ParameterSource | None = None, **options: Any) -> Par
                 raise ModelError("options cannot be given together with a model object")
             return model
         raise ModelError(f"a model must be a name or a ParameterSource, not {type(model).__name__}")
-    if model.endswith(".pt") or Path(model).is_file():
+    packaged = _packaged()
+    if model in packaged or model.endswith(".pt") or Path(model).is_file():
         from gnnff.checkpoint import GNNSource
 
         if options:
-            raise ModelError(f"model file '{model}' takes no options (got {sorted(options)})")
-        return GNNSource(model)
+            raise ModelError(f"model '{model}' takes no options (got {sorted(options)})")
+        return GNNSource(packaged.get(model, model))
     factory = _BUILTIN.get(model) or _REGISTERED.get(model)
     if factory is None:
         plugins = _entry_point_factories()
