@@ -22,12 +22,18 @@ __all__ = ["DataSource", "SplitConfig", "LossConfig", "OptimConfig", "TrainConfi
 @dataclass(frozen=True)
 class DataSource:
     """One data file: ``path``, ``format`` (spice-hdf5 | qcarchive-sdf | None: by suffix),
-    ``name`` (for reports), ``limit`` (first N molecules)."""
+    ``name`` (for reports), ``limit`` (first N molecules), ``max_above_minimum`` (kcal/mol:
+    drop conformations this far above their molecule's lowest, e.g. hot MD frames; None
+    keeps all), ``max_spread`` (kcal/mol: molecules whose remaining conformer energies spread
+    more are dropped as broken; 62.5 suits QM minima and mildly perturbed sets, hot MD
+    frames of drug-size molecules need more)."""
 
     path: str
     format: str | None = None
     name: str | None = None
     limit: int | None = None
+    max_above_minimum: float | None = None
+    max_spread: float = 62.5
 
 
 @dataclass(frozen=True)

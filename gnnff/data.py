@@ -43,6 +43,7 @@ __all__ = [
     "DATA_FORMATS",
     "split_by_molecule",
     "drop_broken",
+    "drop_high_energy",
     "ReferenceCache",
     "molecule_key",
 ]
@@ -188,6 +189,18 @@ def read_dataset(path: str | os.PathLike, *, format: str | None = None, dataset:
 def drop_broken(data: Iterable[MoleculeData], max_spread: float = MAX_ENERGY_SPREAD) -> list[MoleculeData]:
     """Molecules whose conformer energy spread is at most ``max_spread`` kJ/mol."""
     return [d for d in data if np.ptp(d.energies) <= max_spread]
+
+
+def drop_high_energy(data: Iterable[MoleculeData], max_above_minimum: float) -> list[MoleculeData]:
+    """Keep conformations within ``max_above_minimum`` kJ/mol of each molecule's lowest."""
+    out = []
+    for d in data:
+        keep = d.energies - d.energies.min() <= max_above_minimum
+        if keep.all():
+            out.append(d)
+        elif keep.sum() >= 2:
+            out.append(MoleculeData(d.key, d.mol, d.positions[keep], d.energies[keep], d.forces[keep], d.dataset))
+    return out
 
 
 def split_by_molecule(data: Sequence[MoleculeData], fractions: Sequence[float], seed: int

@@ -25,13 +25,14 @@ from tqdm import tqdm
 
 from gnnff.checkpoint import load_checkpoint, save_checkpoint
 from gnnff.config import TrainConfig
-from gnnff.data import MoleculeData, ReferenceCache, drop_broken, read_dataset, split_by_molecule
+from gnnff.data import (MoleculeData, ReferenceCache, drop_broken, drop_high_energy, read_dataset,
+                        split_by_molecule)
 from gnnff.energy import compute_energy, total_energy
 from gnnff.export import atomic_write_text
 from gnnff.network import Graph, build_network
 from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
 from gnnff.topology import Topology
-from gnnff.units import KJ_TO_KCAL, NM_TO_ANGSTROM
+from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = ["Batch", "make_batch", "predict", "Metrics", "train", "prepare_data"]
 
@@ -171,10 +172,12 @@ def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metr
 
 def prepare_data(config: TrainConfig) -> dict[str, list[tuple[MoleculeData, dict[str, np.ndarray]]]]:
     """Read, filter, split by molecule and attach reference nonbonded parameters."""
-    data: list[MoleculeData] = []
+    kept: list[MoleculeData] = []
     for source in config.data:
-        data += read_dataset(source.path, format=source.format, dataset=source.name, limit=source.limit)
-    kept = drop_broken(data)
+        data = read_dataset(source.path, format=source.format, dataset=source.name, limit=source.limit)
+        if source.max_above_minimum is not None:
+            data = drop_high_energy(data, source.max_above_minimum * KCAL_TO_KJ)
+        kept += drop_broken(data, source.max_spread * KCAL_TO_KJ)
     fractions = (1.0 - config.split.validation - config.split.test, config.split.validation, config.split.test)
     parts = split_by_molecule(kept, fractions, config.split.seed)
     cache = ReferenceCache(config.reference_cache, config.reference_charges)
