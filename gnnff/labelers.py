@@ -7,7 +7,9 @@ in kJ/mol/nm. Each one converts its program's units explicitly, in one place.
 - ``gfn2-xtb``: GFN2-xTB through ``tblite`` (hartree, bohr).
 - ``ani-2x``: the ANI-2x ensemble through ``torchani``, weights read offline from a
   folder holding ``ani-2x_8x.info`` and ``ani-2x_8x/`` (``GNNFF_ANI2X_DIR``, default
-  ``../shared/models/torchani`` beside the checkout); neutral molecules of H C N O S F Cl only (hartree, angstrom).
+  ``../shared/models/torchani`` beside the checkout); neutral molecules of
+  H C N O S F Cl only (hartree, angstrom).
+- ``b3lyp-d3bj``: B3LYP-D3(BJ)/DZVP through ``pyscf`` and ``dftd3`` (hartree, bohr).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from gnnff.errors import ModelError, ParametrizationError
 from gnnff.units import ANGSTROM_TO_NM, BOHR_TO_NM, HARTREE_TO_KJ
 
-__all__ = ["Labeler", "LABELERS", "get_labeler", "XTBLabeler", "ANI2xLabeler"]
+__all__ = ["Labeler", "LABELERS", "get_labeler", "XTBLabeler", "ANI2xLabeler", "DFTLabeler"]
 
 
 class Labeler(Protocol):
@@ -121,8 +123,48 @@ class ANI2xLabeler:
         return energy.detach().numpy() * HARTREE_TO_KJ, forces
 
 
+class DFTLabeler:
+    """B3LYP-D3(BJ)/DZVP (the level of the shared data) with pyscf and dftd3.
+
+    Closed-shell Kohn-Sham (RKS); minutes per drug-size conformation on 2 cores: for
+    small validation sets, not bulk data. ``pip install gnnff[dft]``.
+    """
+
+    name = "b3lyp-d3bj"
+    method = "B3LYP-D3(BJ)/DZVP (pyscf + dftd3)"
+
+    def __init__(self, basis: str = "dzvp", xc: str = "b3lyp") -> None:
+        try:
+            import dftd3.interface  # noqa: F401
+            import pyscf  # noqa: F401
+        except ImportError:
+            raise ModelError("labeler 'b3lyp-d3bj' needs pyscf and dftd3: pip install gnnff[dft]") from None
+        self.basis, self.xc = basis, xc
+
+    def __call__(self, atomic_numbers, positions_nm, charge):
+        from dftd3.interface import DispersionModel, RationalDampingParam
+        from pyscf import dft, gto
+
+        z = np.asarray(atomic_numbers)
+        energies, forces = [], []
+        for x in np.asarray(positions_nm, dtype=float) / BOHR_TO_NM:  # nm -> bohr
+            mol = gto.M(atom=[(int(a), tuple(r)) for a, r in zip(z, x)], unit="Bohr", basis=self.basis,
+                        charge=int(charge), spin=0, verbose=0)
+            mf = dft.RKS(mol)
+            mf.xc = self.xc
+            e = mf.kernel()
+            if not mf.converged:
+                raise ParametrizationError(f"{self.method}: SCF did not converge")
+            grad = mf.nuc_grad_method().kernel()
+            d3 = DispersionModel(z, x).get_dispersion(RationalDampingParam(method=self.xc), grad=True)
+            energies.append((e + d3["energy"]) * HARTREE_TO_KJ)  # hartree -> kJ/mol
+            forces.append(-(grad + d3["gradient"]) * HARTREE_TO_KJ / BOHR_TO_NM)  # Eh/bohr -> kJ/mol/nm
+        return np.asarray(energies), np.asarray(forces)
+
+
 #: Labeler name -> factory.
-LABELERS: dict[str, Callable[[], Labeler]] = {"gfn2-xtb": XTBLabeler, "ani-2x": ANI2xLabeler}
+LABELERS: dict[str, Callable[[], Labeler]] = {"gfn2-xtb": XTBLabeler, "ani-2x": ANI2xLabeler,
+                                              "b3lyp-d3bj": DFTLabeler}
 
 
 def get_labeler(name: str) -> Labeler:

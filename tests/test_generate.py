@@ -54,7 +54,7 @@ def test_ani2x_offline_forces_and_energy_scale():
 
 
 def test_unknown_labeler_lists_known():
-    with pytest.raises(ModelError, match=r"unknown labeler 'dft'; known: ani-2x, gfn2-xtb"):
+    with pytest.raises(ModelError, match=r"unknown labeler 'dft'; known: ani-2x, b3lyp-d3bj, gfn2-xtb"):
         get_labeler("dft")
 
 
@@ -78,3 +78,17 @@ def test_data_command_writes_resumable_spice_hdf5(tmp_path):
         group = next(iter(handle.values()))
         assert group.attrs["labeler"] == "gfn2-xtb" and "GFN2-xTB" in group.attrs["method"]
         assert group.attrs["sampling_temperature"] == 500.0
+
+
+def test_dft_labeler_on_h2_against_direct_pyscf():
+    pytest.importorskip("pyscf", reason="DFT labeler needs the [dft] extra")
+    pytest.importorskip("dftd3", reason="DFT labeler needs the [dft] extra")
+    from dftd3.interface import DispersionModel, RationalDampingParam
+
+    labeler = get_labeler("b3lyp-d3bj")
+    z = np.array([1, 1])
+    x = np.array([[[0.0, 0.0, 0.0], [0.0, 0.0, 0.074]]])  # nm
+    # B3LYP/DZVP of H2 at 0.74 A, computed separately with pyscf (gto.M in angstrom): -1.1761600457 Eh
+    d3 = DispersionModel(z, x[0] / 0.0529177210903).get_dispersion(RationalDampingParam(method="b3lyp"), grad=False)
+    e = _finite_difference_check(labeler, z, x, h=1e-4)
+    assert e[0] / HARTREE_TO_KJ == pytest.approx(-1.1761600457 + d3["energy"], abs=1e-6)
