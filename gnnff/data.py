@@ -44,6 +44,7 @@ __all__ = [
     "split_by_molecule",
     "drop_broken",
     "drop_high_energy",
+    "drop_distorted",
     "ReferenceCache",
     "molecule_key",
 ]
@@ -196,6 +197,36 @@ def drop_high_energy(data: Iterable[MoleculeData], max_above_minimum: float) -> 
     out = []
     for d in data:
         keep = d.energies - d.energies.min() <= max_above_minimum
+        if keep.all():
+            out.append(d)
+        elif keep.sum() >= 2:
+            out.append(MoleculeData(d.key, d.mol, d.positions[keep], d.energies[keep], d.forces[keep], d.dataset))
+    return out
+
+
+def drop_distorted(data: Iterable[MoleculeData], bond_factor: float = 1.3, min_contact: float = 0.1
+                   ) -> list[MoleculeData]:
+    """Keep conformations whose geometry agrees with the bond graph.
+
+    A conformation is dropped when a bond is longer than ``bond_factor`` times the sum
+    of covalent radii, or two atoms that are not 1-2 or 1-3 neighbours come closer
+    than ``min_contact`` nm (e.g. a proton that moved to another atom during the QM
+    optimisation of a charged molecule).
+    """
+    table = Chem.GetPeriodicTable()
+    out = []
+    for d in data:
+        top = d.topology
+        radii = np.array([table.GetRcovalent(int(z)) for z in top.atomic_numbers]) * 0.1  # A -> nm
+        x = d.positions
+        keep = np.ones(d.n_conformations, dtype=bool)
+        if len(top.bonds):
+            length = np.linalg.norm(x[:, top.bonds[:, 0]] - x[:, top.bonds[:, 1]], axis=-1)
+            keep &= (length <= bond_factor * (radii[top.bonds[:, 0]] + radii[top.bonds[:, 1]])).all(1)
+        pairs = np.concatenate([d.pairs, top.pairs_14])
+        if len(pairs):
+            contact = np.linalg.norm(x[:, pairs[:, 0]] - x[:, pairs[:, 1]], axis=-1)
+            keep &= (contact >= min_contact).all(1)
         if keep.all():
             out.append(d)
         elif keep.sum() >= 2:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from gnnff.checkpoint import load_checkpoint, save_checkpoint
 from gnnff.config import TrainConfig
-from gnnff.data import (MoleculeData, ReferenceCache, drop_broken, drop_high_energy, read_dataset,
+from gnnff.data import (MoleculeData, ReferenceCache, drop_broken, drop_distorted, drop_high_energy, read_dataset,
                         split_by_molecule)
 from gnnff.energy import compute_energy, total_energy
 from gnnff.export import atomic_write_text
@@ -177,7 +177,7 @@ def prepare_data(config: TrainConfig) -> dict[str, list[tuple[MoleculeData, dict
         data = read_dataset(source.path, format=source.format, dataset=source.name, limit=source.limit)
         if source.max_above_minimum is not None:
             data = drop_high_energy(data, source.max_above_minimum * KCAL_TO_KJ)
-        kept += drop_broken(data, source.max_spread * KCAL_TO_KJ)
+        kept += drop_broken(drop_distorted(data), source.max_spread * KCAL_TO_KJ)
     fractions = (1.0 - config.split.validation - config.split.test, config.split.validation, config.split.test)
     parts = split_by_molecule(kept, fractions, config.split.seed)
     cache = ReferenceCache(config.reference_cache, config.reference_charges)

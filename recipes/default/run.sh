@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the default gnnff model from scratch (2 CPU cores, about 1.5 h):
+# Reproduce the default gnnff model from scratch (2 CPU cores, about 2 h):
 #   1. off-equilibrium data (MD frames labelled by ANI-2x / GFN2-xTB) for training molecules
 #   2. training on DFT minima + those frames (reference charges cached on first use)
 #   3. the OpenFF industry-benchmark protocol on the held-out test molecules
