@@ -122,7 +122,7 @@ def run_protocol(source: ParameterSource, molecule: BenchmarkMolecule) -> list[C
         rmsd.append(rdMolAlign.GetBestRMS(mm_mol, qm_mol, maxMatches=10000))
         try:
             tfd.append(TorsionFingerprints.GetTFDBetweenMolecules(qm_mol, mm_mol))
-        except (ValueError, ZeroDivisionError, RuntimeError):  # no torsions to compare
+        except (ValueError, ZeroDivisionError, RuntimeError, IndexError):  # RDKit finds no torsions
             tfd.append(float("nan"))
     ref = int(np.argmin(molecule.qm_energies))
     mm = np.asarray(mm_energies)
