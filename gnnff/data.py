@@ -47,6 +47,7 @@ __all__ = [
     "drop_distorted",
     "ReferenceCache",
     "molecule_key",
+    "record_signature",
 ]
 
 #: Conformer sets whose QM energy spread exceeds this hold broken geometries.
@@ -144,6 +145,20 @@ def read_spice_hdf5(path: str | os.PathLike, *, dataset: str | None = None,
     return out
 
 
+def record_signature(mol: Chem.Mol) -> tuple:
+    """Atom order and connection table of an SDF record.
+
+    Records that share a ``SMILES QCArchive`` string can list their atoms in different
+    orders (they come from different QCArchive data sets); only records with equal
+    signatures may be grouped as conformers of one molecule.
+    """
+    n = mol.GetNumAtoms()
+    atoms = tuple(mol.GetAtomWithIdx(i).GetAtomicNum() for i in range(n))
+    bonds = sorted(tuple(sorted((mol.GetAtomWithIdx(i).GetIdx(), b.GetOtherAtomIdx(i))))
+                   for i in range(n) for b in mol.GetAtomWithIdx(i).GetBonds())
+    return atoms, tuple(bonds)
+
+
 def read_qcarchive_sdf(path: str | os.PathLike, *, dataset: str | None = None,
                        limit: int | None = None) -> list[MoleculeData]:
     """Read the QCArchive-exported SDF (QM minima; energies kcal/mol; forces zero)."""
@@ -155,15 +170,15 @@ def read_qcarchive_sdf(path: str | os.PathLike, *, dataset: str | None = None,
         for index, mol in enumerate(Chem.ForwardSDMolSupplier(handle, removeHs=False, sanitize=False)):
             if mol is None:
                 continue
-            smiles = mol.GetProp("SMILES QCArchive")
-            if smiles not in groups:
+            group = (mol.GetProp("SMILES QCArchive"), record_signature(mol))
+            if group not in groups:
                 if limit is not None and len(groups) >= limit:
                     break
-                groups[smiles] = {"mol": mol, "positions": [], "energies": []}
-            groups[smiles]["positions"].append(mol.GetConformer().GetPositions() * ANGSTROM_TO_NM)
-            groups[smiles]["energies"].append(float(mol.GetProp("Energy QCArchive")) * KCAL_TO_KJ)
+                groups[group] = {"mol": mol, "positions": [], "energies": []}
+            groups[group]["positions"].append(mol.GetConformer().GetPositions() * ANGSTROM_TO_NM)
+            groups[group]["energies"].append(float(mol.GetProp("Energy QCArchive")) * KCAL_TO_KJ)
     out = []
-    for smiles, g in tqdm(groups.items(), desc=f"prepare {path.name}", unit="mol", disable=None):
+    for (smiles, _), g in tqdm(groups.items(), desc=f"prepare {path.name}", unit="mol", disable=None):
         mol = prepare(g["mol"], label=f"{path.name} {smiles}")
         positions = np.stack(g["positions"])
         out.append(MoleculeData(molecule_key(mol), mol, positions, np.asarray(g["energies"]),

@@ -207,3 +207,27 @@ def test_cli_train_and_evaluate(tmp_path):
     assert (tmp_path / "eval" / "parity-energy-industry-benchmark-dev.png").stat().st_size > 1000
     bad = run("train", "missing.yaml")
     assert bad.returncode == 2 and "missing.yaml: no such config file" in bad.stderr
+
+
+def test_records_in_two_atom_orders_are_not_mixed(tmp_path, small_molecules):
+    """QCArchive records sharing a SMILES can list atoms in different orders."""
+    from rdkit import Chem
+
+    from gnnff.benchmark import read_benchmark_sdf
+
+    mol = Chem.Mol(small_molecules["ethanol"])
+    writer = Chem.SDWriter(str(tmp_path / "two-orders.sdf"))
+    for i, order in enumerate(([*range(mol.GetNumAtoms())], [2, 1, 0, *range(3, mol.GetNumAtoms())])):
+        record = Chem.RenumberAtoms(mol, order)
+        record.SetProp("SMILES QCArchive", "[H]OC([H])([H])C([H])([H])[H]")
+        record.SetProp("Energy QCArchive", str(-1000.0 - i))
+        record.SetProp("Record QCArchive", str(100 + i))
+        writer.write(record)
+    writer.close()
+    data = read_qcarchive_sdf(tmp_path / "two-orders.sdf")
+    assert len(data) == 2 and data[0].key == data[1].key
+    for d in data:
+        top = d.topology
+        lengths = np.linalg.norm(d.positions[:, top.bonds[:, 0]] - d.positions[:, top.bonds[:, 1]], axis=-1)
+        assert lengths.max() < 0.16  # every bond has a bond length: coordinates match the graph
+    assert [len(m.record_ids) for m in read_benchmark_sdf(tmp_path / "two-orders.sdf")] == [1, 1]
