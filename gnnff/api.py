@@ -76,6 +76,7 @@ def parametrize(molecule: Any, *, model: str | ParameterSource | None = None,
 
     Examples
     --------
-    >>> system = gnnff.parametrize("CCO", charges="mmff94")  # doctest: +SKIP
+    >>> system = gnnff.parametrize("CCO")  # the shipped default model  # doctest: +SKIP
+    >>> system = gnnff.parametrize("CCO", model="sage", charges="am1bcc")  # doctest: +SKIP
     """
     return assign_parameters(molecule, model=model, name=name, **model_options).to_openmm()

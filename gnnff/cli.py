@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="NAME_OR_PATH", default=None,
                    help="parameter source (default: the package default); `gnnff models` lists them")
     p.add_argument("--charges", metavar="METHOD", default=None,
-                   help="charge method of the classical 'sage' model: am1bcc (default), am1bcc-fast, mmff94")
+                   help="charge method of the classical model (--model sage): am1bcc (default), am1bcc-fast, mmff94")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     commands.add_parser("models", help="list the known models")
     t = commands.add_parser("train", help="train a model from a YAML config",
@@ -148,6 +148,8 @@ def _parametrize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     options = {"charges": args.charges} if args.charges else {}
+    if options and args.model is None:
+        raise InputError("--charges applies to the classical model: add --model sage")
     model = gnnff.get_model(args.model, **options)
     stem, records = _records(args.input)
     records = list(records)

@@ -20,9 +20,9 @@ from gnnff.topology import Topology
 
 __all__ = ["ParameterSource", "register_model", "available_models", "get_model", "DEFAULT_MODEL"]
 
-#: What ``parametrize`` uses when no model is named. The classical Sage source
-#: until a trained gnnff model ships with the package.
-DEFAULT_MODEL = "sage"
+#: What ``parametrize`` uses when no model is named: the trained model shipped in
+#: ``gnnff/weights`` (see its model card there).
+DEFAULT_MODEL = "gnnff-industry-v0"
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ IONS_AND_ZWITTERIONS = ["[Na+]", "[Cl-]", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)
 
 @pytest.mark.parametrize("smiles", IONS_AND_ZWITTERIONS)
 def test_sage_charges_sum_to_net_charge(smiles):
-    result = gnnff.assign_parameters(smiles, charges="mmff94")
+    result = gnnff.assign_parameters(smiles, model="sage", charges="mmff94")
     q = result.parameters.nonbonded.charge
     assert abs(q.sum().item() - result.topology.net_charge) < 1e-12
 
@@ -41,10 +41,10 @@ def test_carboxylate_oxygens_equal_with_am1bcc_fast():
 
 
 def test_water_gets_sage_library_charges():
-    q = gnnff.assign_parameters("O").parameters.nonbonded.charge.numpy()
+    q = gnnff.assign_parameters("O", model="sage").parameters.nonbonded.charge.numpy()
     np.testing.assert_allclose(sorted(q), [-0.834, 0.417, 0.417], atol=1e-12)
 
 
 def test_unknown_charge_method():
     with pytest.raises(ParametrizationError, match=r"unknown charge method 'esp'; known: am1bcc"):
-        gnnff.parametrize("CCO", charges="esp")
+        gnnff.parametrize("CCO", model="sage", charges="esp")

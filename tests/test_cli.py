@@ -31,7 +31,7 @@ def _energy(system: openmm.System, x: np.ndarray) -> float:
 
 def _assert_same_energy(xml_path: Path, mol: Chem.Mol) -> None:
     loaded = openmm.XmlSerializer.deserialize(xml_path.read_text())
-    direct = gnnff.parametrize(mol, charges="mmff94")
+    direct = gnnff.parametrize(mol, model="sage", charges="mmff94")
     mol = mol if mol.GetNumConformers() else gnnff.molecule.with_conformer(mol)
     x = positions_nm(mol)[0]
     assert loaded.getNumParticles() == mol.GetNumAtoms()
@@ -40,7 +40,7 @@ def _assert_same_energy(xml_path: Path, mol: Chem.Mol) -> None:
 
 def test_sdf(tmp_path):
     result = run("parametrize", str(EXAMPLES / "aspirin.sdf"), "-o", "out/aspirin.xml",
-                 "--charges", "mmff94", cwd=tmp_path)
+                 "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "wrote out/aspirin.xml" in result.stdout and "parametrized 1 of 1" in result.stdout
     (record,) = read_records(EXAMPLES / "aspirin.sdf")
@@ -48,7 +48,7 @@ def test_sdf(tmp_path):
 
 
 def test_mol2_several_records_go_to_a_folder(tmp_path):
-    result = run("parametrize", str(DATA / "ethanol_acetate.mol2"), "--charges", "mmff94", cwd=tmp_path)
+    result = run("parametrize", str(DATA / "ethanol_acetate.mol2"), "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = sorted(p.name for p in (tmp_path / "ethanol_acetate").iterdir())
     assert written == ["0001.xml", "0002.xml"]
@@ -57,14 +57,14 @@ def test_mol2_several_records_go_to_a_folder(tmp_path):
 
 
 def test_numbered_files_from_xml_pattern(tmp_path):
-    result = run("parametrize", str(DATA / "ethanol_acetate.mol2"), "-o", "lig.xml", "--charges", "mmff94",
+    result = run("parametrize", str(DATA / "ethanol_acetate.mol2"), "-o", "lig.xml", "--model", "sage", "--charges", "mmff94",
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.glob("*.xml")) == ["lig-0001.xml", "lig-0002.xml"]
 
 
 def test_smiles_string(tmp_path):
-    result = run("parametrize", "[NH3+]CC(=O)[O-]", "-o", "gly.xml", "--charges", "mmff94", cwd=tmp_path)
+    result = run("parametrize", "[NH3+]CC(=O)[O-]", "-o", "gly.xml", "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "net charge +0" in result.stdout
     _assert_same_energy(tmp_path / "gly.xml", gnnff.load_molecule("[NH3+]CC(=O)[O-]"))
@@ -72,7 +72,7 @@ def test_smiles_string(tmp_path):
 
 def test_smiles_file_continues_past_bad_record(tmp_path):
     (tmp_path / "in.smi").write_text("CCO ethanol\nC1CC broken\n[Na+] sodium\n")
-    result = run("parametrize", "in.smi", "--charges", "mmff94", cwd=tmp_path)
+    result = run("parametrize", "in.smi", "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 1
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["0001.xml", "0003.xml"]
     errors = [line for line in result.stderr.splitlines() if line.startswith("gnnff: error:")]
@@ -83,7 +83,7 @@ def test_smiles_file_continues_past_bad_record(tmp_path):
 
 def test_models_command(tmp_path):
     result = run("models", cwd=tmp_path)
-    assert result.returncode == 0 and "sage  (default)" in result.stdout
+    assert result.returncode == 0 and "gnnff-industry-v0  (default)" in result.stdout and "sage" in result.stdout
 
 
 BAD_INPUTS = {
@@ -102,7 +102,7 @@ def test_bad_input_one_line_error_and_no_output(tmp_path, case):
     name, content, pattern, code = BAD_INPUTS[case]
     if content is not None:
         (tmp_path / name).write_bytes(content)
-    result = run("parametrize", name, "-o", "out.xml", "--charges", "mmff94", cwd=tmp_path)
+    result = run("parametrize", name, "-o", "out.xml", "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == code
     errors = [line for line in result.stderr.splitlines() if line.startswith("gnnff: error:")]
     assert len(errors) == 1, result.stderr
@@ -126,7 +126,7 @@ def test_missing_hydrogens_in_3d_sdf(tmp_path):
 
 def test_unwritable_output(tmp_path):
     (tmp_path / "blocker").write_text("a file where a folder should be")
-    result = run("parametrize", "CCO", "-o", "blocker/x.xml", "--charges", "mmff94", cwd=tmp_path)
+    result = run("parametrize", "CCO", "-o", "blocker/x.xml", "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 1
     assert "cannot write blocker/x.xml" in result.stderr
 
@@ -137,3 +137,16 @@ def test_console_script_installed():
         pytest.skip("gnnff console script not on PATH (package not installed)")
     result = subprocess.run([exe, "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("gnnff ")
+
+
+def test_readme_quickstart_uses_the_shipped_default_model(tmp_path):
+    result = run("parametrize", str(EXAMPLES / "aspirin.sdf"), "-o", "aspirin.xml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "model gnnff-industry-v0" in result.stdout
+    system = openmm.XmlSerializer.deserialize((tmp_path / "aspirin.xml").read_text())
+    assert system.getNumParticles() == 21
+
+
+def test_charges_option_needs_the_classical_model(tmp_path):
+    result = run("parametrize", "CCO", "--charges", "mmff94", cwd=tmp_path)
+    assert result.returncode == 2 and "--charges applies to the classical model: add --model sage" in result.stderr

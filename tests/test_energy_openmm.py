@@ -27,7 +27,7 @@ def test_benchmark_set_with_sage_matches_openmm(benchmark_molecules):
     assert {-2, -1, 1, 2} <= set(charges)
     worst = {term.name: (0.0, 0.0) for term in TERMS}
     for mol in benchmark_molecules:
-        result = gnnff.assign_parameters(mol, charges="mmff94")
+        result = gnnff.assign_parameters(mol, model="sage", charges="mmff94")
         deviations = compare_with_openmm(result.topology, result.parameters, result.to_openmm(),
                                          positions_nm(result.mol))
         for name, (de, df) in deviations.items():
@@ -78,7 +78,7 @@ def test_random_parameters_and_distorted_geometry_match_openmm(small_molecules, 
 
 def test_float32_energies_close_to_float64(small_molecules):
     mol = gnnff.load_molecule(small_molecules["aspirin"])
-    result = gnnff.assign_parameters(mol, charges="mmff94")
+    result = gnnff.assign_parameters(mol, model="sage", charges="mmff94")
     x = torch.as_tensor(positions_nm(mol))
     e64 = total_energy(compute_energy(result.topology, result.parameters, x))
     e32 = total_energy(compute_energy(result.topology, result.parameters.to(torch.float32), x.float()))
@@ -90,7 +90,7 @@ def test_float32_energies_close_to_float64(small_molecules):
 
 def test_batch_of_molecules_equals_molecules_one_by_one(small_molecules):
     names = ["ethanol", "acetate", "benzene"]
-    results = [gnnff.assign_parameters(small_molecules[n], charges="mmff94") for n in names]
+    results = [gnnff.assign_parameters(small_molecules[n], model="sage", charges="mmff94") for n in names]
     batch = Topology.batch([r.topology for r in results])
     parameters = ForceFieldParameters(**{
         term.name: term.parameters(**{
@@ -115,7 +115,7 @@ def test_batch_of_molecules_equals_molecules_one_by_one(small_molecules):
 def test_nonbonded_chunking_does_not_change_energy(small_molecules, monkeypatch):
     from gnnff import energy as energy_module
 
-    result = gnnff.assign_parameters(small_molecules["aspirin"], charges="mmff94")
+    result = gnnff.assign_parameters(small_molecules["aspirin"], model="sage", charges="mmff94")
     x = torch.as_tensor(positions_nm(result.mol))
     full = compute_energy(result.topology, result.parameters, x)["nonbonded"]
     monkeypatch.setattr(energy_module, "MAX_PAIRS_PER_CHUNK", 7)

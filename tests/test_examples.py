@@ -19,7 +19,7 @@ def test_example_parametrizes(path):
     assert records
     for record in records:
         assert record.error is None, str(record.error)
-        result = gnnff.assign_parameters(record.mol, charges="am1bcc-fast")
+        result = gnnff.assign_parameters(record.mol, model="sage", charges="am1bcc-fast")
         system = result.to_openmm()
         assert system.getNumParticles() == record.mol.GetNumAtoms()
         assert abs(result.parameters.nonbonded.charge.sum().item() - result.topology.net_charge) < 1e-12

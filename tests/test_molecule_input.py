@@ -87,7 +87,7 @@ def test_rdkit_and_openff_inputs_agree(small_molecules):
 def test_input_molecule_not_modified(small_molecules):
     mol = small_molecules["aspirin"]
     before = Chem.MolToMolBlock(mol)
-    gnnff.parametrize(mol, charges="mmff94")
+    gnnff.parametrize(mol, model="sage", charges="mmff94")
     assert Chem.MolToMolBlock(mol) == before
 
 
@@ -95,7 +95,7 @@ def test_system_particles_follow_input_order(small_molecules):
     mol = small_molecules["aspirin"]
     order = np.random.default_rng(0).permutation(mol.GetNumAtoms()).tolist()
     permuted = Chem.RenumberAtoms(mol, order)
-    system = gnnff.parametrize(permuted, charges="mmff94")
+    system = gnnff.parametrize(permuted, model="sage", charges="mmff94")
     masses = [system.getParticleMass(i)._value for i in range(system.getNumParticles())]
     expected = [a.GetMass() for a in permuted.GetAtoms()]
     np.testing.assert_allclose(masses, expected, rtol=1e-3)
@@ -178,7 +178,7 @@ def test_missing_hydrogens_in_3d_file(tmp_path, small_molecules):
 
 def test_element_outside_sage(small_molecules):
     with pytest.raises(ParametrizationError, match=r"atom 0 \(Si\) is an element Sage does not cover"):
-        gnnff.parametrize("[SiH4]", charges="mmff94")
+        gnnff.parametrize("[SiH4]", model="sage", charges="mmff94")
 
 
 def test_unknown_model_lists_known():

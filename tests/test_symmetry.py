@@ -25,8 +25,8 @@ def test_relabelling_atoms_permutes_parameters(small_molecules, name):
     rng = np.random.default_rng(11)
     new_order = rng.permutation(mol.GetNumAtoms())
     permuted = Chem.RenumberAtoms(mol, new_order.tolist())
-    a = gnnff.assign_parameters(mol, charges="mmff94")
-    b = gnnff.assign_parameters(permuted, charges="mmff94")
+    a = gnnff.assign_parameters(mol, model="sage", charges="mmff94")
+    b = gnnff.assign_parameters(permuted, model="sage", charges="mmff94")
     assert_parameters_permute((a.topology, a.parameters), (b.topology, b.parameters), new_order)
     ea = total_energy(compute_energy(a.topology, a.parameters, torch.as_tensor(positions_nm(a.mol))))
     eb = total_energy(compute_energy(b.topology, b.parameters, torch.as_tensor(positions_nm(b.mol))))
@@ -34,7 +34,7 @@ def test_relabelling_atoms_permutes_parameters(small_molecules, name):
 
 
 def test_rigid_motion_leaves_energy_unchanged(small_molecules):
-    result = gnnff.assign_parameters(small_molecules["aspirin"], charges="mmff94")
+    result = gnnff.assign_parameters(small_molecules["aspirin"], model="sage", charges="mmff94")
     x = positions_nm(result.mol)[0]
     rng = np.random.default_rng(5)
     moved = np.stack([x @ _rotation(rng).T + rng.normal(size=3) for _ in range(5)])
