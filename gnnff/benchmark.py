@@ -26,7 +26,7 @@ import openmm.unit as unit
 from rdkit import Chem
 from rdkit.Chem import TorsionFingerprints, rdMolAlign
 
-from gnnff.data import molecule_key, record_signature
+from gnnff.data import molecule_key, qcarchive_groups
 from gnnff.export import to_openmm
 from gnnff.models import ParameterSource
 from gnnff.molecule import prepare
@@ -63,31 +63,17 @@ def read_benchmark_sdf(path: str | os.PathLike, *, keys: set[str] | None = None,
                        limit: int | None = None) -> list[BenchmarkMolecule]:
     """Group the records of the QCArchive SDF by molecule and atom order, keeping QM energies
     and record ids (one molecule can appear twice, in two atom orders: two groups)."""
-    groups: dict[str, dict] = {}
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        for mol in Chem.ForwardSDMolSupplier(handle, removeHs=False, sanitize=False):
-            if mol is None:
-                continue
-            group = (mol.GetProp("SMILES QCArchive"), record_signature(mol))
-            if group not in groups:
-                if limit is not None and len(groups) >= limit:
-                    break
-                groups[group] = {"mol": mol, "conformers": [], "energies": [], "ids": []}
-            g = groups[group]
-            g["conformers"].append(mol.GetConformer())
-            g["energies"].append(float(mol.GetProp("Energy QCArchive")))
-            g["ids"].append(mol.GetProp("Record QCArchive"))
     out = []
-    for (smiles, _), g in groups.items():
-        mol = prepare(g["mol"], label=smiles)
+    for records in qcarchive_groups(path, limit):
+        mol = prepare(records[0], label=records[0].GetProp("SMILES QCArchive"))
         key = molecule_key(mol)
         if keys is not None and key not in keys:
             continue
         mol.RemoveAllConformers()
-        for conformer in g["conformers"]:
-            mol.AddConformer(Chem.Conformer(conformer), assignId=True)
-        out.append(BenchmarkMolecule(key, mol, np.asarray(g["energies"]), g["ids"]))
+        for record in records:
+            mol.AddConformer(Chem.Conformer(record.GetConformer()), assignId=True)
+        out.append(BenchmarkMolecule(key, mol, np.array([float(r.GetProp("Energy QCArchive")) for r in records]),
+                                     [r.GetProp("Record QCArchive") for r in records]))
     return out
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "ReferenceCache",
     "molecule_key",
     "record_signature",
+    "qcarchive_groups",
 ]
 
 #: Conformer sets whose QM energy spread exceeds this hold broken geometries.
@@ -159,30 +160,36 @@ def record_signature(mol: Chem.Mol) -> tuple:
     return atoms, tuple(bonds)
 
 
-def read_qcarchive_sdf(path: str | os.PathLike, *, dataset: str | None = None,
-                       limit: int | None = None) -> list[MoleculeData]:
-    """Read the QCArchive-exported SDF (QM minima; energies kcal/mol; forces zero)."""
-    path = Path(path)
-    name = dataset or path.name.split(".")[0]
-    opener = gzip.open if path.name.endswith(".gz") else open
-    groups: dict[str, dict] = {}
+def qcarchive_groups(path: str | os.PathLike, limit: int | None = None) -> list[list[Chem.Mol]]:
+    """Raw records of the QCArchive SDF, grouped into molecules by ``SMILES QCArchive``
+    and connection table (:func:`record_signature`), in file order; first ``limit`` groups."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    groups: dict[tuple, list[Chem.Mol]] = {}
     with opener(path, "rb") as handle:
-        for index, mol in enumerate(Chem.ForwardSDMolSupplier(handle, removeHs=False, sanitize=False)):
+        for mol in Chem.ForwardSDMolSupplier(handle, removeHs=False, sanitize=False):
             if mol is None:
                 continue
             group = (mol.GetProp("SMILES QCArchive"), record_signature(mol))
             if group not in groups:
                 if limit is not None and len(groups) >= limit:
                     break
-                groups[group] = {"mol": mol, "positions": [], "energies": []}
-            groups[group]["positions"].append(mol.GetConformer().GetPositions() * ANGSTROM_TO_NM)
-            groups[group]["energies"].append(float(mol.GetProp("Energy QCArchive")) * KCAL_TO_KJ)
+                groups[group] = []
+            groups[group].append(mol)
+    return list(groups.values())
+
+
+def read_qcarchive_sdf(path: str | os.PathLike, *, dataset: str | None = None,
+                       limit: int | None = None) -> list[MoleculeData]:
+    """Read the QCArchive-exported SDF (QM minima; energies kcal/mol; forces zero)."""
+    path = Path(path)
+    name = dataset or path.name.split(".")[0]
     out = []
-    for (smiles, _), g in tqdm(groups.items(), desc=f"prepare {path.name}", unit="mol", disable=None):
-        mol = prepare(g["mol"], label=f"{path.name} {smiles}")
-        positions = np.stack(g["positions"])
-        out.append(MoleculeData(molecule_key(mol), mol, positions, np.asarray(g["energies"]),
-                                np.zeros_like(positions), name))
+    for records in tqdm(qcarchive_groups(path, limit), desc=f"prepare {path.name}", unit="mol", disable=None):
+        smiles = records[0].GetProp("SMILES QCArchive")
+        mol = prepare(records[0], label=f"{path.name} {smiles}")
+        positions = np.stack([r.GetConformer().GetPositions() for r in records]) * ANGSTROM_TO_NM
+        energies = np.array([float(r.GetProp("Energy QCArchive")) for r in records]) * KCAL_TO_KJ
+        out.append(MoleculeData(molecule_key(mol), mol, positions, energies, np.zeros_like(positions), name))
     return out
 
 
