@@ -8,7 +8,6 @@ plain containers. :class:`GNNSource` turns a checkpoint into a parameter source 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from rdkit import Chem
 
 from gnnff._version import __version__
 from gnnff.errors import ModelError
+from gnnff.export import atomic_write
 from gnnff.features import atom_features
 from gnnff.molecule import check_elements
 from gnnff.network import Graph, NetworkConfig, build_network
@@ -46,15 +46,7 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: N
         **(extra or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import openmm
@@ -30,7 +31,7 @@ from gnnff.schema import (
 )
 from gnnff.topology import Topology
 
-__all__ = ["to_openmm", "to_xml", "write_xml", "atomic_write_text"]
+__all__ = ["to_openmm", "to_xml", "write_xml", "atomic_write", "atomic_write_text"]
 
 
 def _add_bonds(force: openmm.HarmonicBondForce, idx: np.ndarray, p) -> None:
@@ -119,19 +120,24 @@ def to_xml(system: openmm.System) -> str:
     return openmm.XmlSerializer.serialize(system)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file beside it, which is
+    then renamed; on any failure the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_xml(system: openmm.System, path: str | os.PathLike) -> Path:
