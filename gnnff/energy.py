@@ -33,6 +33,7 @@ __all__ = [
     "compute_energy",
     "total_energy",
     "forces",
+    "energy_and_forces",
     "distances",
     "angles",
     "dihedrals",
@@ -209,11 +210,21 @@ def total_energy(energies: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack(list(energies.values())).sum(0)
 
 
+def energy_and_forces(topology: Topology, parameters: ForceFieldParameters, positions: torch.Tensor, *,
+                      term: Term | None = None, pairs: np.ndarray | None = None,
+                      create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energy ``(n_conformations, n_molecules)`` kJ/mol of one term (or all) and its forces
+    ``-dE/dx`` in kJ/mol/nm, shape of ``positions``. ``create_graph`` keeps the graph so
+    a loss on the forces can be differentiated (training)."""
+    x = positions.detach().requires_grad_(True)
+    with torch.enable_grad():
+        energies = compute_energy(topology, parameters, x, pairs=pairs)
+        e = energies[term.name] if term is not None else total_energy(energies)
+        (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+    return e, -grad
+
+
 def forces(topology: Topology, parameters: ForceFieldParameters,
            positions: torch.Tensor, term: Term | None = None) -> torch.Tensor:
     """Forces ``-dE/dx`` in kJ/mol/nm, shape of ``positions``; one term or all."""
-    x = positions.detach().requires_grad_(True)
-    energies = compute_energy(topology, parameters, x)
-    e = energies[term.name] if term is not None else total_energy(energies)
-    (grad,) = torch.autograd.grad(e.sum(), x)
-    return -grad
+    return energy_and_forces(topology, parameters, positions, term=term)[1]

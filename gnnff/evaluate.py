@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from gnnff.data import MoleculeData, drop_broken, read_dataset
-from gnnff.energy import compute_energy, total_energy
+from gnnff.energy import energy_and_forces
 from gnnff.errors import GnnffError
 from gnnff.export import atomic_write_text
 from gnnff.models import ParameterSource
@@ -38,10 +38,9 @@ class Predictions:
 
 def _energies_forces(source: ParameterSource, d: MoleculeData) -> tuple[np.ndarray, np.ndarray]:
     parameters = source.parameters(d.mol, d.topology).to(torch.float64)
-    x = torch.as_tensor(d.positions, dtype=torch.float64).requires_grad_(True)
-    e = total_energy(compute_energy(d.topology, parameters, x, pairs=d.pairs))[:, 0]
-    (grad,) = torch.autograd.grad(e.sum(), x)
-    return e.detach().numpy(), -grad.numpy()
+    x = torch.as_tensor(d.positions, dtype=torch.float64)
+    e, f = energy_and_forces(d.topology, parameters, x, pairs=d.pairs)
+    return e[:, 0].detach().numpy(), f.detach().numpy()
 
 
 def predict_molecules(source: ParameterSource, data: Sequence[MoleculeData], name: str) -> Predictions:

@@ -27,7 +27,7 @@ from gnnff.checkpoint import load_checkpoint, save_checkpoint
 from gnnff.config import TrainConfig
 from gnnff.data import (MoleculeData, ReferenceCache, drop_broken, drop_distorted, drop_high_energy, read_dataset,
                         split_by_molecule)
-from gnnff.energy import compute_energy, total_energy
+from gnnff.energy import energy_and_forces
 from gnnff.export import atomic_write_text
 from gnnff.network import Graph, build_network
 from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
@@ -99,12 +99,9 @@ def expand(parameters: ForceFieldParameters, rows: dict[str, torch.Tensor]) -> F
 def predict(parameters: ForceFieldParameters, batch: Batch, *, create_graph: bool
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Energies ``(n_conf,)`` kJ/mol and forces ``(n_replica_atoms, 3)`` kJ/mol/nm."""
-    x = batch.positions.detach().requires_grad_(True)
-    with torch.enable_grad():
-        energies = total_energy(compute_energy(batch.replicas, expand(parameters, batch.rows), x,
-                                               pairs=batch.pairs))[0]
-        (grad,) = torch.autograd.grad(energies.sum(), x, create_graph=create_graph)
-    return energies, -grad[0]
+    energies, forces = energy_and_forces(batch.replicas, expand(parameters, batch.rows), batch.positions,
+                                         pairs=batch.pairs, create_graph=create_graph)
+    return energies[0], forces[0]
 
 
 def centred(energies: torch.Tensor, molecule: torch.Tensor, n_molecules: int) -> torch.Tensor:
