@@ -8,10 +8,11 @@ zero interaction, 1-4 pairs are exceptions scaled as in :mod:`gnnff.schema`.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import openmm
@@ -31,7 +32,7 @@ from gnnff.schema import (
 )
 from gnnff.topology import Topology
 
-__all__ = ["to_openmm", "to_xml", "write_xml", "atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "to_openmm", "to_xml", "write_xml"]
 
 
 def _add_bonds(force: openmm.HarmonicBondForce, idx: np.ndarray, p) -> None:
@@ -120,6 +121,13 @@ def to_xml(system: openmm.System) -> str:
     return openmm.XmlSerializer.serialize(system)
 
 
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Create ``path`` atomically: ``write(tmp)`` fills a temporary file beside it, which is
     then renamed; on any failure the temporary file is removed and ``path`` is untouched."""
@@ -128,6 +136,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
