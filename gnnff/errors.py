@@ -12,6 +12,7 @@ __all__ = [
     "ChemistryError",
     "ParametrizationError",
     "ModelError",
+    "SimulationError",
 ]
 
 
@@ -33,3 +34,7 @@ class ParametrizationError(GnnffError):
 
 class ModelError(GnnffError):
     """An unknown model name or an unusable model file."""
+
+
+class SimulationError(GnnffError):
+    """A simulation could not be set up or became unstable (NaN, a bond pulled apart)."""
