@@ -66,7 +66,47 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=float, default=500.0, help="MD temperature in K (default: 500)")
     g.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     g.add_argument("--seed", type=int, default=0)
+    _simulate_parser(commands)
     return parser
+
+
+def _simulate_parser(commands) -> None:
+    m = commands.add_parser(
+        "simulate", help="MD of a ligand in water or vacuum, optionally in a protein",
+        description="Parametrize the ligand with gnnff (protein: Amber ff14SB, water: TIP3P), minimise, "
+                    "equilibrate and run Langevin MD; writes system.xml, start.pdb, trajectory.dcd, log.csv, "
+                    "final.pdb and summary.json. Stops with an error if the system blows up.",
+    )
+    m.add_argument("input", metavar="INPUT", help="ligand file with 3D coordinates (or a SMILES string, vacuum/water only)")
+    m.add_argument("-o", "--output", metavar="DIR", help="run folder (default: INPUT-stem-md)")
+    m.add_argument("--protein", metavar="PDB", help="protein with hydrogens, in the ligand's frame (Amber ff14SB)")
+    m.add_argument("--solvent", choices=("water", "vacuum"), default="water", help="default: %(default)s")
+    m.add_argument("--ns", type=float, default=1.0, help="production length in ns (default: %(default)s)")
+    m.add_argument("--equilibration-ps", type=float, default=10.0, help="NVT equilibration (default: %(default)s ps)")
+    m.add_argument("--timestep", type=float, default=2.0, metavar="FS", help="default: %(default)s fs (H bonds constrained)")
+    m.add_argument("--temperature", type=float, default=300.0, metavar="K", help="default: %(default)s K")
+    m.add_argument("--padding", type=float, default=1.0, metavar="NM", help="water box padding (default: %(default)s nm)")
+    m.add_argument("--box", type=float, default=None, metavar="NM", help="cubic water box edge instead of --padding")
+    m.add_argument("--report-ps", type=float, default=10.0, help="log/frame/check interval (default: %(default)s ps)")
+    m.add_argument("--platform", default=None, help="OpenMM platform: CPU, CUDA, OpenCL, Reference (default: fastest)")
+    m.add_argument("--model", metavar="NAME_OR_PATH", default=None, help="ligand model (default: the package default)")
+    m.add_argument("--seed", type=int, default=1)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from gnnff.molecule import looks_like_path
+    from gnnff.simulate import SimulationConfig, simulate
+
+    config = SimulationConfig(
+        solvent=args.solvent, ns=args.ns, equilibration_ps=args.equilibration_ps, timestep_fs=args.timestep,
+        temperature_k=args.temperature, padding_nm=args.padding, box_nm=args.box, report_ps=args.report_ps,
+        platform=args.platform, seed=args.seed)
+    stem = Path(args.input).name.split(".")[0] if looks_like_path(args.input) else "molecule"
+    output = args.output or f"{stem}-md"
+    summary = simulate(args.input, output, config=config, protein=args.protein, model=args.model)
+    print(f"simulated {summary['production_ns']:g} ns of {summary['atoms']} atoms on {summary['platform']} at "
+          f"{summary['ns_per_day']:.1f} ns/day; outputs in {output}/")
+    return 0
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -196,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _data(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "simulate":
+            return _simulate(args)
         if args.command == "evaluate":
             return _evaluate(args)
     except GnnffError as err:
