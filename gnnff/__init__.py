@@ -1,8 +1,17 @@
-"""gnnff: molecular-mechanics force fields from a graph neural network, exported to OpenMM."""
+"""gnnff: molecular-mechanics force fields from a graph neural network, exported to OpenMM.
+
+The public API is imported lazily: ``import gnnff`` loads only the version and the
+exception hierarchy, and the first use of any other name (``gnnff.parametrize``,
+``gnnff.Topology``, ...) imports the module that defines it. This keeps
+``gnnff --version`` and ``gnnff --help`` free of PyTorch and OpenMM start-up time.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from gnnff._version import __version__
-from gnnff.api import Parametrized, assign_parameters, parametrize
-from gnnff.energy import compute_energy, forces, total_energy
 from gnnff.errors import (
     ChemistryError,
     GnnffError,
@@ -10,35 +19,82 @@ from gnnff.errors import (
     ModelError,
     ParametrizationError,
 )
-from gnnff.export import to_openmm, to_xml, write_xml
-from gnnff.models import available_models, get_model, register_model
-from gnnff.molecule import load_molecule, read_records
-from gnnff.schema import TERMS, ForceFieldParameters
-from gnnff.topology import Topology, build_topology
+
+if TYPE_CHECKING:  # what static tools and IDEs see; at run time these load on first use
+    from gnnff.api import Parametrized, assign_parameters, parametrize
+    from gnnff.energy import compute_energy, forces, total_energy
+    from gnnff.export import to_openmm, to_xml, write_xml
+    from gnnff.models import available_models, get_model, register_model
+    from gnnff.molecule import load_molecule, read_records
+    from gnnff.schema import TERMS, ForceFieldParameters
+    from gnnff.topology import Topology, build_topology
+
+#: Public name -> module that defines it (imported on first attribute access).
+_LAZY: dict[str, str] = {
+    "Parametrized": "gnnff.api",
+    "assign_parameters": "gnnff.api",
+    "parametrize": "gnnff.api",
+    "compute_energy": "gnnff.energy",
+    "forces": "gnnff.energy",
+    "total_energy": "gnnff.energy",
+    "to_openmm": "gnnff.export",
+    "to_xml": "gnnff.export",
+    "write_xml": "gnnff.export",
+    "available_models": "gnnff.models",
+    "get_model": "gnnff.models",
+    "register_model": "gnnff.models",
+    "load_molecule": "gnnff.molecule",
+    "read_records": "gnnff.molecule",
+    "TERMS": "gnnff.schema",
+    "ForceFieldParameters": "gnnff.schema",
+    "Topology": "gnnff.topology",
+    "build_topology": "gnnff.topology",
+}
 
 __all__ = [
-    "__version__",
-    "Parametrized",
-    "assign_parameters",
-    "parametrize",
-    "compute_energy",
-    "forces",
-    "total_energy",
+    "TERMS",
+    "ChemistryError",
+    "ForceFieldParameters",
     "GnnffError",
     "InputError",
-    "ChemistryError",
-    "ParametrizationError",
     "ModelError",
+    "ParametrizationError",
+    "Parametrized",
+    "Topology",
+    "__version__",
+    "assign_parameters",
+    "available_models",
+    "build_topology",
+    "compute_energy",
+    "forces",
+    "get_model",
+    "load_molecule",
+    "parametrize",
+    "read_records",
+    "register_model",
     "to_openmm",
     "to_xml",
+    "total_energy",
     "write_xml",
-    "available_models",
-    "get_model",
-    "register_model",
-    "load_molecule",
-    "read_records",
-    "TERMS",
-    "ForceFieldParameters",
-    "Topology",
-    "build_topology",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first access (PEP 562) the module defining public name ``name``, or the
+    submodule ``gnnff.<name>`` (``gnnff.schema.BONDS`` works after a bare ``import gnnff``)."""
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(import_module(module), name)
+        globals()[name] = value  # later accesses skip this function
+        return value
+    if not name.startswith("_"):
+        try:
+            return import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":  # a missing dependency of an existing submodule
+                raise
+    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
