@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import openmm
-import openmm.unit as unit
 import torch
+from openmm import unit
 
 from gnnff.energy import compute_energy, forces
 from gnnff.schema import TERMS, ForceFieldParameters
 from gnnff.topology import Topology
 
-__all__ = ["openmm_terms", "compare_with_openmm", "parameter_table", "assert_parameters_permute"]
+__all__ = [
+    "assert_parameters_permute",
+    "compare_with_openmm",
+    "energies_by_force",
+    "openmm_terms",
+    "parameter_table",
+    "subsystem",
+]
 
 _KJ = unit.kilojoule_per_mole
 _KJ_NM = unit.kilojoule_per_mole / unit.nanometer
@@ -97,3 +104,74 @@ def assert_parameters_permute(original: tuple[Topology, ForceFieldParameters],
         for key, value in a[term.name].items():
             np.testing.assert_allclose(b[term.name][key], value, atol=atol, rtol=rtol,
                                        err_msg=f"{term.name} {key}")
+
+
+def energies_by_force(system: openmm.System, positions: np.ndarray,
+                      platform: str = "Reference") -> dict[str, tuple[float, np.ndarray]]:
+    """Energy (kJ/mol) and forces (kJ/mol/nm) summed per force class (``"PeriodicTorsionForce"``
+    holds propers and impropers together), whatever the force groups; zero-energy
+    bookkeeping forces (CMMotionRemover) are left out."""
+    system = openmm.XmlSerializer.clone(system)
+    classes: dict[str, int] = {}
+    for force in system.getForces():
+        name = type(force).__name__
+        if name in ("CMMotionRemover", "MonteCarloBarostat"):
+            force.setForceGroup(31)
+            continue
+        force.setForceGroup(classes.setdefault(name, len(classes)))
+    context = openmm.Context(system, openmm.VerletIntegrator(1.0), openmm.Platform.getPlatformByName(platform))
+    context.setPositions(np.asarray(positions, dtype=np.float64))
+    out = {}
+    for name, group in classes.items():
+        state = context.getState(getEnergy=True, getForces=True, groups={group})
+        out[name] = (state.getPotentialEnergy().value_in_unit(_KJ), state.getForces(asNumpy=True).value_in_unit(_KJ_NM))
+    return out
+
+
+def subsystem(system: openmm.System, atoms: list[int] | np.ndarray) -> openmm.System:
+    """The part of ``system`` acting within ``atoms``: their particles (renumbered in the
+    order given), every bond, angle and torsion whose atoms all lie among them, and the
+    nonbonded particles and exceptions among them (no cutoff). Used to compare a ligand
+    inside a complex with the ligand alone."""
+    atoms = [int(a) for a in atoms]
+    index = {a: i for i, a in enumerate(atoms)}
+    out = openmm.System()
+    for a in atoms:
+        out.addParticle(system.getParticleMass(a))
+
+    def inside(*particles: int) -> bool:
+        return all(p in index for p in particles)
+
+    for force in system.getForces():
+        if isinstance(force, openmm.HarmonicBondForce):
+            new = openmm.HarmonicBondForce()
+            for n in range(force.getNumBonds()):
+                i, j, *p = force.getBondParameters(n)
+                if inside(i, j):
+                    new.addBond(index[i], index[j], *p)
+        elif isinstance(force, openmm.HarmonicAngleForce):
+            new = openmm.HarmonicAngleForce()
+            for n in range(force.getNumAngles()):
+                i, j, k, *p = force.getAngleParameters(n)
+                if inside(i, j, k):
+                    new.addAngle(index[i], index[j], index[k], *p)
+        elif isinstance(force, openmm.PeriodicTorsionForce):
+            new = openmm.PeriodicTorsionForce()
+            for n in range(force.getNumTorsions()):
+                i, j, k, m, *p = force.getTorsionParameters(n)
+                if inside(i, j, k, m):
+                    new.addTorsion(index[i], index[j], index[k], index[m], *p)
+        elif isinstance(force, openmm.NonbondedForce):
+            new = openmm.NonbondedForce()
+            new.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
+            for a in atoms:
+                new.addParticle(*force.getParticleParameters(a))
+            for n in range(force.getNumExceptions()):
+                i, j, *p = force.getExceptionParameters(n)
+                if inside(i, j):
+                    new.addException(index[i], index[j], *p)
+        else:
+            continue
+        new.setForceGroup(force.getForceGroup())
+        out.addForce(new)
+    return out
