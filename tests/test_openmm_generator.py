@@ -30,8 +30,8 @@ RTOL = 1e-9
 
 def _assert_same(a: dict, b: dict, what: str, rtol: float = RTOL, force_atol: float = 1e-6) -> None:
     assert a.keys() == b.keys(), f"{what}: forces {sorted(a)} vs {sorted(b)}"
-    for name in a:
-        (ea, fa), (eb, fb) = a[name], b[name]
+    for name, (ea, fa) in a.items():
+        eb, fb = b[name]
         assert abs(ea - eb) <= rtol * max(abs(ea), 1.0), f"{what}: {name} {ea!r} vs {eb!r}"
         np.testing.assert_allclose(fa, fb, atol=force_atol, rtol=0, err_msg=f"{what}: {name} forces")
 
