@@ -90,6 +90,7 @@ def _simulate_parser(commands) -> None:
     m.add_argument("--report-ps", type=float, default=10.0, help="log/frame/check interval (default: %(default)s ps)")
     m.add_argument("--platform", default=None, help="OpenMM platform: CPU, CUDA, OpenCL, Reference (default: fastest)")
     m.add_argument("--model", metavar="NAME_OR_PATH", default=None, help="ligand model (default: the package default)")
+    m.add_argument("--minimize-iterations", type=int, default=0, help="limit of the minimisation (0: until converged)")
     m.add_argument("--seed", type=int, default=1)
 
 
@@ -100,7 +101,8 @@ def _simulate(args: argparse.Namespace) -> int:
     config = SimulationConfig(
         solvent=args.solvent, ns=args.ns, equilibration_ps=args.equilibration_ps, timestep_fs=args.timestep,
         temperature_k=args.temperature, padding_nm=args.padding, box_nm=args.box, report_ps=args.report_ps,
-        platform=args.platform, seed=args.seed)
+        platform=args.platform, seed=args.seed,
+        minimize_iterations=args.minimize_iterations)
     stem = Path(args.input).name.split(".")[0] if looks_like_path(args.input) else "molecule"
     output = args.output or f"{stem}-md"
     summary = simulate(args.input, output, config=config, protein=args.protein, model=args.model)

@@ -65,6 +65,8 @@ class SimulationConfig:
         OpenMM platform name (CPU, CUDA, OpenCL, Reference); None lets OpenMM pick.
     seed
         Seed of velocities and the integrator.
+    minimize_iterations
+        Limit of the energy minimisation (0: until converged).
     """
 
     solvent: str = "water"
@@ -79,6 +81,7 @@ class SimulationConfig:
     report_ps: float = 10.0
     platform: str | None = None
     seed: int = 1
+    minimize_iterations: int = 0
 
     def __post_init__(self) -> None:
         if self.solvent not in SOLVENTS:
@@ -250,7 +253,8 @@ def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConf
     simulation = app.Simulation(topology, system, integrator, *([platform] if platform else []))
     simulation.context.setPositions(positions)
     check = _StabilityCheck(system, topology)
-    simulation.minimizeEnergy(tolerance=10.0 * unit.kilojoule_per_mole / unit.nanometer)
+    simulation.minimizeEnergy(tolerance=10.0 * unit.kilojoule_per_mole / unit.nanometer,
+                              maxIterations=config.minimize_iterations)
     state = simulation.context.getState(getEnergy=True, getPositions=True, enforcePeriodicBox=False)
     check(state, 0, 0.0)
     _write_pdb(out / "start.pdb", topology, state.getPositions())
