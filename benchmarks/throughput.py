@@ -1,0 +1,192 @@
+"""Parametrization throughput: distinct drug-like molecules per second with the default model.
+
+    python benchmarks/throughput.py [--molecules 1000] [--workers 2] [--cli] [--profile]
+
+Takes the first N distinct molecules (by ``SMILES QCArchive``) of
+``../shared/data/industry-benchmark-dev.sdf.gz`` (reading them is not timed) and times:
+
+- ``gnnff.assign_parameters(mol, model=source).to_openmm()`` one molecule after the other,
+  the model object loaded once, with PyTorch's default thread count and with one thread;
+- the same in ``--workers`` processes of one thread each (multiprocessing, molecules
+  handed out in chunks; includes pickling the molecules, not the Systems, back);
+- ``gnnff.to_xml`` of each System (what the command line writes), separately;
+- a diagnostic of batching: the topologies of 64 molecules joined with
+  ``Topology.batch``, one network forward per batch, parameters sliced per molecule and
+  exported; shows what a batched path inside gnnff could reach;
+- with ``--cli``: ``gnnff parametrize many.sdf -o outdir -q`` on the same molecules
+  written to one SDF, wall time of the whole process.
+
+``--profile`` prints the top of a cProfile of the one-by-one loop. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import multiprocessing
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import gnnff
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+
+
+def distinct_molecules(path: Path, n: int) -> list:
+    """First ``n`` distinct molecules (by the ``SMILES QCArchive`` SD property) of a file."""
+    seen, mols = set(), []
+    for record in gnnff.read_records(path):
+        if record.mol is None:
+            continue
+        key = record.mol.GetProp("SMILES QCArchive") if record.mol.HasProp("SMILES QCArchive") else record.label
+        if key in seen:
+            continue
+        seen.add(key)
+        mols.append(record.mol)
+        if len(mols) == n:
+            break
+    return mols
+
+
+def one_by_one(mols: list, source) -> float:
+    start = time.perf_counter()
+    for mol in mols:
+        gnnff.assign_parameters(mol, model=source).to_openmm()
+    return time.perf_counter() - start
+
+
+_WORKER_SOURCE = None
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    global _WORKER_SOURCE
+    torch.set_num_threads(threads)
+    _WORKER_SOURCE = gnnff.get_model()
+
+
+def _work(mol) -> int:
+    return gnnff.assign_parameters(mol, model=_WORKER_SOURCE).to_openmm().getNumParticles()
+
+
+def pooled(mols: list, workers: int) -> tuple[float, float]:
+    """(seconds including pool start and model loads, seconds of the map alone)."""
+    context = multiprocessing.get_context("fork")
+    start = time.perf_counter()
+    with context.Pool(workers, initializer=_init_worker, initargs=(1,)) as pool:
+        pool.map(_work, mols[:workers], chunksize=1)  # wait until every worker has its model
+        started = time.perf_counter()
+        pool.map(_work, mols, chunksize=max(1, len(mols) // (8 * workers)))
+        end = time.perf_counter()
+    return end - start, end - started
+
+
+def _rows(params, offsets: dict[str, int], counts: dict[str, int]):
+    """The rows ``offsets[term] : offsets[term] + counts[term]`` of every term of batched parameters."""
+    return params.map(lambda term, name, x: x[offsets[term.name]:offsets[term.name] + counts[term.name]])
+
+
+def batched(mols: list, source, size: int = 64) -> float:
+    """Diagnostic: one network forward per ``size`` molecules, export per molecule."""
+    import torch
+
+    from gnnff.features import atom_features
+    from gnnff.network import Graph
+    from gnnff.schema import TERMS
+    from gnnff.topology import Topology
+
+    start = time.perf_counter()
+    for first in range(0, len(mols), size):
+        chunk = [gnnff.load_molecule(m) for m in mols[first:first + size]]
+        tops = [gnnff.build_topology(m) for m in chunk]
+        features = np.concatenate([atom_features(m) for m in chunk])
+        with torch.no_grad():
+            params = source.network(Graph.from_topology(Topology.batch(tops), features, torch.float64))
+        offsets = {term.name: 0 for term in TERMS}
+        for top in tops:
+            counts = top.counts()
+            gnnff.to_openmm(top, _rows(params, offsets, counts))
+            offsets = {name: offsets[name] + counts[name] for name in offsets}
+    return time.perf_counter() - start
+
+
+def cli(mols: list) -> float:
+    from rdkit import Chem
+
+    exe = shutil.which("gnnff") or shutil.which("gnnff", path=str(Path(sys.executable).parent))
+    with tempfile.TemporaryDirectory() as tmp:
+        sdf = os.path.join(tmp, "many.sdf")
+        with Chem.SDWriter(sdf) as writer:
+            for mol in mols:
+                writer.write(mol)
+        start = time.perf_counter()
+        subprocess.run([exe, "parametrize", sdf, "-o", os.path.join(tmp, "outdir"), "-q"], check=False,
+                       stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        written = len(list(Path(tmp, "outdir").glob("*.xml")))
+    print(f"  (CLI wrote {written} XML files)")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--molecules", type=int, default=1000)
+    parser.add_argument("--data", default=str(SHARED))
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cli", action="store_true", help="also time `gnnff parametrize many.sdf -o outdir`")
+    parser.add_argument("--profile", action="store_true", help="cProfile the one-by-one loop (1 thread)")
+    args = parser.parse_args()
+    import torch
+
+    start = time.perf_counter()
+    mols = distinct_molecules(Path(args.data), args.molecules)
+    n = len(mols)
+    atoms = sum(m.GetNumAtoms() for m in mols)
+    print(f"{n} distinct molecules ({atoms / n:.0f} atoms on average) read in {time.perf_counter() - start:.1f} s; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    source = gnnff.get_model()
+    default_threads = torch.get_num_threads()
+    one_by_one(mols[:20], source)  # warm-up
+    rows = []
+    for threads in sorted({default_threads, 1}, reverse=True):
+        torch.set_num_threads(threads)
+        rows.append((f"one by one, {threads} torch thread(s)", one_by_one(mols, source)))
+    systems = [gnnff.assign_parameters(m, model=source).to_openmm() for m in mols]
+    start = time.perf_counter()
+    for system in systems:
+        gnnff.to_xml(system)
+    rows.append(("to_xml of every System (alone)", time.perf_counter() - start))
+    rows.append(("batched forward, 64 per batch, 1 thread (diagnostic)", batched(mols, source)))
+    torch.set_num_threads(default_threads)
+    total, mapped = pooled(mols, args.workers)
+    rows.append((f"{args.workers} worker processes x 1 thread (incl. pool start)", total))
+    rows.append((f"{args.workers} worker processes x 1 thread (map only)", mapped))
+    if args.cli:
+        rows.append(("gnnff parametrize many.sdf -o outdir (whole process)", cli(mols)))
+    print(f"{'what':60s} {'seconds':>9s} {'molecules/s':>12s} {'ms/molecule':>12s}")
+    for label, seconds in rows:
+        print(f"{label:60s} {seconds:9.2f} {n / seconds:12.1f} {1000 * seconds / n:12.2f}")
+    print("target: >= 200 molecules/s on 2 cores")
+    if args.profile:
+        torch.set_num_threads(1)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        one_by_one(mols, source)
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+        print(text.getvalue())
+
+
+if __name__ == "__main__":
+    main()
