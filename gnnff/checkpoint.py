@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 from rdkit import Chem
 
 from gnnff._version import __version__
-from gnnff.errors import ModelError
+from gnnff.errors import GnnffError, ModelError
 from gnnff.export import atomic_write
 from gnnff.features import atom_features
 from gnnff.molecule import check_elements
 from gnnff.network import Graph, NetworkConfig, build_network
-from gnnff.schema import ForceFieldParameters
+from gnnff.schema import TERMS, ForceFieldParameters
 from gnnff.topology import Topology
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "GNNSource"]
@@ -58,7 +59,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt files
         raise ModelError(f"{path}: not a readable gnnff checkpoint ({type(err).__name__}); "
-                         "the file is corrupted or not a model") from None
+                         "the file is corrupted or not a model, copy or train it again") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path}: not a gnnff checkpoint (no '{FORMAT}' format tag)")
     version = payload.get("format_version")
@@ -73,13 +74,43 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def network_from_checkpoint(payload: dict[str, Any], label: str = "checkpoint") -> tuple[torch.nn.Module, NetworkConfig]:
     """Rebuild the network of a loaded checkpoint, in float64 eval mode."""
+    if not isinstance(payload["network"], dict) or not isinstance(payload["state_dict"], dict):
+        raise ModelError(f"{label}: checkpoint 'network' and 'state_dict' must be mappings; the file is damaged")
     config = NetworkConfig.from_dict(payload["network"])
-    network = build_network(config)
     try:
+        network = build_network(config)
         network.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        raise ModelError(f"{label}: weights do not fit the network ({str(err).splitlines()[0]})") from None
+    except (RuntimeError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{label}: weights do not fit the network ({first}); "
+                         "the checkpoint is damaged or from another gnnff") from None
     return network.double().eval(), config
+
+
+def _domain(payload: dict[str, Any], label: str) -> frozenset[int]:
+    try:
+        return frozenset(int(z) for z in payload["domain"]["elements"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"{label}: checkpoint 'domain' has no list of elements; the file is damaged") from None
+
+
+def _graph(mols: Sequence[Chem.Mol], topologies: Sequence[Topology]) -> Graph:
+    """One graph of several molecules (atom indices offset, charge equilibration per molecule)."""
+    topology = topologies[0] if len(topologies) == 1 else Topology.batch(topologies)
+    features = np.concatenate([atom_features(mol) for mol in mols])
+    return Graph.from_topology(topology, features, torch.float64)
+
+
+def _split(parameters: ForceFieldParameters, topologies: Sequence[Topology]) -> list[ForceFieldParameters]:
+    """Cut the parameters of a batch into those of each molecule (rows follow each topology)."""
+    if len(topologies) == 1:
+        return [parameters]
+    bounds = {term.name: np.cumsum([0] + [t.counts()[term.name] for t in topologies]).tolist() for term in TERMS}
+
+    def piece(i: int) -> ForceFieldParameters:
+        return parameters.map(lambda term, name, x: x[bounds[term.name][i]:bounds[term.name][i + 1]].clone())
+
+    return [piece(i) for i in range(len(topologies))]
 
 
 class GNNSource:
@@ -89,7 +120,7 @@ class GNNSource:
         self.path = Path(path)
         payload = load_checkpoint(self.path)
         self.network, self.config = network_from_checkpoint(payload, str(self.path))
-        self.elements = frozenset(payload["domain"]["elements"])
+        self.elements = _domain(payload, str(self.path))
         self.training = payload.get("training", {})
         self.name = self.path.stem
 
@@ -99,6 +130,29 @@ class GNNSource:
     def parameters(self, mol: Chem.Mol, topology: Topology) -> ForceFieldParameters:
         label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
         check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'")
-        graph = Graph.from_topology(topology, atom_features(mol), torch.float64)
         with torch.no_grad():
-            return self.network(graph)
+            return self.network(_graph([mol], [topology]))
+
+    def parameters_batch(self, mols: Sequence[Chem.Mol], topologies: Sequence[Topology],
+                         labels: Sequence[str]) -> list[ForceFieldParameters | GnnffError]:
+        """Parameters of several molecules from one network pass.
+
+        Molecules outside the model's elements get their :class:`ParametrizationError`
+        instead; the others are batched (message passing, heads and charge
+        equilibration never mix molecules, so each result equals :meth:`parameters`
+        of that molecule alone, to float rounding).
+        """
+        out: list[ForceFieldParameters | GnnffError | None] = [None] * len(mols)
+        todo = []
+        for i, (mol, label) in enumerate(zip(mols, labels)):
+            try:
+                check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'")
+                todo.append(i)
+            except GnnffError as err:
+                out[i] = err
+        if todo:
+            with torch.no_grad():
+                batch = self.network(_graph([mols[i] for i in todo], [topologies[i] for i in todo]))
+            for i, parameters in zip(todo, _split(batch, [topologies[i] for i in todo])):
+                out[i] = parameters
+        return out  # type: ignore[return-value]

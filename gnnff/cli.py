@@ -7,7 +7,9 @@ written); 2 nothing could be done (bad file, bad option, unknown model).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -37,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="parameter source (default: the package default); `gnnff models` lists them")
     p.add_argument("--charges", metavar="METHOD", default=None,
                    help="charge method of the classical model (--model sage): am1bcc (default), am1bcc-fast, mmff94")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo records whose output file exists (default: skip them, so a rerun resumes)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes for many molecules (default: 1, this process)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     commands.add_parser("models", help="list the known models")
     t = commands.add_parser("train", help="train a model from a YAML config",
@@ -114,7 +120,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _data(args: argparse.Namespace) -> int:
     from gnnff.generate import SamplingConfig, generate
 
-    _, records = _records(args.input)
+    _, _, records = _records(args.input)
     sampling = SamplingConfig(etkdg=args.etkdg, md_frames=args.md_frames, temperature=args.temperature,
                               seed=args.seed)
     report = generate(list(records), args.output, labeler=args.labeler, sampling=sampling, workers=args.workers)
@@ -155,71 +161,132 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _records(source: str):
-    from gnnff.molecule import Record, load_molecule, looks_like_path, read_records
+def _records(source: str) -> tuple[str, int, Iterator]:
+    """The input's stem, its number of records, and the records (read lazily)."""
+    from gnnff.molecule import Record, count_records, load_molecule, looks_like_path, read_records
 
-    path = Path(source)
+    if not source.strip():
+        raise InputError("empty input: give a molecule file or a SMILES string")
     if looks_like_path(source):
-        if path.is_dir():
-            raise InputError(f"{source}: is a folder; give a molecule file")
-        return path.stem.removesuffix(".sdf"), read_records(path)
+        path = Path(source)
+        return path.stem.removesuffix(".sdf"), count_records(path), read_records(path)
     try:
         record = Record(1, f"SMILES '{source}'", mol=load_molecule(source, name=source))
     except GnnffError as err:
         record = Record(1, f"SMILES '{source}'", error=err)
-    return "molecule", iter([record])
+    return "molecule", 1, iter([record])
 
 
-def _output_paths(stem: str, output: str | None, many: bool) -> Iterator[Path]:
-    """Yield the output path of record 1, 2, ..."""
-    if not many:
-        yield Path(output) if output else Path(f"{stem}.xml")
-        return
+def _output_paths(stem: str, output: str | None, count: int,
+                  suffix: str = ".xml") -> tuple[Iterator[Path], Path | None]:
+    """Output path of record 1, 2, ... and the report's path stem (None for one output file).
+
+    One record goes to ``output`` (default ``STEM.xml``). Several records, or an
+    ``output`` that is an existing folder or ends with ``/``, go to a folder
+    (``FOLDER/0001.xml`` ..., report ``FOLDER/report.csv``), or to numbered files from
+    an ``.xml`` pattern (``lig.xml`` -> ``lig-0001.xml`` ..., report ``lig-report.csv``).
+    """
+    folder = output is not None and (output.endswith(("/", os.sep)) or Path(output).is_dir())
+    width = max(4, len(str(count)))
+    if count == 1 and not folder:
+        return iter([Path(output) if output else Path(f"{stem}{suffix}")]), None
     target = Path(output) if output else Path(stem)
-    index = 0
-    while True:
-        index += 1
-        if target.suffix.lower() == ".xml":
-            yield target.with_name(f"{target.stem}-{index:04d}.xml")
-        else:
-            yield target / f"{index:04d}.xml"
+    if not folder and target.suffix.lower() == suffix:
+        paths = (target.with_name(f"{target.stem}-{i:0{width}d}{suffix}") for i in range(1, count + 1))
+        return paths, target.with_name(f"{target.stem}-report")
+    return (target / f"{i:0{width}d}{suffix}" for i in range(1, count + 1)), target / "report"
+
+
+def _prepare_output(first: Path, report: Path | None) -> None:
+    """Create the output folder and check it is writable; raise InputError (exit 2) if not."""
+    folder = first.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".gnnff-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        raise InputError(f"cannot write {first if report is None else str(folder) + '/'} "
+                         f"({err.strerror or type(err).__name__}); choose a writable output (-o)") from None
+
+
+def _write(result, path: Path, fmt: str = "xml") -> None:
+    """Write one parametrized molecule to ``path`` atomically (the one place outputs are written)."""
+    import gnnff
+
+    gnnff.write_xml(result.to_openmm(), path)
 
 
 def _parametrize(args: argparse.Namespace) -> int:
     import gnnff
     from tqdm import tqdm
 
+    from gnnff.batch import Row, one_line, plan, run
+
     options = {"charges": args.charges} if args.charges else {}
     if options and args.model is None:
         raise InputError("--charges applies to the classical model: add --model sage")
+    if args.workers < 1:
+        raise InputError(f"--workers must be at least 1, not {args.workers}")
     model = gnnff.get_model(args.model, **options)
-    stem, records = _records(args.input)
-    records = list(records)
-    paths = _output_paths(stem, args.output, many=len(records) > 1)
-    say = (lambda *a: None) if args.quiet else (lambda line: tqdm.write(line, file=sys.stdout))
-    written, failed, start = 0, 0, time.perf_counter()
-    for record, path in zip(tqdm(records, disable=None if len(records) > 1 else True,
-                                 unit="mol", desc="parametrize", file=sys.stderr), paths):
-        try:
-            if record.error is not None:
-                raise record.error
-            result = gnnff.assign_parameters(record.mol, model=model)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            gnnff.write_xml(result.to_openmm(), path)
-        except GnnffError as err:
-            failed += 1
-            tqdm.write(f"gnnff: error: {err}", file=sys.stderr)
-            continue
-        except OSError as err:
-            failed += 1
-            tqdm.write(f"gnnff: error: {record.label}: cannot write {path} ({err.strerror})", file=sys.stderr)
-            continue
-        written += 1
-        say(f"wrote {path}  {record.label}  {result.topology.n_atoms} atoms  "
-            f"net charge {result.topology.net_charge:+d}  model {result.model}")
-    say(f"parametrized {written} of {len(records)} molecule(s) with model '{model.name}' "
-        f"in {time.perf_counter() - start:.2f} s" + (f"; {failed} failed" if failed else ""))
-    return 0 if failed == 0 else 1
+    stem, count, records = _records(args.input)
+    paths, report = _output_paths(stem, args.output, count)
+    paths = list(paths)
+    _prepare_output(paths[0], report)
+    say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=sys.stdout))
+    rows: list[Row] = []
+    start = time.perf_counter()
+    bar = tqdm(total=count, unit="mol", desc="parametrize", file=sys.stderr, disable=None if count > 1 else True)
+
+    def record(new: list[Row]) -> None:
+        for row in new:
+            rows.append(row)
+            if row.status == "failed":
+                tqdm.write(f"gnnff: error: {one_line(row.error)}", file=sys.stderr)
+            elif row.status == "skipped":
+                say(f"skipped {row.output}  record {row.record}: output exists (--overwrite redoes it)")
+            else:
+                say(f"wrote {row.output}  record {row.record}{f' ({row.name})' if row.name else ''}  "
+                    f"{row.atoms} atoms  net charge {row.net_charge:+d}  model {model.name}")
+        bar.update(len(new))
+
+    def jobs():
+        for item in plan(records, paths, overwrite=args.overwrite):
+            if isinstance(item, Row):
+                record([item])
+            else:
+                yield item
+
+    from gnnff import cli  # _write by its module name, so worker processes can import it
+
+    workers = min(args.workers, count)
+    try:
+        for done in run(jobs(), model=model if workers == 1 else args.model, model_options=options,
+                        write=cli._write, workers=workers):
+            record(done)
+    finally:
+        bar.close()
+        reported = report is None or _report(rows, report)
+    counts = {status: sum(row.status == status for row in rows) for status in ("ok", "failed", "skipped")}
+    say(f"parametrized {counts['ok']} of {count} molecule(s) with model '{model.name}' "
+        f"in {time.perf_counter() - start:.2f} s" + (f"; {counts['skipped']} skipped (output exists)"
+                                                     if counts["skipped"] else "")
+        + (f"; {counts['failed']} failed" if counts["failed"] else "")
+        + (f"; report {report}.csv" if report is not None else ""))
+    return 0 if counts["failed"] == 0 and reported else 1
+
+
+def _report(rows, stem: Path) -> bool:
+    """Write the report (CSV + JSON); False, with an error line, if it cannot be written."""
+    from gnnff.batch import write_report
+
+    try:
+        write_report(rows, stem)
+    except OSError as err:
+        print(f"gnnff: error: cannot write the report {stem}.csv ({err.strerror}); "
+              "choose a writable output (-o)", file=sys.stderr)
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

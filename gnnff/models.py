@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from rdkit import Chem
 
-from gnnff.errors import ModelError
+from gnnff.errors import GnnffError, ModelError
 from gnnff.schema import ForceFieldParameters
 from gnnff.topology import Topology
 
-__all__ = ["ParameterSource", "register_model", "available_models", "get_model", "DEFAULT_MODEL"]
+__all__ = [
+    "ParameterSource",
+    "BatchedParameterSource",
+    "register_model",
+    "available_models",
+    "get_model",
+    "DEFAULT_MODEL",
+]
 
 #: What ``parametrize`` uses when no model is named: the trained model shipped in
 #: ``gnnff/weights`` (see its model card there).
@@ -36,9 +43,24 @@ class ParameterSource(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchedParameterSource(ParameterSource, Protocol):
+    """A parameter source that can also do many molecules in one call (e.g. one network pass)."""
+
+    def parameters_batch(self, mols: Sequence[Chem.Mol], topologies: Sequence[Topology],
+                         labels: Sequence[str]) -> list[ForceFieldParameters | GnnffError]:
+        """Parameters of each molecule, or the error that molecule met; ``labels`` name them in messages."""
+        ...
+
+
 def _sage(**options: Any) -> ParameterSource:
+    from gnnff.charges import CHARGE_METHODS
     from gnnff.classical import SageSource
 
+    method = options.get("charges")
+    if method is not None and method not in CHARGE_METHODS:
+        raise ModelError(f"unknown charge method '{method}' for model 'sage'; "
+                         f"use one of: {', '.join(CHARGE_METHODS)}")
     return SageSource(**options)
 
 
@@ -50,6 +72,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 def _packaged() -> dict[str, Path]:
     return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.pt"))}
+
+
 _REGISTERED: dict[str, Callable[..., ParameterSource]] = {}
 
 
@@ -87,6 +111,9 @@ def get_model(model: str | ParameterSource | None = None, **options: Any) -> Par
             return model
         raise ModelError(f"a model must be a name or a ParameterSource, not {type(model).__name__}")
     packaged = _packaged()
+    if model not in packaged and model.endswith(".pt") and not Path(model).is_file():
+        raise ModelError(f"{model}: no such model file; give the path of a trained model (.pt) "
+                         f"or a model name ({', '.join(available_models())})")
     if model in packaged or model.endswith(".pt") or Path(model).is_file():
         from gnnff.checkpoint import GNNSource
 

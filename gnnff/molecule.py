@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,12 +26,14 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "Record",
     "read_records",
+    "count_records",
     "load_molecule",
     "looks_like_path",
     "prepare",
     "positions_nm",
     "with_conformer",
     "net_charge",
+    "components",
     "check_elements",
 ]
 
@@ -76,6 +79,8 @@ _FILE_LIKE_SUFFIXES = frozenset(SUPPORTED_SUFFIXES) | {
 
 def looks_like_path(text: str) -> bool:
     """Whether ``text`` names a file (existing, path-like or with a molecule-file suffix)."""
+    if not text.strip():
+        return False
     path = Path(text)
     return path.exists() or os.sep in text or _suffix(path) in _FILE_LIKE_SUFFIXES
 
@@ -93,28 +98,7 @@ def read_records(path: str | os.PathLike) -> Iterator[Record]:
     unsupported format, no molecule in it) raise :class:`InputError`.
     """
     path = Path(path)
-    suffix = _suffix(path)
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise InputError(
-            f"{path}: unsupported format '{suffix or path.name}'; "
-            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        raw = path.read_bytes()
-        if suffix == ".sdf.gz":
-            raw = gzip.decompress(raw)
-        text = raw.decode("utf-8", errors="replace")
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise InputError(f"{path}: cannot read file ({err})") from None
-    if not text.strip():
-        raise InputError(f"{path}: file is empty; it must hold at least one molecule")
-    if "\x00" in text:
-        raise InputError(f"{path}: binary data, not a {suffix} text file")
-
-    blocks = {".sdf": _sdf_blocks, ".sdf.gz": _sdf_blocks, ".mol": _sdf_blocks,
-              ".mol2": _mol2_blocks, ".smi": _smiles_lines, ".smiles": _smiles_lines}[suffix]
+    blocks, text = _open(path)
     count = 0
     for index, (name, parse) in enumerate(blocks(text), start=1):
         count += 1
@@ -129,6 +113,59 @@ def read_records(path: str | os.PathLike) -> Iterator[Record]:
             yield Record(index, label, error=err)
     if count == 0:
         raise InputError(f"{path}: no molecule found in the file")
+
+
+def count_records(path: str | os.PathLike) -> int:
+    """Number of records :func:`read_records` will yield, without parsing them.
+
+    Raises the same :class:`InputError` as :func:`read_records` for a bad file.
+    """
+    path = Path(path)
+    blocks, text = _open(path)
+    count = sum(1 for _ in blocks(text))
+    if count == 0:
+        raise InputError(f"{path}: no molecule found in the file")
+    return count
+
+
+def _open(path: Path) -> tuple[Any, str]:
+    """Check and read a molecule file; return its record splitter and its text."""
+    suffix = _suffix(path)
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(
+            f"{path}: unsupported format '{suffix or path.name}'; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a molecule file")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; check the path")
+    try:
+        raw = path.read_bytes()
+        if suffix == ".sdf.gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+        raise InputError(f"{path}: cannot read file ({reason}); check that it is a complete, "
+                         f"readable {suffix} file") from None
+    text = raw.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise InputError(f"{path}: file is empty; it must hold at least one molecule")
+    if "\x00" in text or _looks_binary(text):
+        raise InputError(f"{path}: binary data, not a {suffix} text file; give a text molecule file")
+    blocks = {".sdf": _sdf_blocks, ".sdf.gz": _sdf_blocks, ".mol": _sdf_blocks,
+              ".mol2": _mol2_blocks, ".smi": _smiles_lines, ".smiles": _smiles_lines}[suffix]
+    return blocks, text
+
+
+_TEXT_CONTROLS = frozenset("\t\n\r\f\v")
+
+
+def _looks_binary(text: str) -> bool:
+    """Whether more than 5 % of the first 64 kB are undecodable bytes or control characters."""
+    head = text[:65536]
+    odd = sum(1 for c in head if c == "\ufffd" or (c < " " and c not in _TEXT_CONTROLS))
+    return odd > 0.05 * len(head)
 
 
 class _Unparsable(Exception):
@@ -233,6 +270,8 @@ def load_molecule(molecule: Any, *, name: str | None = None) -> Chem.Mol:
     if isinstance(molecule, (str, os.PathLike)):
         text = os.fspath(molecule)
         path = Path(text)
+        if not text.strip():
+            raise InputError("empty input: give a molecule file or a SMILES string")
         if looks_like_path(text):
             records = list(read_records(path))
             if len(records) != 1:
@@ -311,6 +350,33 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
     return mol
 
 
+def components(mol: Chem.Mol) -> list[tuple[np.ndarray, Chem.Mol]]:
+    """Connected components (salt ions, solvent, co-crystal partners) of a prepared molecule.
+
+    Returns
+    -------
+    list of (indices, component)
+        ``indices``: ``(n,)`` atom indices of the component in ``mol``, ascending;
+        ``component``: a new prepared molecule of those atoms in that order, with
+        ``mol``'s conformers and name. A connected molecule gives one entry.
+    """
+    groups = [np.array(sorted(group), dtype=np.int64) for group in Chem.GetMolFrags(mol)]
+    if len(groups) == 1:
+        return [(groups[0], Chem.Mol(mol))]
+    name = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
+    parts, mapping = [], []
+    with rdBase.BlockLogs():
+        pieces = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True, fragsMolAtomMapping=mapping)
+    for piece, order in zip(pieces, mapping):
+        order = np.asarray(order, dtype=np.int64)
+        if np.any(np.diff(order) < 0):  # keep the input's atom order inside the component
+            rank = np.argsort(order)
+            piece, order = Chem.RenumberAtoms(piece, rank.tolist()), order[rank]
+        piece.SetProp("_Name", name)
+        parts.append((order, piece))
+    return sorted(parts, key=lambda part: int(part[0][0]))
+
+
 def net_charge(mol: Chem.Mol) -> int:
     """Net charge of a molecule: the sum of its formal charges."""
     return sum(mol.GetAtomWithIdx(i).GetFormalCharge() for i in range(mol.GetNumAtoms()))
@@ -347,5 +413,6 @@ def check_elements(mol: Chem.Mol, allowed: frozenset[int], *, label: str, owner:
             known = " ".join(table.GetElementSymbol(z) for z in sorted(allowed))
             raise ParametrizationError(
                 f"{label}: atom {i} ({atom.GetSymbol()}) is an element {owner} does not cover; "
-                f"supported: {known}"
+                f"supported: {known}; leave the molecule out or use a model that covers "
+                f"{atom.GetSymbol()} (`gnnff models` lists them)"
             )

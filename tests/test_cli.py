@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 import subprocess
 import sys
@@ -51,8 +52,8 @@ def test_mol2_several_records_go_to_a_folder(tmp_path):
     result = run("parametrize", str(DATA / "ethanol_acetate.mol2"), "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = sorted(p.name for p in (tmp_path / "ethanol_acetate").iterdir())
-    assert written == ["0001.xml", "0002.xml"]
-    for record, name in zip(read_records(DATA / "ethanol_acetate.mol2"), written):
+    assert written == ["0001.xml", "0002.xml", "report.csv", "report.json"]
+    for record, name in zip(read_records(DATA / "ethanol_acetate.mol2"), written[:2]):
         _assert_same_energy(tmp_path / "ethanol_acetate" / name, record.mol)
 
 
@@ -74,7 +75,10 @@ def test_smiles_file_continues_past_bad_record(tmp_path):
     (tmp_path / "in.smi").write_text("CCO ethanol\nC1CC broken\n[Na+] sodium\n")
     result = run("parametrize", "in.smi", "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 1
-    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["0001.xml", "0003.xml"]
+    assert sorted(p.name for p in (tmp_path / "in").glob("*.xml")) == ["0001.xml", "0003.xml"]
+    report = list(csv.DictReader((tmp_path / "in" / "report.csv").open()))
+    assert [(r["record"], r["name"], r["status"]) for r in report] == [
+        ("1", "ethanol", "ok"), ("2", "broken", "failed"), ("3", "sodium", "ok")]
     errors = [line for line in result.stderr.splitlines() if line.startswith("gnnff: error:")]
     assert errors == ["gnnff: error: in.smi record 2 ('broken'): 'C1CC' is not a valid SMILES string; "
                       "check its syntax"]
@@ -127,7 +131,7 @@ def test_missing_hydrogens_in_3d_sdf(tmp_path):
 def test_unwritable_output(tmp_path):
     (tmp_path / "blocker").write_text("a file where a folder should be")
     result = run("parametrize", "CCO", "-o", "blocker/x.xml", "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "cannot write blocker/x.xml" in result.stderr
 
 

@@ -1,0 +1,231 @@
+"""Batch mode: the records of a molecule file in, one output file each, and a report.
+
+:func:`plan` turns records and their output paths into :class:`Job` s (or, for a
+record that could not be read or whose output already exists, directly into its
+report :class:`Row`); :func:`run` parametrizes the jobs chunk by chunk, each chunk
+through :func:`gnnff.api.assign_parameters_many` (one network call per batch for a
+trained model), in this process or in worker processes, and yields the rows as
+chunks finish; :func:`write_report` writes them as CSV and JSON.
+
+Outputs are written atomically by the ``write`` callable, so an output that exists
+is complete: a second run skips it (resume) unless told to overwrite.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from rdkit import Chem
+
+from gnnff.api import Parametrized, assign_parameters_many
+from gnnff.errors import GnnffError
+from gnnff.export import atomic_write_text
+from gnnff.models import ParameterSource
+from gnnff.molecule import Record, net_charge
+
+__all__ = ["Job", "Row", "REPORT_COLUMNS", "plan", "run", "write_report", "one_line"]
+
+#: Writes one parametrized molecule to a path (atomically); must be picklable for workers.
+Writer = Callable[[Parametrized, Path], Any]
+
+#: Molecules handed to a worker at a time.
+CHUNK = 32
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the report.
+
+    Attributes
+    ----------
+    record
+        1-based record number in the input.
+    name
+        The record's name (SD title, MOL2 name, SMILES file name column).
+    status
+        ``"ok"`` (written), ``"failed"`` or ``"skipped"`` (output already there).
+    output
+        The output file (written, or that would have been written).
+    atoms, net_charge
+        Atoms (hydrogens included) and net formal charge, when the record was read.
+    error
+        One-line reason for ``failed`` and ``skipped``, empty for ``ok``.
+    """
+
+    record: int
+    name: str
+    status: str
+    output: str
+    atoms: int | None
+    net_charge: int | None
+    error: str
+
+
+#: Column order of ``report.csv``.
+REPORT_COLUMNS = tuple(f.name for f in fields(Row))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One record to parametrize: its molecule as RDKit binary (properties kept)."""
+
+    record: int
+    label: str
+    name: str
+    mol: bytes
+    output: str
+
+
+def one_line(message: str) -> str:
+    """``message`` with line breaks folded, so every error prints as one line."""
+    return " ".join(str(message).split())
+
+
+def _name(record: Record) -> str:
+    if record.mol is not None and record.mol.HasProp("_Name"):
+        name = record.mol.GetProp("_Name")
+        return "" if name == record.label else name
+    start = record.label.find(" ('")
+    return record.label[start + 3:-2] if start >= 0 and record.label.endswith("')") else ""
+
+
+def plan(records: Iterable[Record], paths: Iterable[Path], *,
+         overwrite: bool) -> Iterator[Job | Row]:
+    """A :class:`Job` for each record to do, or its final :class:`Row` (unreadable, or skipped)."""
+    for record, path in zip(records, paths):
+        if record.error is not None:
+            yield Row(record.index, _name(record), "failed", str(path), None, None, one_line(str(record.error)))
+            continue
+        atoms, charge = record.mol.GetNumAtoms(), net_charge(record.mol)
+        if path.is_dir():
+            yield Row(record.index, _name(record), "failed", str(path), atoms, charge,
+                      one_line(f"{record.label}: cannot write {path}: it is a folder; "
+                               "remove it or choose another output (-o)"))
+        elif path.is_file() and not overwrite:
+            yield Row(record.index, _name(record), "skipped", str(path), atoms, charge,
+                      "output exists (from an earlier run); --overwrite redoes it")
+        else:
+            yield Job(record.index, record.label, _name(record),
+                      record.mol.ToBinary(Chem.PropertyPickleOptions.AllProps), str(path))
+
+
+def _do(jobs: Sequence[Job], model: Any, write: Writer, batch_atoms: int) -> list[Row]:
+    """Parametrize and write a chunk of jobs; every job gives one row."""
+    mols = [Chem.Mol(job.mol) for job in jobs]
+    try:
+        results = assign_parameters_many(mols, model=model, names=[job.label for job in jobs],
+                                         batch_atoms=batch_atoms)
+    except Exception as err:  # noqa: BLE001 - one bad molecule must cost one record, not the batch
+        if len(jobs) > 1:
+            return [row for job in jobs for row in _do([job], model, write, batch_atoms)]
+        results = [err if isinstance(err, GnnffError) else GnnffError(
+            f"{jobs[0].label}: internal error ({type(err).__name__}: {err}); "
+            "please report it with this molecule as a gnnff bug")]
+    return [_finish(job, mol, result, write) for job, mol, result in zip(jobs, mols, results)]
+
+
+def _finish(job: Job, mol: Chem.Mol, result: Parametrized | GnnffError, write: Writer) -> Row:
+    atoms, charge = mol.GetNumAtoms(), net_charge(mol)
+    if isinstance(result, GnnffError):
+        return Row(job.record, job.name, "failed", job.output, atoms, charge, one_line(str(result)))
+    path = Path(job.output)
+    try:
+        write(result, path)
+    except GnnffError as err:
+        return Row(job.record, job.name, "failed", job.output, atoms, charge, one_line(str(err)))
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        return Row(job.record, job.name, "failed", job.output, atoms, charge,
+                   one_line(f"{job.label}: cannot write {path} ({reason}); choose a writable output (-o)"))
+    return Row(job.record, job.name, "ok", job.output, result.topology.n_atoms, result.topology.net_charge, "")
+
+
+def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
+    chunk: list[Job] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# State of a worker process, set once by _init_worker.
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(model: str | None, options: dict[str, Any], write: Writer, batch_atoms: int) -> None:
+    import torch
+
+    from gnnff.models import get_model
+
+    torch.set_num_threads(1)  # the processes share the cores
+    _WORKER.update(source=get_model(model, **options), write=write, batch_atoms=batch_atoms)
+
+
+def _work(jobs: list[Job]) -> list[Row]:
+    return _do(jobs, _WORKER["source"], _WORKER["write"], _WORKER["batch_atoms"])
+
+
+def run(jobs: Iterable[Job], *, model: str | ParameterSource | None, model_options: dict[str, Any],
+        write: Writer, workers: int = 1, batch_atoms: int | None = None,
+        chunk: int = CHUNK) -> Iterator[list[Row]]:
+    """Parametrize ``jobs`` and write their outputs; yield the rows of each finished chunk.
+
+    Parameters
+    ----------
+    model, model_options
+        The parameter source, as for :func:`gnnff.get_model`; with several workers a
+        name or path (each worker loads it), with one also a ParameterSource.
+    write
+        ``write(result, path)``: writes one output atomically.
+    workers
+        Processes; 1 works in this process. Workers use one thread each.
+    batch_atoms
+        Atoms per network call (default :data:`gnnff.api.BATCH_ATOMS`).
+    """
+    from gnnff.api import BATCH_ATOMS
+    from gnnff.models import get_model
+
+    batch_atoms = BATCH_ATOMS if batch_atoms is None else batch_atoms
+    chunks = _chunks(jobs, chunk)
+    if workers <= 1:
+        source = model if isinstance(model, ParameterSource) else get_model(model, **model_options)
+        for part in chunks:
+            yield _do(part, source, write, batch_atoms)
+        return
+    if model is not None and not isinstance(model, str):
+        raise ValueError("worker processes need the model as a name or path, not an object")
+    get_model(model, **model_options)  # a bad model fails here, once, not in every worker
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker,
+                      initargs=(model, model_options, write, batch_atoms)) as pool:
+        yield from pool.imap(_work, chunks)
+
+
+def report_text(rows: Sequence[Row]) -> tuple[str, str]:
+    """The report as CSV text and as JSON text (rows in record order, with a summary)."""
+    rows = sorted(rows, key=lambda row: row.record)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REPORT_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if value is None else value for value in (getattr(row, c) for c in REPORT_COLUMNS)])
+    counts = {status: sum(row.status == status for row in rows) for status in ("ok", "failed", "skipped")}
+    document = {"summary": {"records": len(rows), **counts}, "records": [asdict(row) for row in rows]}
+    return buffer.getvalue(), json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+
+
+def write_report(rows: Sequence[Row], stem: Path) -> tuple[Path, Path]:
+    """Write ``STEM.csv`` and ``STEM.json`` atomically; return their paths."""
+    text_csv, text_json = report_text(rows)
+    csv_path, json_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".json")
+    return atomic_write_text(csv_path, text_csv), atomic_write_text(json_path, text_json)
