@@ -239,3 +239,20 @@ def test_cache_under_two_processes(tmp_path):
     files = list((tmp_path / "c").iterdir())
     assert [f.suffix for f in files] == [".xml"]  # one template, no temporary files left
     app.ForceField(str(files[0]))  # and it is a complete ffxml file
+
+
+def test_two_ligands_and_two_copies_in_one_topology(small_molecules):
+    aspirin, acetate = (gnnff.load_molecule(small_molecules[n]) for n in ("aspirin", "acetate"))
+    modeller = app.Modeller(to_openmm_topology(aspirin), positions_nm(aspirin)[0] * unit.nanometer)
+    for mol, shift in ((acetate, 2.0), (aspirin, 4.0)):
+        modeller.add(to_openmm_topology(mol), (positions_nm(mol)[0] + shift) * unit.nanometer)
+    forcefield = app.ForceField()
+    forcefield.registerTemplateGenerator(GNNFFTemplateGenerator(molecules=[acetate, aspirin]).generator)
+    system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, constraints=None)
+    x = np.asarray(modeller.positions.value_in_unit(unit.nanometer))
+    start = 0
+    for mol in (aspirin, acetate, aspirin):
+        atoms = list(range(start, start + mol.GetNumAtoms()))
+        start += mol.GetNumAtoms()
+        _assert_same(energies_by_force(gnnff.parametrize(mol), x[atoms]),
+                     energies_by_force(subsystem(system, atoms), x[atoms]), mol.GetProp("_Name") or "ligand")
