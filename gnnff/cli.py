@@ -7,6 +7,7 @@ written); 2 nothing could be done (bad file, bad option, unknown model).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -18,6 +19,11 @@ from gnnff._version import __version__
 from gnnff.errors import GnnffError, InputError
 
 __all__ = ["main"]
+
+
+#: Output formats of `parametrize` (gnnff.formats.FORMATS, listed here so that building
+#: the parser imports nothing heavy).
+_FORMATS = ("xml", "ffxml", "amber", "gromacs")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="parameter source (default: the package default); `gnnff models` lists them")
     p.add_argument("--charges", metavar="METHOD", default=None,
                    help="charge method of the classical model (--model sage): am1bcc (default), am1bcc-fast, mmff94")
+    p.add_argument("--format", choices=_FORMATS, default=None,
+                   help="xml: OpenMM System (default); ffxml: ForceField residue template; amber: prmtop + "
+                        "inpcrd; gromacs: top + gro (default: from the -o suffix .ffxml/.prmtop/.top, else xml)")
     p.add_argument("--overwrite", action="store_true",
                    help="redo records whose output file exists (default: skip them, so a rerun resumes)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
@@ -212,9 +221,9 @@ def _prepare_output(first: Path, report: Path | None) -> None:
 
 def _write(result, path: Path, fmt: str = "xml") -> None:
     """Write one parametrized molecule to ``path`` atomically (the one place outputs are written)."""
-    import gnnff
+    from gnnff.formats import write_parametrized
 
-    gnnff.write_xml(result.to_openmm(), path)
+    write_parametrized(result, path, fmt)
 
 
 def _parametrize(args: argparse.Namespace) -> int:
@@ -230,7 +239,10 @@ def _parametrize(args: argparse.Namespace) -> int:
         raise InputError(f"--workers must be at least 1, not {args.workers}")
     model = gnnff.get_model(args.model, **options)
     stem, count, records = _records(args.input)
-    paths, report = _output_paths(stem, args.output, count)
+    from gnnff.formats import FORMATS, format_from_path
+
+    fmt = args.format or (format_from_path(args.output) if args.output else None) or "xml"
+    paths, report = _output_paths(stem, args.output, count, suffix=FORMATS[fmt][0])
     paths = list(paths)
     _prepare_output(paths[0], report)
     say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=sys.stdout))
@@ -262,7 +274,7 @@ def _parametrize(args: argparse.Namespace) -> int:
     workers = min(args.workers, count)
     try:
         for done in run(jobs(), model=model if workers == 1 else args.model, model_options=options,
-                        write=cli._write, workers=workers):
+                        write=functools.partial(cli._write, fmt=fmt), workers=workers):
             record(done)
     finally:
         bar.close()

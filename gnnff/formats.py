@@ -13,10 +13,12 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gnnff.api import Parametrized
 from gnnff.errors import InputError
-from gnnff.export import atomic_write, atomic_write_text, write_xml
+
+if TYPE_CHECKING:
+    from gnnff.api import Parametrized
 
 __all__ = ["FORMATS", "format_from_path", "output_files", "write_parametrized"]
 
@@ -64,6 +66,8 @@ def write_parametrized(result: Parametrized, path: str | os.PathLike, fmt: str =
     list of Path
         The files written.
     """
+    from gnnff.export import atomic_write_text, write_xml
+
     files = output_files(path, fmt)
     if fmt == "xml":
         write_xml(result.to_openmm(), files[0])
@@ -90,6 +94,8 @@ def _structure(result: Parametrized):
 
 
 def _write_parmed(result: Parametrized, files: list[Path], fmt: str) -> None:
+    from gnnff.export import atomic_write
+
     structure = _structure(result)
     main_format, coordinate_format = {"amber": ("amber", "rst7"), "gromacs": ("gromacs", "gro")}[fmt]
 
@@ -99,11 +105,13 @@ def _write_parmed(result: Parametrized, files: list[Path], fmt: str) -> None:
             text = Path(tmp).read_text()
             Path(tmp).write_text(_precise_bonds(text, result))
 
-    atomic_write(files[0], write_main)
+    # The coordinates first, the main file last: an existing main file (what a resumed
+    # batch looks for) means both are complete.
+    atomic_write(files[1], lambda tmp: structure.save(tmp, format=coordinate_format, overwrite=True))
     try:
-        atomic_write(files[1], lambda tmp: structure.save(tmp, format=coordinate_format, overwrite=True))
+        atomic_write(files[0], write_main)
     except BaseException:
-        files[0].unlink(missing_ok=True)
+        files[1].unlink(missing_ok=True)
         raise
 
 

@@ -3,6 +3,8 @@ the energy and forces of the original, term by term."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import openmm
 import pytest
@@ -85,7 +87,7 @@ def test_two_file_formats_write_both_or_neither(tmp_path, small_molecules, monke
     original = parmed.Structure.save
 
     def save(self, path, format=None, **kwargs):
-        if format == "rst7":
+        if format == "amber":  # the main file, written after the coordinates
             raise OSError(28, "No space left on device")
         return original(self, path, format=format, **kwargs)
 
@@ -93,3 +95,27 @@ def test_two_file_formats_write_both_or_neither(tmp_path, small_molecules, monke
     with pytest.raises(OSError):
         write_parametrized(result, tmp_path / "ethanol.prmtop", "amber")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_formats_from_option_and_suffix(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+
+    def gnnff_cli(*args):
+        return subprocess.run([sys.executable, "-m", "gnnff.cli", "parametrize", *args], cwd=tmp_path,
+                              capture_output=True, text=True, check=False, timeout=300)
+
+    run = gnnff_cli(str(root / "examples" / "molecules.smi"), "-o", "gmx/", "--format", "gromacs", "-q")
+    assert run.returncode == 0, run.stderr
+    tops = sorted(p.stem for p in (tmp_path / "gmx").glob("*.top"))
+    assert tops and tops == sorted(p.stem for p in (tmp_path / "gmx").glob("*.gro"))
+    run = gnnff_cli(str(root / "examples" / "aspirin.sdf"), "-o", "asp.prmtop")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "asp.prmtop").is_file() and (tmp_path / "asp.inpcrd").is_file()
+    run = gnnff_cli(str(root / "examples" / "aspirin.sdf"), "-o", "asp.ffxml")
+    assert run.returncode == 0, run.stderr
+    app.ForceField(str(tmp_path / "asp.ffxml"))
+    run = gnnff_cli("CCO", "--format", "pdb")
+    assert run.returncode == 2 and "invalid choice: 'pdb'" in run.stderr
