@@ -21,7 +21,12 @@ from gnnff.errors import (
 )
 
 if TYPE_CHECKING:  # what static tools and IDEs see; at run time these load on first use
-    from gnnff.api import Parametrized, assign_parameters, parametrize
+    from gnnff.api import (
+        Parametrized,
+        assign_parameters,
+        assign_parameters_many,
+        parametrize,
+    )
     from gnnff.energy import compute_energy, forces, total_energy
     from gnnff.export import to_openmm, to_xml, write_xml
     from gnnff.models import available_models, get_model, register_model
@@ -33,6 +38,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see; at run time these load on f
 _LAZY: dict[str, str] = {
     "Parametrized": "gnnff.api",
     "assign_parameters": "gnnff.api",
+    "assign_parameters_many": "gnnff.api",
     "parametrize": "gnnff.api",
     "compute_energy": "gnnff.energy",
     "forces": "gnnff.energy",
@@ -63,6 +69,7 @@ __all__ = [
     "Topology",
     "__version__",
     "assign_parameters",
+    "assign_parameters_many",
     "available_models",
     "build_topology",
     "compute_energy",
