@@ -9,12 +9,14 @@ Takes the first N distinct molecules (by ``SMILES QCArchive``) of
   the model object loaded once, with PyTorch's default thread count and with one thread;
 - the same in ``--workers`` processes of one thread each (multiprocessing, molecules
   handed out in chunks; includes pickling the molecules, not the Systems, back);
+- ``gnnff.assign_parameters_many`` (batched network calls) + ``to_openmm`` of each, at
+  both thread counts;
 - ``gnnff.to_xml`` of each System (what the command line writes), separately;
 - a diagnostic of batching: the topologies of 64 molecules joined with
   ``Topology.batch``, one network forward per batch, parameters sliced per molecule and
   exported; shows what a batched path inside gnnff could reach;
 - with ``--cli``: ``gnnff parametrize many.sdf -o outdir -q`` on the same molecules
-  written to one SDF, wall time of the whole process.
+  written to one SDF, wall time of the whole process, alone and with ``--workers``.
 
 ``--profile`` prints the top of a cProfile of the one-by-one loop. Nothing is asserted.
 """
@@ -61,6 +63,17 @@ def one_by_one(mols: list, source) -> float:
     start = time.perf_counter()
     for mol in mols:
         gnnff.assign_parameters(mol, model=source).to_openmm()
+    return time.perf_counter() - start
+
+
+def many(mols: list, source) -> float:
+    """``gnnff.assign_parameters_many`` (batched network calls) + ``to_openmm`` of each."""
+    start = time.perf_counter()
+    results = gnnff.assign_parameters_many(mols, model=source)
+    for result in results:
+        if isinstance(result, gnnff.GnnffError):
+            raise result
+        result.to_openmm()
     return time.perf_counter() - start
 
 
@@ -120,7 +133,7 @@ def batched(mols: list, source, size: int = 64) -> float:
     return time.perf_counter() - start
 
 
-def cli(mols: list) -> float:
+def cli(mols: list, extra: tuple[str, ...] = ()) -> float:
     from rdkit import Chem
 
     exe = shutil.which("gnnff") or shutil.which("gnnff", path=str(Path(sys.executable).parent))
@@ -130,7 +143,7 @@ def cli(mols: list) -> float:
             for mol in mols:
                 writer.write(mol)
         start = time.perf_counter()
-        subprocess.run([exe, "parametrize", sdf, "-o", os.path.join(tmp, "outdir"), "-q"], check=False,
+        subprocess.run([exe, "parametrize", sdf, "-o", os.path.join(tmp, "outdir"), "-q", *extra], check=False,
                        stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
         written = len(list(Path(tmp, "outdir").glob("*.xml")))
@@ -161,6 +174,8 @@ def main() -> None:
     for threads in sorted({default_threads, 1}, reverse=True):
         torch.set_num_threads(threads)
         rows.append((f"one by one, {threads} torch thread(s)", one_by_one(mols, source)))
+        if hasattr(gnnff, "assign_parameters_many"):
+            rows.append((f"assign_parameters_many, {threads} torch thread(s)", many(mols, source)))
     systems = [gnnff.assign_parameters(m, model=source).to_openmm() for m in mols]
     start = time.perf_counter()
     for system in systems:
@@ -173,6 +188,7 @@ def main() -> None:
     rows.append((f"{args.workers} worker processes x 1 thread (map only)", mapped))
     if args.cli:
         rows.append(("gnnff parametrize many.sdf -o outdir (whole process)", cli(mols)))
+        rows.append((f"  same, --workers {args.workers}", cli(mols, ("--workers", str(args.workers)))))
     print(f"{'what':60s} {'seconds':>9s} {'molecules/s':>12s} {'ms/molecule':>12s}")
     for label, seconds in rows:
         print(f"{label:60s} {seconds:9.2f} {n / seconds:12.1f} {1000 * seconds / n:12.2f}")
