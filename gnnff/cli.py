@@ -7,6 +7,7 @@ written); 2 nothing could be done (bad file, bad option, unknown model).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -237,13 +238,13 @@ def _parametrize(args: argparse.Namespace) -> int:
         raise InputError("--charges applies to the classical model: add --model sage")
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1, not {args.workers}")
-    model = gnnff.get_model(args.model, **options)
-    stem, count, records = _records(args.input)
+    stem, count, records = _records(args.input)  # a bad input file fails before the model loads
     from gnnff.formats import FORMATS, format_from_path
 
     fmt = args.format or (format_from_path(args.output) if args.output else None) or "xml"
     paths, report = _output_paths(stem, args.output, count, suffix=FORMATS[fmt][0])
     paths = list(paths)
+    model = gnnff.get_model(args.model, **options)
     _prepare_output(paths[0], report)
     say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=sys.stdout))
     rows: list[Row] = []
@@ -273,9 +274,10 @@ def _parametrize(args: argparse.Namespace) -> int:
 
     workers = min(args.workers, count)
     try:
-        for done in run(jobs(), model=model if workers == 1 else args.model, model_options=options,
-                        write=functools.partial(cli._write, fmt=fmt), workers=workers):
-            record(done)
+        with _one_torch_thread():
+            for done in run(jobs(), model=model if workers == 1 else args.model, model_options=options,
+                            write=functools.partial(cli._write, fmt=fmt), workers=workers):
+                record(done)
     finally:
         bar.close()
         reported = report is None or _report(rows, report)
@@ -286,6 +288,20 @@ def _parametrize(args: argparse.Namespace) -> int:
         + (f"; {counts['failed']} failed" if counts["failed"] else "")
         + (f"; report {report}.csv" if report is not None else ""))
     return 0 if counts["failed"] == 0 and reported else 1
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run the network on one thread (restored after): its matrices are small, extra threads
+    gain little on an idle machine and cost several-fold on a busy one; --workers uses the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _report(rows, stem: Path) -> bool:
@@ -322,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "evaluate":
             return _evaluate(args)
     except GnnffError as err:
-        print(f"gnnff: error: {err}", file=sys.stderr)
+        print("gnnff: error: " + " ".join(str(err).split()), file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print("gnnff: interrupted", file=sys.stderr)

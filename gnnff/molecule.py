@@ -172,23 +172,29 @@ class _Unparsable(Exception):
     """A record the reader could not parse; the message says why."""
 
 
+#: Atom symbols a V2000 atom block may hold: elements, isotopes D and T, and query atoms.
+_MOLFILE_SYMBOLS = frozenset(
+    [Chem.GetPeriodicTable().GetElementSymbol(z) for z in range(1, 119)] + ["D", "T", "*", "A", "Q", "L", "R", "R#", "LP"]
+)
+
+
 def _molblock_problem(block: str) -> str:
-    """Why RDKit could not parse a V2000 molfile block, as far as we can tell."""
-    lines = block.split("\n")
+    """Why RDKit could not parse a V2000 molfile block, as far as we can tell (one line, with the fix)."""
+    lines = block.rstrip("\n").split("\n")
     try:
-        n_atoms = int(lines[3][:3])
+        n_atoms, n_bonds = int(lines[3][:3]), int(lines[3][3:6])
     except (IndexError, ValueError):
-        return "cannot parse the record: no valid molfile counts line (line 4)"
-    table = Chem.GetPeriodicTable()
-    for i, line in enumerate(lines[4:4 + n_atoms]):
+        return "no valid molfile counts line (line 4); the record is not a V2000/V3000 molfile, export it again"
+    atom_lines = lines[4:4 + n_atoms]
+    if len(atom_lines) < n_atoms or any(len(line.rstrip()) < 34 for line in atom_lines) \
+            or len(lines) < 4 + n_atoms + n_bonds:
+        return (f"the record is truncated (its counts line announces {n_atoms} atoms and {n_bonds} bonds, "
+                f"the record has {len(lines)} lines); the file is incomplete, export it again")
+    for i, line in enumerate(atom_lines):
         symbol = line[31:34].strip()
-        try:
-            table.GetAtomicNumber(symbol)
-        except RuntimeError:
+        if symbol not in _MOLFILE_SYMBOLS:
             return f"atom {i} has unknown element '{symbol}'; fix the atom symbol"
-    if len(lines) < 4 + n_atoms:
-        return f"the record is truncated (counts line says {n_atoms} atoms)"
-    return "RDKit cannot parse the record (check its atom and bond blocks and valences)"
+    return "RDKit cannot parse the record; check its atom and bond blocks (atom indices, bond types, charges)"
 
 
 def _sdf_blocks(text: str) -> Iterator[tuple[str, Any]]:
@@ -317,7 +323,8 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
             Chem.SanitizeMol(mol)
     except Exception as err:  # RDKit raises several sanitization exception types
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ChemistryError(f"{label}: RDKit cannot sanitize the molecule ({message})") from None
+        raise ChemistryError(f"{label}: RDKit cannot sanitize the molecule ({message}); "
+                             "fix the bond orders, charges or hydrogens of the atoms it names") from None
     atoms = [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]  # O(1) index access
     for atom in atoms:
         where = f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()})"
@@ -328,7 +335,7 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
                 f"{where} has {atom.GetNumRadicalElectrons()} unpaired electron(s); "
                 "radicals are not supported, add the missing hydrogens or charge"
             )
-    has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
+    has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D() and not _all_at_one_point(mol)
     missing = [a for a in atoms if a.GetNumImplicitHs() > 0]
     if missing and has_3d:
         atom = missing[0]
@@ -348,6 +355,13 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
     if not mol.HasProp("_Name") or not mol.GetProp("_Name").strip():
         mol.SetProp("_Name", label)
     return mol
+
+
+def _all_at_one_point(mol: Chem.Mol) -> bool:
+    """Whether every atom of the first conformer sits at one point: exporters write such
+    placeholder coordinates (all zero) when a record has none; they are read as no coordinates."""
+    positions = mol.GetConformer().GetPositions()
+    return len(positions) > 1 and bool(np.all(np.ptp(positions, axis=0) < 1e-6))
 
 
 def components(mol: Chem.Mol) -> list[tuple[np.ndarray, Chem.Mol]]:
