@@ -29,7 +29,7 @@ from gnnff.topology import Topology, build_topology
 __all__ = ["Parametrized", "assign_parameters", "assign_parameters_many", "parametrize"]
 
 #: Atoms per network call in :func:`assign_parameters_many` (a larger molecule goes alone).
-BATCH_ATOMS = 2048
+BATCH_ATOMS = 512
 
 
 @dataclass(frozen=True, eq=False)
