@@ -3,8 +3,9 @@
     python benchmarks/stability.py [--molecules 100] [--ns 1.0] [--timestep-fs 1] [--constraints none]
                                    [--nve-ps 20] [--workers 2] [-o stability.csv]
 
-For each of the first N distinct molecules (by ``SMILES QCArchive``) of
-``../shared/data/industry-benchmark-dev.sdf.gz``: the default model's System (vacuum),
+For N distinct molecules (by ``SMILES QCArchive``) of
+``../shared/data/industry-benchmark-dev.sdf.gz`` (evenly spaced over its 4,887, so
+about one in ten is charged; ``--first`` takes the first N, all neutral): the default model's System (vacuum),
 minimised from the QM geometry, Langevin NVT at 300 K (friction 1/ps) for ``--ns``, then
 ``--nve-ps`` of NVE with a ``VerletIntegrator`` of the same time step. Every
 ``--check-ps`` of simulated time, a run fails on
@@ -74,8 +75,9 @@ class Outcome:
     seconds: float
 
 
-def distinct_molecules(path: Path, n: int) -> list[Chem.Mol]:
-    """First ``n`` distinct molecules (``SMILES QCArchive``) of the SDF, with their first conformer."""
+def distinct_molecules(path: Path, n: int, *, spread: bool = True) -> list[Chem.Mol]:
+    """``n`` distinct molecules (``SMILES QCArchive``) of the SDF, each with its first conformer:
+    evenly spaced over all of them (``spread``, reads the whole file) or the first ``n``."""
     seen, mols = set(), []
     for record in gnnff.read_records(path):
         if record.mol is None:
@@ -84,8 +86,10 @@ def distinct_molecules(path: Path, n: int) -> list[Chem.Mol]:
         if key not in seen:
             seen.add(key)
             mols.append(record.mol)
-            if len(mols) == n:
+            if len(mols) == n and not spread:
                 break
+    if spread and len(mols) > n:
+        mols = [mols[i] for i in np.linspace(0, len(mols) - 1, n).round().astype(int)]
     return mols
 
 
@@ -232,6 +236,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--molecules", type=int, default=100)
     parser.add_argument("--data", default=str(SHARED))
+    parser.add_argument("--first", action="store_true",
+                        help="take the first N distinct molecules (default: N evenly spaced over all of them)")
     parser.add_argument("--ns", type=float, default=1.0, help="NVT length per molecule in ns (default 1)")
     parser.add_argument("--timestep-fs", type=float, default=1.0)
     parser.add_argument("--constraints", choices=["none", "hbonds"], default="none",
@@ -246,9 +252,11 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings(ns=args.ns, timestep_fs=args.timestep_fs, constraints=args.constraints, nve_ps=args.nve_ps,
                         check_ps=args.check_ps, max_stretch=args.max_stretch, platform=args.platform, seed=args.seed)
-    mols = distinct_molecules(Path(args.data), args.molecules)
+    mols = distinct_molecules(Path(args.data), args.molecules, spread=not args.first)
+    charges = sorted({Chem.GetFormalCharge(m) for m in mols})
     print(f"{len(mols)} molecules ({min(m.GetNumAtoms() for m in mols)}-{max(m.GetNumAtoms() for m in mols)} atoms, "
-          f"{sum(Chem.GetFormalCharge(m) != 0 for m in mols)} charged); {settings}; {args.workers} workers")
+          f"{sum(Chem.GetFormalCharge(m) != 0 for m in mols)} charged, net charges {charges}); {settings}; "
+          f"{args.workers} workers")
     start = time.perf_counter()
     items = [(i, m, settings) for i, m in enumerate(mols)]
     with multiprocessing.get_context("fork").Pool(args.workers, initializer=_init_worker) as pool:
@@ -278,6 +286,9 @@ def main() -> None:
         print(f"NVE ({args.nve_ps:g} ps, Verlet {args.timestep_fs:g} fs): |drift| per DOF median "
               f"{statistics.median(drifts):.3g}, 95th percentile {np.percentile(drifts, 95):.3g}, "
               f"max {max(drifts):.3g} kJ/mol/ns; RMS fluctuation median {statistics.median(fluct):.3g} kJ/mol")
+        print("largest |drift| per DOF (kJ/mol/ns):")
+        for o in sorted(ok, key=lambda o: -abs(o.nve_drift_per_dof))[:5]:
+            print(f"    #{o.index} {o.nve_drift_per_dof:+.3g}  {o.smiles}")
 
 
 if __name__ == "__main__":
