@@ -210,14 +210,18 @@ def _output_paths(stem: str, output: str | None, count: int,
 def _prepare_output(first: Path, report: Path | None) -> None:
     """Create the output folder and check it is writable; raise InputError (exit 2) if not."""
     folder = first.parent
+    where = first if report is None else str(folder) + "/"
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"cannot write {where}: {blocker} is a file, not a folder; choose another output (-o)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, probe = tempfile.mkstemp(prefix=".gnnff-probe-", dir=folder)
         os.close(handle)
         os.unlink(probe)
     except OSError as err:
-        raise InputError(f"cannot write {first if report is None else str(folder) + '/'} "
-                         f"({err.strerror or type(err).__name__}); choose a writable output (-o)") from None
+        raise InputError(f"cannot write {where} ({err.strerror or type(err).__name__}); "
+                         "choose a writable output (-o)") from None
 
 
 def _write(result, path: Path, fmt: str = "xml") -> None:
@@ -228,11 +232,6 @@ def _write(result, path: Path, fmt: str = "xml") -> None:
 
 
 def _parametrize(args: argparse.Namespace) -> int:
-    import gnnff
-    from tqdm import tqdm
-
-    from gnnff.batch import Row, one_line, plan, run
-
     options = {"charges": args.charges} if args.charges else {}
     if options and args.model is None:
         raise InputError("--charges applies to the classical model: add --model sage")
@@ -244,6 +243,11 @@ def _parametrize(args: argparse.Namespace) -> int:
     fmt = args.format or (format_from_path(args.output) if args.output else None) or "xml"
     paths, report = _output_paths(stem, args.output, count, suffix=FORMATS[fmt][0])
     paths = list(paths)
+    from tqdm import tqdm
+
+    import gnnff
+    from gnnff.batch import Row, one_line, plan, run  # torch and the network: after the cheap checks
+
     model = gnnff.get_model(args.model, **options)
     _prepare_output(paths[0], report)
     say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=sys.stdout))

@@ -82,7 +82,11 @@ def looks_like_path(text: str) -> bool:
     if not text.strip():
         return False
     path = Path(text)
-    return path.exists() or os.sep in text or _suffix(path) in _FILE_LIKE_SUFFIXES
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a long SMILES is "too long" for a file name; NUL bytes
+        exists = False
+    return exists or os.sep in text or _suffix(path) in _FILE_LIKE_SUFFIXES
 
 
 def _record_label(path: Path, index: int, name: str) -> str:
