@@ -78,15 +78,23 @@ _FILE_LIKE_SUFFIXES = frozenset(SUPPORTED_SUFFIXES) | {
 
 
 def looks_like_path(text: str) -> bool:
-    """Whether ``text`` names a file (existing, path-like or with a molecule-file suffix)."""
+    """Whether ``text`` names a file rather than a SMILES string.
+
+    A file: it exists, has a molecule-file suffix, starts like a path (``/``, ``./``,
+    ``../``, ``~``), or lies in an existing folder. ``/`` alone does not make a path:
+    SMILES use it for double-bond stereo (``C/C=C/C``).
+    """
     if not text.strip():
         return False
     path = Path(text)
     try:
-        exists = path.exists()
+        if path.exists() or _suffix(path) in _FILE_LIKE_SUFFIXES:
+            return True
+        if text.startswith(("/", "./", "../", "~", ".\\", "..\\")):
+            return True
+        return os.sep in text and path.parent.is_dir()
     except (OSError, ValueError):  # a long SMILES is "too long" for a file name; NUL bytes
-        exists = False
-    return exists or os.sep in text or _suffix(path) in _FILE_LIKE_SUFFIXES
+        return False
 
 
 def _record_label(path: Path, index: int, name: str) -> str:

@@ -402,3 +402,15 @@ def test_tiny_molecules(tmp_path, cli):
     check(cli("[H][H]", "-o", "h2.xml", "-q"), 0)
     check(cli("[Br-]", "-o", "br.xml", "-q"), 0)
     assert _charges(_system(tmp_path / "br.xml")) == [pytest.approx(-1.0, abs=1e-12)]
+
+
+def test_smiles_with_stereo_slashes_is_not_a_path(tmp_path, cli):
+    # '/' is double-bond stereo in SMILES; without an existing folder or a file suffix it is no path
+    outcome = cli("F/C=C/F", "-o", "trans.xml")
+    check(outcome, 0)
+    assert _system(tmp_path / "trans.xml").getNumParticles() == 6
+
+
+def test_smiles_longer_than_a_file_name(tmp_path, cli):
+    check(cli("C" * 300, "-o", "long.xml", "-q"), 0)  # the operating system refuses it as a path
+    assert _system(tmp_path / "long.xml").getNumParticles() == 902
