@@ -163,10 +163,13 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(model: str | None, options: dict[str, Any], write: Writer, batch_atoms: int) -> None:
+    import signal
+
     import torch
 
     from gnnff.models import get_model
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool and reports
     torch.set_num_threads(1)  # the processes share the cores
     _WORKER.update(source=get_model(model, **options), write=write, batch_atoms=batch_atoms)
 
