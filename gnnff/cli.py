@@ -35,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = commands.add_parser(
         "parametrize", help="write an OpenMM System XML for each molecule of the input",
-        description="Parametrize molecules and write one OpenMM System XML per molecule.",
+        description="Parametrize molecules and write one OpenMM System XML per molecule. Several "
+                    "molecules go to a folder with report.csv and report.json (one row per record: ok, "
+                    "failed or skipped); a rerun skips outputs that exist (resume) unless --overwrite. "
+                    "A salt or other multi-component record is one System, each component keeping its "
+                    "own net charge.",
     )
     p.add_argument("input", metavar="INPUT",
                    help="SDF (.sdf, .sdf.gz, .mol), MOL2 or SMILES (.smi) file, or a SMILES string")
