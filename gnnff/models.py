@@ -59,8 +59,8 @@ def _sage(**options: Any) -> ParameterSource:
 
     method = options.get("charges")
     if method is not None and method not in CHARGE_METHODS:
-        raise ModelError(f"unknown charge method '{method}' for model 'sage'; "
-                         f"use one of: {', '.join(CHARGE_METHODS)}")
+        raise ModelError(f"unknown charge method '{method}'; known: {', '.join(CHARGE_METHODS)} "
+                         "(the charges option of model 'sage')")
     return SageSource(**options)
 
 

@@ -7,7 +7,6 @@ import pytest
 
 import gnnff
 from gnnff.charges import assign_charges
-from gnnff.errors import ParametrizationError
 
 IONS_AND_ZWITTERIONS = ["[Na+]", "[Cl-]", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)[O-]",
                         "COP(=O)([O-])[O-]", "NC(=[NH2+])c1ccccc1"]
@@ -46,5 +45,5 @@ def test_water_gets_sage_library_charges():
 
 
 def test_unknown_charge_method():
-    with pytest.raises(ParametrizationError, match=r"unknown charge method 'esp'; known: am1bcc"):
+    with pytest.raises(gnnff.ModelError, match=r"unknown charge method 'esp'; known: am1bcc"):
         gnnff.parametrize("CCO", model="sage", charges="esp")
