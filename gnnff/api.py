@@ -159,34 +159,9 @@ class _Unit:
 def _assign(source: ParameterSource, mols: Sequence[Chem.Mol], labels: Sequence[str], *,
             batch_atoms: int) -> list[Parametrized | GnnffError]:
     """Parametrize prepared molecules component by component, batching when the source can."""
-    topologies: list[Topology | GnnffError] = []
-    units: list[_Unit] = []
-    for owner, (mol, label) in enumerate(zip(mols, labels)):
-        try:
-            topology = build_topology(mol)
-            parts = components(mol)
-        except GnnffError as err:
-            topologies.append(err)
-            continue
-        if len(parts) == 1:
-            topologies.append(topology)
-            units.append(_Unit(owner, parts[0][0], mol, topology, label))
-            continue
-        elements = getattr(source, "elements", None)  # a declared domain is checked on the whole input
-        try:
-            if elements is not None:
-                check_elements(mol, frozenset(elements), label=label, owner=f"model '{source.name}'")
-        except GnnffError as err:
-            topologies.append(err)
-            continue
-        topologies.append(topology)
-        for k, (idx, part) in enumerate(parts, start=1):
-            part_label = f"{label} component {k} of {len(parts)}"
-            part.SetProp("_Name", part_label)
-            units.append(_Unit(owner, idx, part, build_topology(part), part_label))
-    results = _unit_parameters(source, units, batch_atoms)
+    topologies, units = _units(source, mols, labels)
     by_owner: dict[int, list[tuple[_Unit, ForceFieldParameters | GnnffError]]] = {}
-    for unit, result in zip(units, results):
+    for unit, result in zip(units, _unit_parameters(source, units, batch_atoms)):
         by_owner.setdefault(unit.owner, []).append((unit, result))
     out: list[Parametrized | GnnffError] = []
     for owner, (mol, label) in enumerate(zip(mols, labels)):
@@ -207,6 +182,36 @@ def _assign(source: ParameterSource, mols: Sequence[Chem.Mol], labels: Sequence[
             continue
         out.append(Parametrized(mol=mol, topology=topology, parameters=parameters, model=source.name))
     return out
+
+
+def _units(source: ParameterSource, mols: Sequence[Chem.Mol],
+           labels: Sequence[str]) -> tuple[list[Topology | GnnffError], list[_Unit]]:
+    """Each molecule's topology (or error) and the connected components to parametrize.
+
+    A source that declares its ``elements`` has them checked on the whole input first,
+    so the message names the atom by its index in the input, not in a component.
+    """
+    topologies: list[Topology | GnnffError] = []
+    units: list[_Unit] = []
+    elements = getattr(source, "elements", None)
+    for owner, (mol, label) in enumerate(zip(mols, labels)):
+        try:
+            topology = build_topology(mol)
+            parts = components(mol)
+            if len(parts) > 1 and elements is not None:
+                check_elements(mol, frozenset(elements), label=label, owner=f"model '{source.name}'")
+        except GnnffError as err:
+            topologies.append(err)
+            continue
+        topologies.append(topology)
+        if len(parts) == 1:
+            units.append(_Unit(owner, parts[0][0], mol, topology, label))
+            continue
+        for k, (indices, part) in enumerate(parts, start=1):
+            part_label = f"{label} component {k} of {len(parts)}"
+            part.SetProp("_Name", part_label)
+            units.append(_Unit(owner, indices, part, build_topology(part), part_label))
+    return topologies, units
 
 
 def _unit_parameters(source: ParameterSource, units: Sequence[_Unit],

@@ -34,7 +34,11 @@ DEFAULT_MODEL = "gnnff-industry-v0"
 
 @runtime_checkable
 class ParameterSource(Protocol):
-    """Anything that assigns MM parameters to a molecule."""
+    """Anything that assigns MM parameters to a molecule.
+
+    A source may also declare ``elements`` (atomic numbers it covers); multi-component
+    inputs are then checked against them as a whole before being split.
+    """
 
     name: str
 
