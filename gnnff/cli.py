@@ -55,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                         "inpcrd; gromacs: top + gro (default: from the -o suffix .ffxml/.prmtop/.top, else xml)")
     p.add_argument("--overwrite", action="store_true",
                    help="redo records whose output file exists (default: skip them, so a rerun resumes)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="worker processes for many molecules (default: 1, this process)")
+    p.add_argument("--workers", default="auto", metavar="N|auto",
+                   help="worker processes; auto (default): one per idle core for 500 molecules or more "
+                        "(then 1.6x faster on 2 idle cores), else this process alone")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     commands.add_parser("models", help="list the known models")
     t = commands.add_parser("train", help="train a model from a YAML config",
@@ -239,8 +240,7 @@ def _parametrize(args: argparse.Namespace) -> int:
     options = {"charges": args.charges} if args.charges else {}
     if options and args.model is None:
         raise InputError("--charges applies to the classical model: add --model sage")
-    if args.workers < 1:
-        raise InputError(f"--workers must be at least 1, not {args.workers}")
+    requested = _requested_workers(args.workers)
     stem, count, records = _records(args.input)  # a bad input file fails before the model loads
     from gnnff.formats import FORMATS, format_from_path
 
@@ -280,7 +280,7 @@ def _parametrize(args: argparse.Namespace) -> int:
 
     from gnnff import cli  # _write by its module name, so worker processes can import it
 
-    workers = min(args.workers, count)
+    workers = _workers(requested, count)
     try:
         with _one_torch_thread():
             for done in run(jobs(), model=model if workers == 1 else args.model, model_options=options,
@@ -296,6 +296,35 @@ def _parametrize(args: argparse.Namespace) -> int:
         + (f"; {counts['failed']} failed" if counts["failed"] else "")
         + (f"; report {report}.csv" if report is not None else ""))
     return 0 if counts["failed"] == 0 and reported else 1
+
+
+#: Below this many molecules, starting worker processes (~3 s) costs more than it saves.
+AUTO_WORKERS_MIN_MOLECULES = 500
+
+
+def _requested_workers(value: str) -> int | None:
+    """``--workers``: a positive number, or None for auto."""
+    if value == "auto":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise InputError(f"--workers must be a number of at least 1 or 'auto', not '{value}'")
+    return number
+
+
+def _workers(requested: int | None, count: int) -> int:
+    """Worker processes for ``count`` molecules: as requested, or (auto) one per idle core when
+    there are enough molecules; busy cores make workers slower than one process (measured)."""
+    if requested is not None:
+        return max(1, min(requested, count))
+    if count < AUTO_WORKERS_MIN_MOLECULES:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    idle = cores - os.getloadavg()[0]
+    return max(1, min(cores, int(idle + 0.5)))
 
 
 @contextlib.contextmanager

@@ -394,7 +394,8 @@ def test_numbered_output_taken_by_a_folder(tmp_path, cli):
 
 
 def test_workers_must_be_positive(tmp_path, cli):
-    check(cli("CCO", "--workers", "0"), 2, r"--workers must be at least 1, not 0")
+    check(cli("CCO", "--workers", "0"), 2, r"--workers must be a number of at least 1 or 'auto', not '0'")
+    check(cli("CCO", "--workers", "many"), 2, r"--workers must be a number of at least 1 or 'auto', not 'many'")
     assert _files(tmp_path) == set()
 
 

