@@ -323,8 +323,24 @@ def _workers(requested: int | None, count: int) -> int:
     if count < AUTO_WORKERS_MIN_MOLECULES:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    idle = cores - os.getloadavg()[0]
-    return max(1, min(cores, int(idle + 0.5)))
+    return max(1, min(cores, int(_idle_cores(cores) + 0.5)))
+
+
+def _idle_cores(cores: int, window: float = 0.3) -> float:
+    """Cores idle right now: /proc/stat over ``window`` seconds (Linux), else from the load average."""
+    def idle_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user .. steal
+
+    try:
+        idle0, total0 = idle_and_total()
+        time.sleep(window)
+        idle1, total1 = idle_and_total()
+        machine = os.cpu_count() or cores
+        return min(cores, machine * (idle1 - idle0) / max(total1 - total0, 1))
+    except (OSError, ValueError, IndexError):
+        return cores - os.getloadavg()[0]
 
 
 @contextlib.contextmanager

@@ -188,15 +188,21 @@ def test_workers_write_the_same_files(tmp_path, monkeypatch):
         assert a.name == b.name and a.read_text() == b.read_text()
 
 
-@pytest.mark.parametrize("load, count, expected", [
-    (0.0, 1000, 2),   # two idle cores and many molecules: two workers (measured 1.6x)
-    (1.2, 1000, 1),   # one core busy: workers would only compete with it
-    (0.0, 100, 1),    # few molecules: starting workers costs more than it saves
+@pytest.mark.parametrize("idle, count, expected", [
+    (2.0, 1000, 2),   # two idle cores and many molecules: two workers (measured 1.6x)
+    (0.8, 1000, 1),   # one core busy: workers would only compete with it
+    (2.0, 100, 1),    # few molecules: starting workers costs more than it saves
 ])
-def test_auto_workers_use_idle_cores_for_many_molecules(monkeypatch, load, count, expected):
+def test_auto_workers_use_idle_cores_for_many_molecules(monkeypatch, idle, count, expected):
     from gnnff import cli
 
-    monkeypatch.setattr(cli.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(cli, "_idle_cores", lambda cores: idle)
     monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert cli._workers(None, count) == expected
     assert cli._workers(3, count) == min(3, count)
+
+
+def test_idle_cores_is_a_fraction_of_the_cores():
+    from gnnff import cli
+
+    assert 0.0 <= cli._idle_cores(2, window=0.05) <= 2.0
