@@ -30,7 +30,7 @@ from gnnff.export import atomic_write_text
 from gnnff.models import ParameterSource
 from gnnff.molecule import Record, net_charge
 
-__all__ = ["Job", "Row", "REPORT_COLUMNS", "plan", "run", "write_report", "one_line"]
+__all__ = ["REPORT_COLUMNS", "Job", "Row", "one_line", "plan", "report_text", "run", "write_report"]
 
 #: Writes one parametrized molecule to a path (atomically); must be picklable for workers.
 Writer = Callable[[Parametrized, Path], Any]

@@ -117,14 +117,14 @@ FILE_CASES = {
                           r"mols\.sdf: is a folder; give a molecule file"),
     "empty SMILES argument": (None, [""], 2, r"empty input: give a molecule file or a SMILES string"),
     "truncated single-record SDF": (_write("cut.sdf", _ETHANOL[: len(_ETHANOL) // 2]), ["cut.sdf"], 1,
-                                    r"cut\.sdf record 1 \('ethanol'\): the record is truncated \(.*\); the file is incomplete, "
-                                    r"export it again"),
+                                    (r"cut\.sdf record 1 \('ethanol'\): the record is truncated \(.*\); the file is "
+                                     r"incomplete, export it again")),
     "missing model file": (None, ["CCO", "--model", "missing.pt"], 2,
-                           r"missing\.pt: no such model file; give the path of a trained model \(\.pt\) or a "
-                           r"model name \(gnnff-industry-v0, sage\)"),
+                           (r"missing\.pt: no such model file; give the path of a trained model \(\.pt\) or a "
+                            r"model name \(gnnff-industry-v0, sage\)")),
     "corrupted model file": (_write("bad.pt", bytes(range(200))), ["CCO", "--model", "bad.pt"], 2,
-                             r"bad\.pt: not a readable gnnff checkpoint \(\w+\); the file is corrupted or not a "
-                             r"model, copy or train it again"),
+                             (r"bad\.pt: not a readable gnnff checkpoint \(\w+\); the file is corrupted or not a "
+                              r"model, copy or train it again")),
     "model file of another kind": (_write("notes.pt", "just text\n"), ["CCO", "--model", "notes.pt"], 2,
                                    r"notes\.pt: not a readable gnnff checkpoint"),
     "unknown model name": (None, ["CCO", "--model", "espaloma"], 2,
@@ -136,15 +136,15 @@ FILE_CASES = {
     "output under a file": (_write("blocker", "a file where a folder should be\n"), ["CCO", "-o", "blocker/x.xml"], 2,
                             r"cannot write blocker/x\.xml: blocker is a file, not a folder; choose another output \(-o\)"),
     "read-only output folder": (_read_only_target, ["CCO", "-o", None], 2,
-                                r"cannot write .*out/ \((Permission denied|Operation not permitted)\); "
-                                r"choose a writable output \(-o\)"),
+                                (r"cannot write .*out/ \((Permission denied|Operation not permitted)\); "
+                                 r"choose a writable output \(-o\)")),
 }
 
 
 def _run_case(folder: Path, args: list[str]) -> Outcome:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     done = subprocess.run([sys.executable, "-m", "gnnff.cli", "parametrize", *args], cwd=folder,
-                          capture_output=True, text=True, timeout=300, env=env)
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
     return Outcome(done.returncode, done.stdout, done.stderr)
 
 
@@ -354,7 +354,7 @@ def test_duplicate_atom_names_in_mol2(tmp_path, cli):
     ethanol = text[: text.index("@<TRIPOS>MOLECULE", 1)]
     head, rest = ethanol.split("@<TRIPOS>ATOM\n")
     atoms, tail = rest.split("@<TRIPOS>BOND")
-    atoms = re.sub(r"^(\s+\d+ )\S+", r"\1X", atoms, flags=re.M)  # every atom named X
+    atoms = re.sub(r"^(\s+\d+ )\S+", r"\1X", atoms, flags=re.MULTILINE)  # every atom named X
     assert atoms.count(" X ") == 9
     same = head + "@<TRIPOS>ATOM\n" + atoms + "@<TRIPOS>BOND" + tail
     (tmp_path / "same.mol2").write_text(same)
