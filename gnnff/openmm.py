@@ -39,7 +39,7 @@ from gnnff.api import Parametrized, assign_parameters
 from gnnff.errors import ParametrizationError
 from gnnff.export import atomic_write_text
 from gnnff.models import ParameterSource, get_model
-from gnnff.molecule import load_molecule, looks_like_path, read_records
+from gnnff.molecule import components, load_molecule, looks_like_path, read_records
 from gnnff.schema import (
     ANGLES,
     BONDS,
@@ -228,7 +228,8 @@ class GNNFFTemplateGenerator:
     molecules
         Molecules the generator may parametrize: one or a list of RDKit ``Mol``,
         OpenFF ``Molecule``, SMILES or molecule file (every record of an SDF/MOL2/SMI
-        file). More can be added with :meth:`add_molecules`.
+        file). A multi-component record (a salt) registers each component, since each is
+        its own residue. More can be added with :meth:`add_molecules`.
     model
         Model name, checkpoint path or ParameterSource (default: gnnff's default).
     cache
@@ -280,11 +281,13 @@ class GNNFFTemplateGenerator:
         if isinstance(molecules, (str, os.PathLike)) or not isinstance(molecules, Iterable):
             molecules = [molecules]
         for item in molecules:
-            for mol in self._read(item):
-                key = molecule_key(mol)
-                if key not in self._keys:
-                    self._keys.add(key)
-                    self._molecules.append(mol)
+            for record in self._read(item):
+                # A salt or solvate is several residues in a topology: register each component.
+                for _, mol in components(record):
+                    key = molecule_key(mol)
+                    if key not in self._keys:
+                        self._keys.add(key)
+                        self._molecules.append(mol)
 
     @staticmethod
     def _read(item: Any) -> list[Chem.Mol]:

@@ -256,3 +256,22 @@ def test_two_ligands_and_two_copies_in_one_topology(small_molecules):
         start += mol.GetNumAtoms()
         _assert_same(energies_by_force(gnnff.parametrize(mol), x[atoms]),
                      energies_by_force(subsystem(system, atoms), x[atoms]), mol.GetProp("_Name") or "ligand")
+
+
+def test_salt_components_are_registered_as_separate_residues():
+    salt = gnnff.load_molecule("C[NH3+].[Cl-]")
+    generator = GNNFFTemplateGenerator(molecules=salt, model="sage", charges="mmff94")
+    assert sorted(m.GetNumAtoms() for m in generator.molecules) == [1, 8]
+    from gnnff.molecule import components, with_conformer
+
+    mol = with_conformer(salt)
+    modeller = app.Modeller(app.Topology(), [])
+    for _, part in components(mol):
+        modeller.add(to_openmm_topology(part, residue_name="ION" if part.GetNumAtoms() == 1 else "MAM"),
+                     positions_nm(part)[0] * unit.nanometer)
+    forcefield = app.ForceField()
+    forcefield.registerTemplateGenerator(generator.generator)
+    system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, constraints=None)
+    nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    charges = [nonbonded.getParticleParameters(i)[0]._value for i in range(system.getNumParticles())]
+    assert sum(charges[:8]) == pytest.approx(1.0, abs=1e-9) and charges[8] == pytest.approx(-1.0, abs=1e-9)
