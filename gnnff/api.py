@@ -22,7 +22,7 @@ from rdkit import Chem
 from gnnff.errors import GnnffError, ParametrizationError
 from gnnff.export import to_openmm
 from gnnff.models import BatchedParameterSource, ParameterSource, get_model
-from gnnff.molecule import check_elements, components, load_molecule
+from gnnff.molecule import check_elements, components, load_molecule, name_of
 from gnnff.schema import TERMS, ForceFieldParameters
 from gnnff.topology import Topology, build_topology
 
@@ -142,7 +142,7 @@ def parametrize(molecule: Any, *, model: str | ParameterSource | None = None,
 
 
 def _label(mol: Chem.Mol, name: str | None) -> str:
-    return name or (mol.GetProp("_Name") if mol.HasProp("_Name") else "") or "molecule"
+    return name or name_of(mol)
 
 
 @dataclass(frozen=True, eq=False)

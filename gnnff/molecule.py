@@ -32,6 +32,7 @@ __all__ = [
     "prepare",
     "positions_nm",
     "with_conformer",
+    "name_of",
     "net_charge",
     "components",
     "check_elements",
@@ -401,6 +402,12 @@ def components(mol: Chem.Mol) -> list[tuple[np.ndarray, Chem.Mol]]:
         piece.SetProp("_Name", name)
         parts.append((order, piece))
     return sorted(parts, key=lambda part: int(part[0][0]))
+
+
+def name_of(mol: Chem.Mol, default: str = "molecule") -> str:
+    """The molecule's name (``_Name``: SD title, MOL2 name, SMILES file column), or
+    ``default`` when it has none or an empty one."""
+    return (mol.GetProp("_Name") if mol.HasProp("_Name") else "") or default
 
 
 def net_charge(mol: Chem.Mol) -> int:

@@ -39,7 +39,13 @@ from gnnff.api import Parametrized, assign_parameters
 from gnnff.errors import ParametrizationError
 from gnnff.export import atomic_write_text
 from gnnff.models import ParameterSource, get_model
-from gnnff.molecule import components, load_molecule, looks_like_path, read_records
+from gnnff.molecule import (
+    components,
+    load_molecule,
+    looks_like_path,
+    name_of,
+    read_records,
+)
 from gnnff.schema import (
     ANGLES,
     BONDS,
@@ -253,8 +259,8 @@ class GNNFFTemplateGenerator:
         if self.cache is not None:
             self.cache.mkdir(parents=True, exist_ok=True)
         self._fingerprint: str | None = None
-        self._molecules: list[Chem.Mol] = []
-        self._keys: set[str] = set()
+        #: key (canonical SMILES) -> (molecule, its graph), in order of addition
+        self._registered: dict[str, tuple[Chem.Mol, nx.Graph]] = {}
         self._ffxml: dict[str, str] = {}
         self.add_molecules(molecules)
 
@@ -266,7 +272,7 @@ class GNNFFTemplateGenerator:
     @property
     def molecules(self) -> list[Chem.Mol]:
         """The registered molecules (prepared RDKit molecules), in order of addition."""
-        return list(self._molecules)
+        return [mol for mol, _ in self._registered.values()]
 
     def add_molecules(self, molecules: Any) -> None:
         """Register more molecules (same forms as the ``molecules`` argument).
@@ -284,10 +290,7 @@ class GNNFFTemplateGenerator:
             for record in self._read(item):
                 # A salt or solvate is several residues in a topology: register each component.
                 for _, mol in components(record):
-                    key = molecule_key(mol)
-                    if key not in self._keys:
-                        self._keys.add(key)
-                        self._molecules.append(mol)
+                    self._registered.setdefault(molecule_key(mol), (mol, _graph_of_mol(mol)))
 
     @staticmethod
     def _read(item: Any) -> list[Chem.Mol]:
@@ -317,10 +320,10 @@ class GNNFFTemplateGenerator:
         if graph is None:
             return False
         label = f"residue {residue.name} {residue.id} (chain {residue.chain.id})"
-        mol = self._match(graph, label)
-        if mol is None:
+        key = self._match(graph, label)
+        if key is None:
             return False
-        text = self._template(mol)
+        text = self._template(key)
         try:
             forcefield.loadFile(io.StringIO(text))
         except ValueError as err:
@@ -332,16 +335,16 @@ class GNNFFTemplateGenerator:
             raise
         return True
 
-    def _match(self, graph: nx.Graph, label: str) -> Chem.Mol | None:
+    def _match(self, graph: nx.Graph, label: str) -> str | None:
+        """Key of the registered molecule whose graph is ``graph``'s, else None."""
         counts = Counter(nx.get_node_attributes(graph, "z").values())
         heavy = Counter({z: n for z, n in counts.items() if z != 1})
         near = None
-        for mol in self._molecules:
-            reference = _graph_of_mol(mol)
+        for key, (mol, reference) in self._registered.items():
             ref_counts = Counter(nx.get_node_attributes(reference, "z").values())
             if ref_counts == counts:
                 if nx.is_isomorphic(graph, reference, node_match=lambda a, b: a["z"] == b["z"]):
-                    return mol
+                    return key
                 near = near or (mol, ("the same atoms but different bonds (is the ligand missing CONECT "
                                      "records? build the topology from the molecule file instead)"))
             elif Counter({z: n for z, n in ref_counts.items() if z != 1}) == heavy:
@@ -352,12 +355,12 @@ class GNNFFTemplateGenerator:
             mol, why = near
             raise ParametrizationError(
                 f"{label} ({_formula(counts)}) matches no registered molecule: molecule "
-                f"'{_name(mol)}' has {why}"
+                f"'{name_of(mol, molecule_key(mol))}' has {why}"
             )
         return None
 
-    def _template(self, mol: Chem.Mol) -> str:
-        key = molecule_key(mol)
+    def _template(self, key: str) -> str:
+        """The ffxml of registered molecule ``key``: from memory, the cache, or the model."""
         if key in self._ffxml:
             return self._ffxml[key]
         if self._fingerprint is None:
@@ -368,14 +371,12 @@ class GNNFFTemplateGenerator:
         if path is not None and path.is_file():
             text = path.read_text(encoding="utf-8")
         if text is None:
-            result = assign_parameters(mol, model=self.source, name=_name(mol))
+            mol = self._registered[key][0]
+            result = assign_parameters(mol, model=self.source, name=name_of(mol, key))
             text = ffxml(result, template_name=f"gnnff-{digest[:12]}")
             if path is not None:
                 atomic_write_text(path, text)
         self._ffxml[key] = text
         return text
 
-
-def _name(mol: Chem.Mol) -> str:
-    return mol.GetProp("_Name") if mol.HasProp("_Name") and mol.GetProp("_Name") else molecule_key(mol)
 

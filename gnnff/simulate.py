@@ -117,12 +117,12 @@ def build_simulation_system(molecule: Any, *, config: SimulationConfig, protein:
     model
         gnnff model for the ligand.
     """
-    from gnnff.molecule import load_molecule, positions_nm, with_conformer
+    from gnnff.molecule import load_molecule, name_of, positions_nm, with_conformer
     from gnnff.openmm import GNNFFTemplateGenerator, to_openmm_topology
 
     mol = load_molecule(molecule)
     if protein is not None and (mol.GetNumConformers() == 0 or not mol.GetConformer().Is3D()):
-        raise InputError(f"{_name(mol)}: a ligand placed in a protein needs 3D coordinates in the protein's frame")
+        raise InputError(f"{name_of(mol)}: a ligand placed in a protein needs 3D coordinates in the protein's frame")
     mol = with_conformer(mol)
     files = ["amber14/tip3p.xml"] if protein is None else ["amber14-all.xml", "amber14/tip3p.xml"]
     forcefield = app.ForceField(*files)
@@ -152,10 +152,6 @@ def build_simulation_system(molecule: Any, *, config: SimulationConfig, protein:
     except ValueError as err:  # OpenMM's template errors name the residue
         raise SimulationError(f"cannot build the system: {str(err).splitlines()[0]}") from None
     return modeller.topology, modeller.positions, system
-
-
-def _name(mol) -> str:
-    return mol.GetProp("_Name") if mol.HasProp("_Name") and mol.GetProp("_Name") else "molecule"
 
 
 def _platform(name: str | None) -> openmm.Platform | None:
