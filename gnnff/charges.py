@@ -37,10 +37,13 @@ def _label(mol: Chem.Mol) -> str:
 
 def _am1bcc_openff(mol: Chem.Mol) -> np.ndarray:
     from openff.toolkit import Molecule
+    from openff.toolkit.utils.toolkits import AmberToolsToolkitWrapper
 
     offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
     try:
-        offmol.assign_partial_charges("am1bcc", use_conformers=offmol.conformers)
+        # AmberTools named explicitly: with NAGL installed the global registry asks NAGL first
+        offmol.assign_partial_charges("am1bcc", use_conformers=offmol.conformers,
+                                      toolkit_registry=AmberToolsToolkitWrapper())
     except Exception as err:  # the toolkit wraps sqm failures in several types
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ParametrizationError(f"{_label(mol)}: AM1-BCC charges failed ({first})") from None

@@ -1,0 +1,165 @@
+"""Neat-liquid densities: gnnff beside Sage 2.2 + AM1-BCC, same boxes and protocol.
+
+    python benchmarks/liquids.py                    # CPU default: 8 liquids
+    python benchmarks/liquids.py --all --platform CUDA   # the 70 pure liquids of the Sage training set
+
+Liquids and experimental densities: rows with ``N Components`` = 1 of
+../shared/data/sage-physprop-train-v1.csv (Sage's LJ was fitted to these, so matching Sage
+is the floor). Each liquid: a packmol box of ``--molecules`` molecules, NPT at the
+experimental temperature and pressure (PME, Monte Carlo barostat), equilibration then
+production (gnnff/condensed/liquids.py). Results per (force field, liquid) go to
+OUT/results/ as they finish and each run checkpoints to OUT/work/, so an interrupted run
+resumes. Prints densities with statistical errors, the error statistics vs experiment
+with 95 % bootstrap intervals, and writes OUT/liquids.png and OUT/summary.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import gnnff
+from gnnff.condensed.common import (
+    DEFAULT_FORCE_FIELDS,
+    SHARED_DATA,
+    ChargeCache,
+    ResultStore,
+    bootstrap_statistics,
+    error_line,
+    resolve_force_fields,
+)
+from gnnff.condensed.liquids import LiquidProtocol, liquid_density
+from gnnff.errors import GnnffError
+
+#: CPU default: an alcohol, an alkane, an ester, an aromatic, an amide, a heteroaromatic,
+#: an amino alcohol and a chloroalkane (Ids of sage-physprop-train-v1.csv).
+DEFAULT_IDS = ("6315", "6316", "6325", "6362", "6331", "6330", "6333", "6366")
+
+
+def read_liquids(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["N Components"] == "1" and r["Density Value (g / ml)"]]
+    return [{"id": r["Id"], "smiles": r["Component 1"], "temperature_k": float(r["Temperature (K)"]),
+             "pressure_kpa": float(r["Pressure (kPa)"]), "density": float(r["Density Value (g / ml)"]),
+             "source": r["Source"]} for r in rows]
+
+
+def plot(results: dict[str, dict[str, dict]], rows: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ids = sorted(set.intersection(*[set(r) for r in results.values()]), key=lambda i: rows[i]["density"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(ids) + 2), 4.5))
+    x = np.arange(len(ids))
+    width = 0.8 / max(1, len(results))
+    for k, (label, done) in enumerate(results.items()):
+        dev = [100 * (done[i]["density_g_ml"] / rows[i]["density"] - 1) for i in ids]
+        err = [100 * done[i]["density_err_g_ml"] / rows[i]["density"] for i in ids]
+        rmse = np.sqrt(np.mean(np.square(dev))) if dev else float("nan")
+        ax.bar(x + (k - (len(results) - 1) / 2) * width, dev, width, yerr=err, label=f"{label} (RMS {rmse:.1f} %)")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x, [rows[i]["smiles"] for i in ids], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("density error vs experiment (%)")
+    ax.set_title("Neat-liquid densities (NPT, PME)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--force-field", action="append", default=None,
+                        help=f"gnnff model name or .pt, or 'sage' (repeatable; default: {' '.join(DEFAULT_FORCE_FIELDS)})")
+    parser.add_argument("--data", default=str(SHARED_DATA / "sage-physprop-train-v1.csv"))
+    parser.add_argument("--ids", nargs="*", help="row Ids to run (default: 8 diverse liquids)")
+    parser.add_argument("--all", action="store_true", help="every pure liquid of the file")
+    parser.add_argument("--molecules", type=int, default=LiquidProtocol.molecules)
+    parser.add_argument("--equilibration-ps", type=float, default=LiquidProtocol.equilibration_ps)
+    parser.add_argument("--production-ps", type=float, default=LiquidProtocol.production_ps)
+    parser.add_argument("--platform", help="OpenMM platform (default: the fastest)")
+    parser.add_argument("--charge-cache", help="AM1-BCC cache (default: OUT/am1bcc-cache.json)")
+    parser.add_argument("-o", "--output", default="benchmark-liquids")
+    args = parser.parse_args()
+
+    out = Path(args.output)
+    store = ResultStore(out / "results")
+    protocol = LiquidProtocol(molecules=args.molecules, equilibration_ps=args.equilibration_ps,
+                              production_ps=args.production_ps, platform=args.platform)
+    rows = read_liquids(Path(args.data))
+    by_id = {r["id"]: r for r in rows}
+    ids = [r["id"] for r in rows] if args.all else list(args.ids or DEFAULT_IDS)
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        sys.exit(f"liquids.py: error: no pure-liquid density with Id {' '.join(unknown)} in {args.data}")
+    cache = ChargeCache(args.charge_cache or out / "am1bcc-cache.json")
+    sources = resolve_force_fields(args.force_field or DEFAULT_FORCE_FIELDS, cache)
+    print(f"{len(ids)} liquids x {len(sources)} force fields; {protocol.molecules} molecules, "
+          f"{protocol.equilibration_ps:g} ps equilibration + {protocol.production_ps:g} ps production")
+    results: dict[str, dict[str, dict]] = {label: {} for label in sources}
+    failed = []
+    for i in ids:
+        row = by_id[i]
+        for label, source in sources.items():
+            key = f"{label}--{i}"
+            done = store.load(key)
+            if done is None:
+                try:
+                    result = gnnff.assign_parameters(row["smiles"], model=source, name=row["smiles"])
+                    total = protocol.equilibration_ps + protocol.production_ps
+                    with tqdm(total=total, desc=f"{label} {row['smiles']}", unit="ps", leave=False) as bar:
+                        done = liquid_density(result, temperature_k=row["temperature_k"],
+                                              pressure_kpa=row["pressure_kpa"], density_guess_g_ml=row["density"],
+                                              protocol=protocol, workdir=out / "work" / label / i, progress=bar)
+                except (GnnffError, ValueError, RuntimeError) as err:
+                    failed.append(error_line(f"{label} {i} ({row['smiles']})", err))
+                    print(failed[-1], file=sys.stderr)
+                    continue
+                done.update(id=i, smiles=row["smiles"], force_field=label, exp_g_ml=row["density"])
+                store.save(key, done)
+            results[label][i] = done
+            print(f"{label:>20} {row['smiles']:<14} {done['density_g_ml']:.4f} +- {done['density_err_g_ml']:.4f} g/mL "
+                  f"exp {row['density']:.4f} ({100 * (done['density_g_ml'] / row['density'] - 1):+5.1f} %)  "
+                  f"{done['atoms']} atoms, {done['ns_per_day']:.0f} ns/day, {done['seconds'] / 60:.1f} min", flush=True)
+    report(results, by_id, out)
+    if failed:
+        (out / "failed.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")
+        print(f"{len(failed)} failed: see {out / 'failed.txt'}")
+
+
+def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path) -> None:
+    """Statistics of every force field on the liquids all of them finished."""
+    common = sorted(set.intersection(*[set(r) for r in results.values()])) if results else []
+    exp = [rows[i]["density"] for i in common]
+    lines = [f"{len(common)} liquids finished by every force field (g/mL; 95 % bootstrap intervals)",
+             f"{'force field':>20} {'RMSE':>22} {'MSE (calc-exp)':>24} {'mean |rel. error|':>18}"]
+    table = []
+    for label, done in results.items():
+        calc = [done[i]["density_g_ml"] for i in common]
+        stats = bootstrap_statistics(calc, exp)
+        relative = float(np.mean(np.abs(np.array(calc) / np.array(exp) - 1))) * 100 if common else float("nan")
+        rmse, mse = stats["RMSE"], stats["MSE"]
+        lines.append(f"{label:>20} {rmse[0]:.4f} [{rmse[1]:.4f}, {rmse[2]:.4f}] "
+                     f"{mse[0]:+.4f} [{mse[1]:+.4f}, {mse[2]:+.4f}] {relative:17.1f}%")
+        table.append({"force_field": label, "liquids": len(common), "RMSE": rmse[0], "RMSE_low": rmse[1],
+                      "RMSE_high": rmse[2], "MSE": mse[0], "MSE_low": mse[1], "MSE_high": mse[2],
+                      "mean_abs_rel_error_percent": relative})
+    print("\n".join(lines))
+    if table and common:
+        with open(out / "summary.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows(table)
+        plot(results, rows, out / "liquids.png")
+        print(f"wrote {out / 'summary.csv'} and {out / 'liquids.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""What the condensed-phase benchmarks share: force fields, reference charges, result
+files, statistics against experiment.
+
+The force fields compared are named as on the command line: a gnnff model (a packaged
+name such as ``gnnff-industry-v0`` or a ``model.pt``), or ``sage`` — OpenFF Sage 2.2
+valence and Lennard-Jones with full AM1-BCC charges (OpenFF toolkit + AmberTools sqm,
+with sqm's geometry optimisation), the combination users run today. AM1-BCC costs
+5-60 s per molecule, so its charges are kept in a JSON cache keyed by the atom-mapped
+SMILES (atom order included); the charge benchmark and the Sage runs share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import io
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rdkit import Chem
+
+from gnnff.api import Parametrized
+from gnnff.errors import GnnffError, ModelError
+from gnnff.export import atomic_write_text
+from gnnff.models import ParameterSource, get_model
+from gnnff.molecule import name_of
+
+__all__ = [
+    "DEFAULT_FORCE_FIELDS",
+    "ChargeCache",
+    "ReferenceChargeSource",
+    "ResultStore",
+    "bootstrap_statistics",
+    "force_field_label",
+    "mapped_smiles",
+    "require",
+    "resolve_force_fields",
+    "template_forcefield",
+]
+
+#: Compared by default: the shipped gnnff model and Sage 2.2 + AM1-BCC.
+DEFAULT_FORCE_FIELDS = ("gnnff-industry-v0", "sage")
+
+#: The shared data folder, beside the checkout (``GNNFF_SHARED`` overrides its parent).
+SHARED_DATA = Path(os.environ.get("GNNFF_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data"
+
+
+def require(module: str, what: str) -> Any:
+    """Import ``module`` or raise a ModelError saying what to install for ``what``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ModelError(f"{what} needs the Python module '{module}' ({err}); "
+                         "install the benchmark extra: pip install 'gnnff[bench]'") from None
+
+
+def mapped_smiles(mol: Chem.Mol) -> str:
+    """SMILES with every atom (hydrogens included) mapped to its index + 1: the molecule
+    and its atom order in one string."""
+    copy = Chem.Mol(mol)
+    for atom in copy.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    return Chem.MolToSmiles(copy, isomericSmiles=True, allHsExplicit=True)
+
+
+class ChargeCache:
+    """Reference partial charges on disk: ``{mapped SMILES: {"charges": [...], "seconds": t}}``.
+
+    Parameters
+    ----------
+    path
+        JSON file (created on first write; rewritten atomically after each new entry),
+        or None for an in-memory cache.
+    method
+        A :data:`gnnff.charges.CHARGE_METHODS` name; ``"am1bcc"`` is the full AM1-BCC
+        with sqm geometry optimisation.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, method: str = "am1bcc") -> None:
+        self.path = Path(path) if path is not None else None
+        self.method = method
+        self._data: dict[str, dict[str, Any]] = {}
+        if self.path is not None and self.path.is_file():
+            payload = json.loads(self.path.read_text(encoding="utf-8"))
+            if payload.get("method") != method:
+                raise ModelError(f"{self.path}: holds '{payload.get('method')}' charges, not '{method}'; "
+                                 "use another cache file")
+            self._data = payload["charges"]
+
+    def __contains__(self, mol: Chem.Mol) -> bool:
+        return mapped_smiles(mol) in self._data
+
+    def get(self, mol: Chem.Mol) -> np.ndarray:
+        """Charges ``(n_atoms,)`` in e of ``mol`` (computed and stored on a miss)."""
+        from gnnff.charges import assign_charges
+
+        key = mapped_smiles(mol)
+        if key not in self._data:
+            start = time.perf_counter()
+            charges = assign_charges(mol, self.method)
+            self._data[key] = {"charges": charges.tolist(), "seconds": time.perf_counter() - start}
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(self.path, json.dumps({"method": self.method, "charges": self._data}))
+        return np.asarray(self._data[key]["charges"], dtype=float)
+
+    def seconds(self, mol: Chem.Mol) -> float:
+        """Wall time the charges of ``mol`` took when they were computed."""
+        return float(self._data[mapped_smiles(mol)]["seconds"])
+
+
+class ReferenceChargeSource:
+    """A parameter source whose charges are replaced by cached reference charges.
+
+    ``ReferenceChargeSource(get_model("sage", charges="mmff94"), cache)`` is Sage 2.2 with
+    the cache's AM1-BCC charges; the valence terms and Lennard-Jones are the base's.
+    """
+
+    def __init__(self, base: ParameterSource, cache: ChargeCache) -> None:
+        self.base = base
+        self.cache = cache
+        self.name = f"{base.name}+{cache.method}"
+        self.elements = getattr(base, "elements", None)
+
+    def __repr__(self) -> str:
+        return f"ReferenceChargeSource({self.base!r}, charges={self.cache.method!r})"
+
+    def parameters(self, mol: Chem.Mol, topology: Any) -> Any:
+        parameters = self.base.parameters(mol, topology)
+        charges = torch.as_tensor(self.cache.get(mol), dtype=parameters.nonbonded.charge.dtype)
+        return dataclasses.replace(parameters, nonbonded=dataclasses.replace(parameters.nonbonded, charge=charges))
+
+
+def force_field_label(name: str) -> str:
+    """Short label of a force-field name: the file stem of a checkpoint path."""
+    return Path(name).stem if name.endswith(".pt") else name
+
+
+def resolve_force_fields(names: Sequence[str], cache: ChargeCache) -> dict[str, ParameterSource]:
+    """Label -> parameter source; ``sage`` is Sage 2.2 with ``cache``'s charges."""
+    out: dict[str, ParameterSource] = {}
+    for name in names:
+        if name == "sage":
+            out["sage"] = ReferenceChargeSource(get_model("sage", charges="mmff94"), cache)
+        else:
+            out[force_field_label(name)] = get_model(name)
+    return out
+
+
+def template_forcefield(results: Sequence[Parametrized], *files: str) -> Any:
+    """An ``openmm.app.ForceField`` of ``files`` (default TIP3P) plus one gnnff ffxml
+    residue template per parametrized molecule."""
+    from openmm import app
+
+    from gnnff.openmm import ffxml
+
+    forcefield = app.ForceField(*(files or ("amber14/tip3p.xml",)))
+    for result in results:
+        forcefield.loadFile(io.StringIO(ffxml(result)))
+    return forcefield
+
+
+class ResultStore:
+    """One JSON file per finished item in a folder, written atomically: an interrupted
+    run resumes by skipping the items whose file exists."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+        return self.folder / f"{safe}.json"
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        path = self.path(key)
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def save(self, key: str, result: dict[str, Any]) -> Path:
+        return atomic_write_text(self.path(key), json.dumps(result, indent=1) + "\n")
+
+
+def _r2(calc: np.ndarray, exp: np.ndarray) -> float:
+    """Squared Pearson correlation (the R^2 FreeSolv and the OpenFF papers report)."""
+    if len(calc) < 3 or np.std(calc) == 0 or np.std(exp) == 0:
+        return float("nan")
+    return float(np.corrcoef(calc, exp)[0, 1] ** 2)
+
+
+_STATISTICS = {
+    "RMSE": lambda d, c, e: float(np.sqrt(np.mean(d**2))),
+    "MAE": lambda d, c, e: float(np.mean(np.abs(d))),
+    "MSE": lambda d, c, e: float(np.mean(d)),
+    "R2": lambda d, c, e: _r2(c, e),
+}
+
+
+def bootstrap_statistics(calc: Sequence[float], exp: Sequence[float], *, n_boot: int = 2000,
+                         seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """RMSE, MAE, mean signed error (MSE, calc - exp) and R^2 with 95 % bootstrap
+    intervals over the items: ``{name: (value, low, high)}``."""
+    calc, exp = np.asarray(calc, dtype=float), np.asarray(exp, dtype=float)
+    if calc.shape != exp.shape or calc.size == 0:
+        return {name: (float("nan"),) * 3 for name in _STATISTICS}
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(calc), size=(n_boot, len(calc)))
+    out = {}
+    for name, statistic in _STATISTICS.items():
+        value = statistic(calc - exp, calc, exp)
+        boot = np.array([statistic(calc[i] - exp[i], calc[i], exp[i]) for i in draws])
+        boot = boot[~np.isnan(boot)]
+        low, high = (np.percentile(boot, [2.5, 97.5]) if boot.size else (float("nan"),) * 2)
+        out[name] = (value, float(low), float(high))
+    return out
+
+
+def error_line(label: str, err: GnnffError | Exception) -> str:
+    """One line for a failed item of a benchmark."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{label}: {first}"
+
+
+def label_of(mol: Chem.Mol, default: str) -> str:
+    return name_of(mol, default)
