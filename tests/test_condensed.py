@@ -152,12 +152,13 @@ def test_result_store_is_atomic_and_resumable(tmp_path: Path) -> None:
 # --- the shipped model's charges vs stored full AM1-BCC -------------------------------------
 
 def test_shipped_model_charges_against_stored_am1bcc() -> None:
-    """Regression guard for the default model's charges (tests/data/make_am1bcc_reference.py).
+    """Regression guard for the default model's charges (references: tests/data/make_am1bcc_reference.py).
 
-    Measured for gnnff-industry-v0 on these 8 molecules when the file was made: see the
-    assertion messages. The bounds sit just outside those values so that a model whose
-    charges get worse fails; the condensed-phase issue measured 0.113 e RMSE and slope 0.67
-    on 22 other drug-like molecules. Exact net charge and equal charges on symmetry- and
+    Measured for gnnff-industry-v0 on these 8 molecules (2 ions) when the file was made:
+    per-atom RMSE 0.121 e, slope 0.68, GB (OBC2) polarization bias +2.0 kcal/mol (the
+    sulfonamide is worst: 0.24 e). The bounds sit just outside those values, so a model
+    whose charges get worse fails and a better one passes; the next model (AM1-BCC-quality
+    charges) should tighten them. Exact net charge and equal charges on symmetry- and
     resonance-equivalent atoms hold by construction and are held to 1e-5 e.
     """
     reference = json.loads((DATA / "am1bcc-reference.json").read_text())
@@ -173,8 +174,8 @@ def test_shipped_model_charges_against_stored_am1bcc() -> None:
         metrics.append(m)
     summary = summarize_metrics(metrics)
     assert summary["rmse"] < 0.13, f"per-atom RMSE {summary['rmse']:.3f} e"
-    assert summary["slope"] > 0.6, f"slope {summary['slope']:.2f}"
-    assert abs(summary["gb_bias"]) < 8.0, f"GB polarization bias {summary['gb_bias']:+.2f} kcal/mol"
+    assert summary["slope"] > 0.65, f"slope {summary['slope']:.2f}"
+    assert abs(summary["gb_bias"]) < 3.0, f"GB polarization bias {summary['gb_bias']:+.2f} kcal/mol"
 
 
 # --- hydration: the alchemical pipeline end to end --------------------------------------------
