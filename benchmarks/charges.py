@@ -35,7 +35,13 @@ from tqdm import tqdm
 
 import gnnff
 from gnnff.condensed.charges import compare_charges, nagl_charges, summarize_metrics
-from gnnff.condensed.common import SHARED_DATA, ChargeCache, ResultStore, error_line, force_field_label
+from gnnff.condensed.common import (
+    SHARED_DATA,
+    ChargeCache,
+    ResultStore,
+    error_line,
+    force_field_label,
+)
 from gnnff.errors import GnnffError
 from gnnff.molecule import positions_nm, with_conformer
 
@@ -49,7 +55,9 @@ def _plain(smiles: str) -> str | None:
 
 def industry_keys(path: Path) -> set[str]:
     """Stereo-free canonical SMILES of every molecule in the industry SDF."""
-    text = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        text = handle.read()
     smiles = set(re.findall(r"> <SMILES QCArchive>\n(\S+)", text))
     return {key for key in map(_plain, smiles) if key}
 
@@ -194,8 +202,8 @@ def main() -> None:
 
 
 def report(per_method: dict[str, list[dict]], reference_seconds: list[float], out: Path) -> None:
-    lines = [f"{'method':>18} {'RMSE e [95% CI]':>22} {'max':>6} {'slope':>6} {'dipole D*':>9} "
-             f"{'GB bias':>8} {'GB RMSE':>8} {'equiv.':>8} {'net':>8} {'s/mol':>8}"]
+    lines = [(f"{'method':>18} {'RMSE e [95% CI]':>22} {'max':>6} {'slope':>6} {'dipole D*':>9} "
+              f"{'GB bias':>8} {'GB RMSE':>8} {'equiv.':>8} {'net':>8} {'s/mol':>8}")]
     rows = []
     for method, metrics in per_method.items():
         if not metrics:

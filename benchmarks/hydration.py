@@ -36,7 +36,11 @@ from gnnff.condensed.common import (
     error_line,
     resolve_force_fields,
 )
-from gnnff.condensed.hydration import HydrationProtocol, alchemical_states, hydration_free_energy
+from gnnff.condensed.hydration import (
+    HydrationProtocol,
+    alchemical_states,
+    hydration_free_energy,
+)
 from gnnff.errors import GnnffError
 
 

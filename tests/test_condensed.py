@@ -213,7 +213,11 @@ def test_alchemical_system_at_full_coupling_equals_the_plain_system(methane) -> 
 @pytest.mark.slow
 def test_hydration_pipeline_runs_and_resumes(methane, tmp_path: Path) -> None:
     _needs("openmmtools", "pymbar")
-    from gnnff.condensed.hydration import HydrationProtocol, alchemical_states, hydration_free_energy
+    from gnnff.condensed.hydration import (
+        HydrationProtocol,
+        alchemical_states,
+        hydration_free_energy,
+    )
 
     protocol = HydrationProtocol(iterations=2, vacuum_iterations=2, steps_per_iteration=25, padding_nm=0.95,
                                  electrostatics=(1.0, 0.0), sterics=(1.0, 0.5, 0.0), minimize_iterations=50,

@@ -88,7 +88,7 @@ class HydrationProtocol:
                 raise InputError(f"hydration setting {name} must decrease strictly from 1.0 to 0.0 (got {values})")
 
     @classmethod
-    def full(cls, **changes: Any) -> "HydrationProtocol":
+    def full(cls, **changes: Any) -> HydrationProtocol:
         """The GPU protocol: 20 states (YANK's hydration schedule), 1,000 iterations of 1 ps."""
         settings: dict[str, Any] = dict(
             iterations=1000, vacuum_iterations=1000, padding_nm=1.2,
@@ -215,7 +215,7 @@ def run_leg(result: Parametrized, phase: str, protocol: HydrationProtocol, stora
             reporter = multistate.MultiStateReporter(str(storage), open_mode="a",
                                                      checkpoint_interval=protocol.checkpoint_interval)
             sampler = multistate.ReplicaExchangeSampler.from_storage(reporter)
-        except Exception:  # a run killed before its first checkpoint: start again
+        except (OSError, KeyError, IndexError, ValueError, RuntimeError):  # killed before its first checkpoint
             sampler = None
             for path in storage.parent.glob(storage.stem + "*.nc"):
                 path.unlink()
