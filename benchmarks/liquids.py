@@ -129,9 +129,32 @@ def main() -> None:
                   f"exp {row['density']:.4f} ({100 * (done['density_g_ml'] / row['density'] - 1):+5.1f} %)  "
                   f"{done['atoms']} atoms, {done['ns_per_day']:.0f} ns/day, {done['seconds'] / 60:.1f} min", flush=True)
     report(results, by_id, out)
+    if "sage" in sources and len(sources) > 1:
+        print(lj_deviation(sources, [by_id[i]["smiles"] for i in ids]))
     if failed:
         (out / "failed.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")
         print(f"{len(failed)} failed: see {out / 'failed.txt'}")
+
+
+def lj_deviation(sources: dict, smiles: list[str]) -> str:
+    """Per element, the mean relative deviation of each force field's sigma and epsilon from
+    Sage 2.2's on the same atoms of these liquids (LJ decides the density)."""
+    sage = gnnff.get_model("sage", charges="mmff94")  # the charges play no part here
+    lines = ["Lennard-Jones vs Sage 2.2 on the same atoms (mean relative deviation, sigma / epsilon):"]
+    for label, source in sources.items():
+        if label == "sage":
+            continue
+        ratios: dict[str, list[tuple[float, float]]] = {}
+        for smi in smiles:
+            ours = gnnff.assign_parameters(smi, model=source).parameters.nonbonded
+            ref = gnnff.assign_parameters(smi, model=sage)
+            for atom, s, e, s0, e0 in zip(ref.mol.GetAtoms(), ours.sigma.tolist(), ours.epsilon.tolist(),
+                                          ref.parameters.nonbonded.sigma.tolist(), ref.parameters.nonbonded.epsilon.tolist()):
+                ratios.setdefault(atom.GetSymbol(), []).append((s / s0 - 1, e / e0 - 1))
+        cells = [f"{el} {100 * np.mean([r[0] for r in v]):+.0f}% / {100 * np.mean([r[1] for r in v]):+.0f}%"
+                 for el, v in sorted(ratios.items())]
+        lines.append(f"{label:>20}: " + ", ".join(cells))
+    return "\n".join(lines)
 
 
 def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path) -> None:
