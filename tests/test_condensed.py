@@ -228,6 +228,7 @@ def test_hydration_pipeline_runs_and_resumes(methane, tmp_path: Path) -> None:
     assert np.isfinite(first["dG_kcal"]) and np.isfinite(first["dG_err_kcal"])
     assert abs(first["legs"]["vacuum"]["dG_kcal"]) < 0.05  # methane's charges are tiny
     assert first["legs"]["solvent"]["states"] == 4 and first["legs"]["solvent"]["iterations"] == 2
+    assert 0 < first["legs"]["solvent"]["min_neighbour_overlap"] <= 1
     assert (tmp_path / "methane" / "solvent.nc").is_file()
     again = hydration_free_energy(methane, protocol, tmp_path / "methane")  # nothing left to run
     assert again["dG_kcal"] == pytest.approx(first["dG_kcal"])

@@ -171,7 +171,7 @@ def _create(result: Parametrized, phase: str, protocol: HydrationProtocol, stora
     sampler = _sampler(protocol, iterations)
     sampler.create(thermodynamic_states, sampler_state, reporter)
     sampler.minimize(max_iterations=protocol.minimize_iterations)
-    return sampler
+    return sampler, reporter
 
 
 def _set_platform(name: str | None) -> None:
@@ -200,8 +200,9 @@ def run_leg(result: Parametrized, phase: str, protocol: HydrationProtocol, stora
     -------
     dict
         ``dG_kcal`` (decoupled - coupled) and ``dG_err_kcal`` (MBAR), ``iterations``,
-        ``states``, ``atoms``, ``seconds`` (of this call), ``ns_per_day`` (simulated
-        time over all replicas).
+        ``states``, ``atoms``, ``seconds`` (of this call) and ``min_neighbour_overlap``
+        (smallest MBAR overlap between neighbouring states; below ~0.03 the schedule
+        needs more states there).
     """
     multistate = require("openmmtools.multistate", "the hydration benchmark")
     _set_platform(protocol.platform)
@@ -209,18 +210,20 @@ def run_leg(result: Parametrized, phase: str, protocol: HydrationProtocol, stora
     storage.parent.mkdir(parents=True, exist_ok=True)
     target = protocol.iterations if phase == "solvent" else protocol.vacuum_iterations
     start = time.perf_counter()
-    sampler = None
+    sampler = reporter = None
     if storage.is_file():
         try:
             reporter = multistate.MultiStateReporter(str(storage), open_mode="a",
                                                      checkpoint_interval=protocol.checkpoint_interval)
             sampler = multistate.ReplicaExchangeSampler.from_storage(reporter)
         except (OSError, KeyError, IndexError, ValueError, RuntimeError):  # killed before its first checkpoint
+            if reporter is not None:
+                reporter.close()
             sampler = None
             for path in storage.parent.glob(storage.stem + "*.nc"):
                 path.unlink()
     if sampler is None:
-        sampler = _create(result, phase, protocol, storage, target)
+        sampler, reporter = _create(result, phase, protocol, storage, target)
     done = sampler.iteration
     if progress is not None:
         progress.update(done)
@@ -233,6 +236,7 @@ def run_leg(result: Parametrized, phase: str, protocol: HydrationProtocol, stora
     seconds = time.perf_counter() - start
     n_states = sampler.n_states
     n_atoms = sampler.sampler_states[0].n_particles
+    reporter.close()  # netCDF/HDF5 must not hold the file open twice
     del sampler
     reporter = multistate.MultiStateReporter(str(storage), open_mode="r")
     try:
@@ -240,11 +244,14 @@ def run_leg(result: Parametrized, phase: str, protocol: HydrationProtocol, stora
             warnings.simplefilter("ignore")
             analyzer = multistate.MultiStateSamplerAnalyzer(reporter)
             f, df = analyzer.get_free_energy()
+            overlap = np.asarray(analyzer.mbar.compute_overlap()["matrix"])
     finally:
         reporter.close()
     kt = protocol.kt_kcal
+    neighbours = [float(overlap[i, i + 1]) for i in range(len(overlap) - 1)]
     return {"dG_kcal": float(f[0, -1] * kt), "dG_err_kcal": float(df[0, -1] * kt), "iterations": int(target),
-            "states": int(n_states), "atoms": int(n_atoms), "seconds": seconds}
+            "states": int(n_states), "atoms": int(n_atoms), "seconds": seconds,
+            "min_neighbour_overlap": min(neighbours, default=float("nan"))}
 
 
 def hydration_free_energy(result: Parametrized, protocol: HydrationProtocol, workdir: str | os.PathLike, *,
