@@ -169,7 +169,8 @@ def main() -> None:
             print(f"NAGL not available ({err}); install gnnff[bench] to compare with it", file=sys.stderr)
     exclude = industry_keys(Path(args.exclude)) if args.exclude else set()
     chosen = select(Path(args.data), exclude, args.molecules, args.charged, args.max_heavy, args.seed)
-    print(f"{len(chosen)} molecules ({sum('+' in s or '-]' in s for s in chosen)} charged), "
+    n_charged = sum(any(a.GetFormalCharge() for a in Chem.MolFromSmiles(s).GetAtoms()) for s in chosen)
+    print(f"{len(chosen)} molecules ({n_charged} charged), "
           f"none of the {len(exclude)} training molecules; methods: {', '.join(methods)}")
     per_method: dict[str, list[dict]] = {force_field_label(m): [] for m in methods}
     reference_seconds, failed = [], []

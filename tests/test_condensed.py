@@ -288,3 +288,52 @@ def test_liquid_protocol_rejects_bad_settings() -> None:
 
     with pytest.raises(gnnff.InputError, match="molecules must be positive"):
         LiquidProtocol(molecules=0)
+
+
+# --- the benchmark scripts through a subprocess ---------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("script", ["charges.py", "hydration.py", "liquids.py"])
+def test_benchmark_scripts_start(script: str) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage:") and "gnnff" in run.stdout
+
+
+@pytest.mark.slow
+def test_charges_script_end_to_end_with_cached_references(tmp_path: Path) -> None:
+    """benchmarks/charges.py on two molecules whose full AM1-BCC charges are stored (no sqm
+    run): table, per-element line, summary.csv, PNG; a second run resumes from results/."""
+    import subprocess
+    import sys
+
+    reference = json.loads((DATA / "am1bcc-reference.json").read_text())
+    picks = {name: reference[name] for name in ("4-chlorobenzoate", "paracetamol")}
+    (tmp_path / "in.smi").write_text("".join(f"{e['smiles']}\n" for e in picks.values()))
+    cache = {e["mapped_smiles"]: {"charges": e["am1bcc"], "seconds": 1.0} for e in picks.values()}
+    (tmp_path / "cache.json").write_text(json.dumps({"method": "am1bcc", "charges": cache}))
+    command = [sys.executable, str(ROOT / "benchmarks" / "charges.py"), "--molecules", "2", "--charged", "0.5",
+               "--data", str(tmp_path / "in.smi"), "--exclude", "", "--no-nagl", "--no-fast",
+               "--charge-cache", str(tmp_path / "cache.json"), "-o", str(tmp_path / "out")]
+    first = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "2 molecules (1 charged)" in first.stdout
+    line = next(l for l in first.stdout.splitlines() if l.strip().startswith("gnnff-industry-v0"))
+    assert float(line.split()[1]) == pytest.approx(
+        np.sqrt(np.mean(np.concatenate([_squared_errors(e) for e in picks.values()]))), abs=5e-4)
+    assert (tmp_path / "out" / "charges.png").stat().st_size > 10_000
+    assert len(list((tmp_path / "out" / "results").glob("*.json"))) == 2
+    second = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert second.returncode == 0 and line in second.stdout
+
+
+def _squared_errors(entry: dict) -> np.ndarray:
+    mol = with_conformer(gnnff.load_molecule(entry["smiles"]))
+    q = gnnff.assign_parameters(mol).parameters.nonbonded.charge.double().numpy()
+    return (q - np.array(entry["am1bcc"])) ** 2
