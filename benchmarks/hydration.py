@@ -32,6 +32,7 @@ from gnnff.condensed.common import (
     SHARED_DATA,
     ChargeCache,
     ResultStore,
+    add_benchmark_arguments,
     bootstrap_statistics,
     error_line,
     resolve_force_fields,
@@ -105,8 +106,7 @@ def plot(results: dict[str, dict[str, dict]], rows: dict[str, dict], path: Path,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--force-field", action="append", default=None,
-                        help=f"gnnff model name or .pt, or 'sage' (repeatable; default: {' '.join(DEFAULT_FORCE_FIELDS)})")
+    add_benchmark_arguments(parser, output="benchmark-hydration")
     parser.add_argument("--data", default=str(SHARED_DATA / "freesolv-dev.csv"))
     parser.add_argument("--molecules", type=int, default=10, help="molecules in the CPU default (default: %(default)s)")
     parser.add_argument("--max-heavy", type=int, default=8, help="heavy-atom limit of the CPU default")
@@ -114,10 +114,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="all molecules, GPU protocol (20 states, 1 ns each)")
     parser.add_argument("--iterations", type=int, help="replica-exchange iterations of the solvent leg")
     parser.add_argument("--vacuum-iterations", type=int)
-    parser.add_argument("--platform", help="OpenMM platform (default: the fastest)")
     parser.add_argument("--validate", action="store_true", help="show FreeSolv's GAFF/AM1-BCC calculated values beside")
-    parser.add_argument("--charge-cache", help="AM1-BCC cache (default: OUT/am1bcc-cache.json)")
-    parser.add_argument("-o", "--output", default="benchmark-hydration")
     args = parser.parse_args()
 
     out = Path(args.output)

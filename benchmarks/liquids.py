@@ -29,6 +29,7 @@ from gnnff.condensed.common import (
     SHARED_DATA,
     ChargeCache,
     ResultStore,
+    add_benchmark_arguments,
     bootstrap_statistics,
     error_line,
     resolve_force_fields,
@@ -76,17 +77,13 @@ def plot(results: dict[str, dict[str, dict]], rows: dict[str, dict], path: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--force-field", action="append", default=None,
-                        help=f"gnnff model name or .pt, or 'sage' (repeatable; default: {' '.join(DEFAULT_FORCE_FIELDS)})")
+    add_benchmark_arguments(parser, output="benchmark-liquids")
     parser.add_argument("--data", default=str(SHARED_DATA / "sage-physprop-train-v1.csv"))
     parser.add_argument("--ids", nargs="*", help="row Ids to run (default: 8 diverse liquids)")
     parser.add_argument("--all", action="store_true", help="every pure liquid of the file")
     parser.add_argument("--molecules", type=int, default=LiquidProtocol.molecules)
     parser.add_argument("--equilibration-ps", type=float, default=LiquidProtocol.equilibration_ps)
     parser.add_argument("--production-ps", type=float, default=LiquidProtocol.production_ps)
-    parser.add_argument("--platform", help="OpenMM platform (default: the fastest)")
-    parser.add_argument("--charge-cache", help="AM1-BCC cache (default: OUT/am1bcc-cache.json)")
-    parser.add_argument("-o", "--output", default="benchmark-liquids")
     args = parser.parse_args()
 
     out = Path(args.output)

@@ -33,6 +33,7 @@ from gnnff.molecule import name_of
 
 __all__ = [
     "DEFAULT_FORCE_FIELDS",
+    "add_benchmark_arguments",
     "ChargeCache",
     "ReferenceChargeSource",
     "ResultStore",
@@ -218,6 +219,17 @@ def bootstrap_statistics(calc: Sequence[float], exp: Sequence[float], *, n_boot:
         low, high = (np.percentile(boot, [2.5, 97.5]) if boot.size else (float("nan"),) * 2)
         out[name] = (value, float(low), float(high))
     return out
+
+
+def add_benchmark_arguments(parser: Any, *, output: str) -> None:
+    """The options every condensed-phase benchmark script takes: force fields, the AM1-BCC
+    cache, the OpenMM platform and the output folder."""
+    parser.add_argument("--force-field", action="append", default=None,
+                        help="gnnff model name or .pt, or 'sage' (Sage 2.2 + AM1-BCC); repeatable "
+                             f"(default: {' '.join(DEFAULT_FORCE_FIELDS)})")
+    parser.add_argument("--platform", help="OpenMM platform (default: the fastest)")
+    parser.add_argument("--charge-cache", help="AM1-BCC cache (default: OUT/am1bcc-cache.json)")
+    parser.add_argument("-o", "--output", default=output, help="output folder (default: %(default)s)")
 
 
 def error_line(label: str, err: GnnffError | Exception) -> str:
