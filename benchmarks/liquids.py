@@ -1,7 +1,7 @@
 """Neat-liquid densities: gnnff beside Sage 2.2 + AM1-BCC, same boxes and protocol.
 
-    python benchmarks/liquids.py                    # CPU default: 8 liquids
-    python benchmarks/liquids.py --all --platform CUDA   # the 70 pure liquids of the Sage training set
+    python benchmarks/liquids.py                    # CPU default: 8 liquids, 128 molecules, 50 + 100 ps
+    python benchmarks/liquids.py --full --platform CUDA   # the 70 pure liquids, 256 molecules, 200 + 500 ps
 
 Liquids and experimental densities: rows with ``N Components`` = 1 of
 ../shared/data/sage-physprop-train-v1.csv (Sage's LJ was fitted to these, so matching Sage
@@ -81,18 +81,23 @@ def main() -> None:
     parser.add_argument("--data", default=str(SHARED_DATA / "sage-physprop-train-v1.csv"))
     parser.add_argument("--ids", nargs="*", help="row Ids to run (default: 8 diverse liquids)")
     parser.add_argument("--all", action="store_true", help="every pure liquid of the file")
-    parser.add_argument("--molecules", type=int, default=LiquidProtocol.molecules)
-    parser.add_argument("--equilibration-ps", type=float, default=LiquidProtocol.equilibration_ps)
-    parser.add_argument("--production-ps", type=float, default=LiquidProtocol.production_ps)
+    parser.add_argument("--full", action="store_true", help="GPU protocol: every liquid, 256 molecules, 200 + 500 ps")
+    parser.add_argument("--molecules", type=int, help=f"molecules per box (default: {LiquidProtocol.molecules})")
+    parser.add_argument("--equilibration-ps", type=float,
+                        help=f"discarded NPT time (default: {LiquidProtocol.equilibration_ps:g})")
+    parser.add_argument("--production-ps", type=float,
+                        help=f"sampled NPT time (default: {LiquidProtocol.production_ps:g})")
     args = parser.parse_args()
 
     out = Path(args.output)
     store = ResultStore(out / "results")
-    protocol = LiquidProtocol(molecules=args.molecules, equilibration_ps=args.equilibration_ps,
-                              production_ps=args.production_ps, platform=args.platform)
+    settings = {"molecules": 256, "equilibration_ps": 200.0, "production_ps": 500.0} if args.full else {}
+    settings.update({k: v for k, v in (("molecules", args.molecules), ("equilibration_ps", args.equilibration_ps),
+                                       ("production_ps", args.production_ps)) if v is not None})
+    protocol = LiquidProtocol(platform=args.platform, **settings)
     rows = read_liquids(Path(args.data))
     by_id = {r["id"]: r for r in rows}
-    ids = [r["id"] for r in rows] if args.all else list(args.ids or DEFAULT_IDS)
+    ids = [r["id"] for r in rows] if args.all or args.full else list(args.ids or DEFAULT_IDS)
     unknown = [i for i in ids if i not in by_id]
     if unknown:
         sys.exit(f"liquids.py: error: no pure-liquid density with Id {' '.join(unknown)} in {args.data}")
