@@ -240,4 +240,7 @@ def report(per_method: dict[str, list[dict]], reference_seconds: list[float], ou
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GnnffError as err:  # a setting or stored result that does not fit: one line, no traceback
+        sys.exit(f"charges.py: error: {err}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def main() -> None:
         row = by_id[i]
         for label, source in sources.items():
             key = f"{label}--{i}"
-            done = store.load(key)
+            done = store.load(key, protocol=asdict(protocol))
             if done is None:
                 try:
                     result = gnnff.assign_parameters(row["smiles"], model=source, name=row["smiles"])
@@ -187,4 +188,7 @@ def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GnnffError as err:  # a setting or stored result that does not fit: one line, no traceback
+        sys.exit(f"liquids.py: error: {err}")

@@ -147,6 +147,10 @@ def test_result_store_is_atomic_and_resumable(tmp_path: Path) -> None:
     store.save("sage--mobley/1", {"dG_kcal": -1.5})
     assert ResultStore(tmp_path / "results").load("sage--mobley/1") == {"dG_kcal": -1.5}
     assert [p.name for p in (tmp_path / "results").iterdir()] == ["sage--mobley_1.json"]
+    store.save("gnnff--x", {"dG_kcal": 1.0, "protocol": {"iterations": 30, "sterics": [1.0, 0.0], "platform": "CPU"}})
+    assert store.load("gnnff--x", protocol={"iterations": 30, "sterics": (1.0, 0.0), "platform": "CUDA"})
+    with pytest.raises(gnnff.InputError, match="made with iterations=30, this run has iterations=60; use another"):
+        store.load("gnnff--x", protocol={"iterations": 60, "sterics": (1.0, 0.0)})
 
 
 # --- the shipped model's charges vs stored full AM1-BCC -------------------------------------

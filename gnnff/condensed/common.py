@@ -26,7 +26,7 @@ import torch
 from rdkit import Chem
 
 from gnnff.api import Parametrized
-from gnnff.errors import GnnffError, ModelError
+from gnnff.errors import GnnffError, InputError, ModelError
 from gnnff.export import atomic_write_text
 from gnnff.models import ParameterSource, get_model
 from gnnff.molecule import name_of
@@ -179,9 +179,23 @@ class ResultStore:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
         return self.folder / f"{safe}.json"
 
-    def load(self, key: str) -> dict[str, Any] | None:
+    def load(self, key: str, protocol: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The stored result of ``key``, or None. With ``protocol``, a result made with other
+        settings (its ``"protocol"`` entry; the platform may differ) is an InputError: mixing
+        protocols in one table would be wrong."""
         path = self.path(key)
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not path.is_file():
+            return None
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if protocol is not None:
+            wanted = json.loads(json.dumps(protocol))
+            stored = result.get("protocol", {})
+            differ = [k for k in wanted if k != "platform" and stored.get(k) != wanted[k]]
+            if differ:
+                k = differ[0]
+                raise InputError(f"{path}: made with {k}={stored.get(k)!r}, this run has {k}={wanted[k]!r}; "
+                                 f"use another --output folder or delete {self.folder}")
+        return result
 
     def save(self, key: str, result: dict[str, Any]) -> Path:
         return atomic_write_text(self.path(key), json.dumps(result, indent=1) + "\n")
