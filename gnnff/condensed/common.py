@@ -29,15 +29,16 @@ from gnnff.api import Parametrized
 from gnnff.errors import GnnffError, InputError, ModelError
 from gnnff.export import atomic_write_text
 from gnnff.models import ParameterSource, get_model
-from gnnff.molecule import name_of
 
 __all__ = [
     "DEFAULT_FORCE_FIELDS",
+    "SHARED_DATA",
     "add_benchmark_arguments",
     "ChargeCache",
     "ReferenceChargeSource",
     "ResultStore",
     "bootstrap_statistics",
+    "error_line",
     "force_field_label",
     "mapped_smiles",
     "require",
@@ -250,7 +251,3 @@ def error_line(label: str, err: GnnffError | Exception) -> str:
     """One line for a failed item of a benchmark."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return f"{label}: {first}"
-
-
-def label_of(mol: Chem.Mol, default: str) -> str:
-    return name_of(mol, default)
