@@ -7,8 +7,8 @@
 Alchemical decoupling in TIP3P with PME and in vacuum (openmmtools alchemical factory +
 replica exchange, MBAR; see gnnff/condensed/hydration.py). The CPU default takes molecules
 of at most 8 heavy atoms from ../shared/data/freesolv-dev.csv, evenly spaced over the
-experimental range, and a short protocol (about 20 min per molecule and force field on 2
-cores); ``--full`` runs all 555 with 20 states and 1 ns per state. Per (force field,
+experimental range, and a short protocol (6-9 min per molecule and force field measured on
+2 shared cores at --iterations 30, so roughly 15 min at the default 60); ``--full`` runs all 555 with 20 states and 1 ns per state. Per (force field,
 molecule) results go to OUT/results/ as they finish, the samplers' netCDF files to OUT/work/
 (an interrupted run resumes from both). Prints RMSE / MAE / R^2 / mean signed error vs
 experiment with 95 % bootstrap intervals and writes OUT/hydration.png and OUT/summary.csv.
