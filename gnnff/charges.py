@@ -25,7 +25,7 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from gnnff.errors import ParametrizationError
+from gnnff.errors import ParametrizationError, first_line
 from gnnff.molecule import net_charge, with_conformer
 
 __all__ = ["CHARGE_METHODS", "assign_charges"]
@@ -45,8 +45,7 @@ def _am1bcc_openff(mol: Chem.Mol) -> np.ndarray:
         offmol.assign_partial_charges("am1bcc", use_conformers=offmol.conformers,
                                       toolkit_registry=AmberToolsToolkitWrapper())
     except Exception as err:  # the toolkit wraps sqm failures in several types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ParametrizationError(f"{_label(mol)}: AM1-BCC charges failed ({first})") from None
+        raise ParametrizationError(f"{_label(mol)}: AM1-BCC charges failed ({first_line(err)})") from None
     return np.asarray(offmol.partial_charges.m_as("elementary_charge"), dtype=float)
 
 

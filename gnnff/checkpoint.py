@@ -16,7 +16,7 @@ import torch
 from rdkit import Chem
 
 from gnnff._version import __version__
-from gnnff.errors import GnnffError, ModelError
+from gnnff.errors import GnnffError, ModelError, first_line
 from gnnff.export import atomic_write
 from gnnff.features import atom_features
 from gnnff.molecule import check_elements
@@ -81,8 +81,7 @@ def network_from_checkpoint(payload: dict[str, Any], label: str = "checkpoint") 
         network = build_network(config)
         network.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{label}: weights do not fit the network ({first}); "
+        raise ModelError(f"{label}: weights do not fit the network ({first_line(err)}); "
                          "the checkpoint is damaged or from another gnnff") from None
     return network.double().eval(), config
 

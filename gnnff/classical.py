@@ -25,7 +25,7 @@ import torch
 from rdkit import Chem
 
 from gnnff.charges import assign_charges
-from gnnff.errors import ParametrizationError
+from gnnff.errors import ParametrizationError, first_line
 from gnnff.molecule import check_elements
 from gnnff.schema import (
     AngleParameters,
@@ -101,8 +101,7 @@ class SageSource:
         try:
             labels = _force_field(self.offxml).label_molecules(offmol.to_topology())[0]
         except Exception as err:  # the toolkit raises many types; report them as one
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ParametrizationError(f"{label}: Sage could not label the molecule ({first})") from None
+            raise ParametrizationError(f"{label}: Sage could not label the molecule ({first_line(err)})") from None
         return ForceFieldParameters(
             bonds=_bonds(labels["Bonds"], topology, label),
             angles=_angles(labels["Angles"], topology, label),

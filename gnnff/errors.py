@@ -13,7 +13,15 @@ __all__ = [
     "ParametrizationError",
     "ModelError",
     "SimulationError",
+    "first_line",
 ]
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is
+    empty: how a foreign library's error is quoted inside one of gnnff's one-line messages."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 class GnnffError(Exception):

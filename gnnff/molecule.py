@@ -19,7 +19,7 @@ import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
-from gnnff.errors import ChemistryError, GnnffError, InputError, ParametrizationError
+from gnnff.errors import ChemistryError, GnnffError, InputError, ParametrizationError, first_line
 from gnnff.units import ANGSTROM_TO_NM
 
 __all__ = [
@@ -335,8 +335,7 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
         with rdBase.BlockLogs():
             Chem.SanitizeMol(mol)
     except Exception as err:  # RDKit raises several sanitization exception types
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ChemistryError(f"{label}: RDKit cannot sanitize the molecule ({message}); "
+        raise ChemistryError(f"{label}: RDKit cannot sanitize the molecule ({first_line(err)}); "
                              "fix the bond orders, charges or hydrogens of the atoms it names") from None
     atoms = [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]  # O(1) index access
     for atom in atoms:

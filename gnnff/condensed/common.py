@@ -26,7 +26,7 @@ import torch
 from rdkit import Chem
 
 from gnnff.api import Parametrized
-from gnnff.errors import GnnffError, InputError, ModelError
+from gnnff.errors import GnnffError, InputError, ModelError, first_line
 from gnnff.export import atomic_write_text
 from gnnff.models import ParameterSource, get_model
 
@@ -249,5 +249,4 @@ def add_benchmark_arguments(parser: Any, *, output: str) -> None:
 
 def error_line(label: str, err: GnnffError | Exception) -> str:
     """One line for a failed item of a benchmark."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return f"{label}: {first}"
+    return f"{label}: {first_line(err)}"
