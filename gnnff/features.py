@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from rdkit import Chem
 
-__all__ = ["ELEMENTS", "N_FEATURES", "atom_features", "resonance_averaged"]
+__all__ = ["ELEMENTS", "N_FEATURES", "atom_features", "resonance_averaged", "terminal_groups"]
 
 #: Elements with their own one-hot column; others share the last one.
 ELEMENTS = (1, 6, 7, 8, 9, 15, 16, 17, 35, 53, 3, 11, 19, 37, 55)
@@ -47,23 +47,30 @@ def resonance_averaged(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     charges = np.array([a.GetFormalCharge() for a in atoms], dtype=float)
     valence = np.zeros(n)
     for atom in atoms:
-        groups: dict[tuple[int, int], list[tuple[int, float]]] = {}
         for bond in atom.GetBonds():
-            other = bond.GetOtherAtom(atom)
-            order = bond.GetBondTypeAsDouble()
-            valence[atom.GetIdx()] += order
-            if other.GetAtomicNum() > 1 and other.GetDegree() - other.GetTotalNumHs(includeNeighbors=True) == 1:
-                key = (other.GetAtomicNum(), other.GetTotalNumHs(includeNeighbors=True))
-                groups.setdefault(key, []).append((other.GetIdx(), order))
-        for members in groups.values():
-            if len(members) < 2:
-                continue
-            idx = [i for i, _ in members]
+            valence[atom.GetIdx()] += bond.GetBondTypeAsDouble()
+        for bonds in terminal_groups(atom):
+            idx = [b.GetOtherAtomIdx(atom.GetIdx()) for b in bonds]
+            orders = [b.GetBondTypeAsDouble() for b in bonds]
             charges[idx] = charges[idx].mean()
-            mean_order = float(np.mean([o for _, o in members]))
-            for i, order in members:  # terminal atoms: their only heavy bond is this one
+            mean_order = float(np.mean(orders))
+            for i, order in zip(idx, orders):  # terminal atoms: their only heavy bond is this one
                 valence[i] += mean_order - order
     return charges, valence
+
+
+def terminal_groups(atom: Chem.Atom) -> list[list[Chem.Bond]]:
+    """The bonds from ``atom`` to terminal heavy neighbours (one heavy neighbour each),
+    grouped by the neighbour's element and hydrogen count; only groups of two or more,
+    the atoms resonance makes equivalent (carboxylate, nitro, phosphate, sulfonate
+    oxygens; amidinium, guanidinium nitrogens)."""
+    groups: dict[tuple[int, int], list[Chem.Bond]] = {}
+    for bond in atom.GetBonds():
+        other = bond.GetOtherAtom(atom)
+        hydrogens = other.GetTotalNumHs(includeNeighbors=True)
+        if other.GetAtomicNum() > 1 and other.GetDegree() - hydrogens == 1:
+            groups.setdefault((other.GetAtomicNum(), hydrogens), []).append(bond)
+    return [bonds for bonds in groups.values() if len(bonds) > 1]
 
 
 def atom_features(mol: Chem.Mol) -> np.ndarray:

@@ -19,6 +19,7 @@ import openmm
 from openmm import unit
 from rdkit import Chem
 
+from gnnff.features import terminal_groups
 from gnnff.molecule import net_charge
 from gnnff.units import KJ_TO_KCAL
 
@@ -83,17 +84,11 @@ def _average_terminal_groups(mol: Chem.Mol, charges: np.ndarray, orders: np.ndar
     and hydrogen count on one centre: the oxygens of phosphate and sulfonate, whose
     expanded-octet resonance RDKit does not enumerate."""
     for atom in mol.GetAtoms():
-        groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for bond in atom.GetBonds():
-            other = bond.GetOtherAtom(atom)
-            if other.GetAtomicNum() > 1 and other.GetDegree() - other.GetTotalNumHs(includeNeighbors=True) == 1:
-                key = (other.GetAtomicNum(), other.GetTotalNumHs(includeNeighbors=True))
-                groups.setdefault(key, []).append((other.GetIdx(), bond.GetIdx()))
-        for members in groups.values():
-            if len(members) > 1:
-                atoms, bonds = [a for a, _ in members], [b for _, b in members]
-                charges[atoms] = charges[atoms].mean()
-                orders[bonds] = orders[bonds].mean()
+        for group in terminal_groups(atom):
+            atoms = [b.GetOtherAtomIdx(atom.GetIdx()) for b in group]
+            bonds = [b.GetIdx() for b in group]
+            charges[atoms] = charges[atoms].mean()
+            orders[bonds] = orders[bonds].mean()
 
 
 def equivalent_spread(charges: np.ndarray, classes: np.ndarray) -> float:
