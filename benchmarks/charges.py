@@ -34,6 +34,7 @@ from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
 import gnnff
+from gnnff.benchmark import bootstrap_interval
 from gnnff.condensed.charges import compare_charges, nagl_charges, summarize_metrics
 from gnnff.condensed.common import (
     SHARED_DATA,
@@ -81,15 +82,6 @@ def select(path: Path, exclude: set[str], n: int, charged_fraction: float, max_h
     picks = [charged[i] for i in rng.choice(len(charged), n_charged, replace=False)]
     picks += [neutral[i] for i in rng.choice(len(neutral), min(len(neutral), n - n_charged), replace=False)]
     return picks
-
-
-def bootstrap_rmse(per_molecule: list[dict], n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    sq = np.array([m["rmse"] ** 2 * sum(c for _, c in m["sq_by_element"].values()) for m in per_molecule])
-    atoms = np.array([sum(c for _, c in m["sq_by_element"].values()) for m in per_molecule])
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(sq), size=(n_boot, len(sq)))
-    boot = np.sqrt(sq[draws].sum(1) / atoms[draws].sum(1))
-    return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
 def plot(per_method: dict[str, list[dict]], path: Path) -> None:
@@ -210,7 +202,8 @@ def report(per_method: dict[str, list[dict]], reference_seconds: list[float], ou
         if not metrics:
             continue
         s = summarize_metrics(metrics)
-        low, high = bootstrap_rmse(metrics)
+        errors = [np.asarray(m["charges"]) - np.asarray(m["reference"]) for m in metrics]
+        _, low, high = bootstrap_interval(errors, lambda x: float(np.sqrt(np.mean(x**2))))
         seconds = float(np.median([m["seconds"] for m in metrics]))
         lines.append(f"{method:>18} {s['rmse']:.3f} [{low:.3f}, {high:.3f}] {s['max_abs']:6.2f} {s['slope']:6.2f} "
                      f"{s['dipole_rmse']:9.2f} {s['gb_bias']:+8.2f} {s['gb_rmse']:8.2f} {s['equivalent_spread']:8.3f} "

@@ -199,8 +199,8 @@ def summarize_metrics(per_molecule: Sequence[dict[str, Any]]) -> dict[str, float
     """Set-level numbers from :func:`compare_charges` results: per-atom RMSE, slope,
     largest error, dipole RMSE (neutral molecules), GB bias (mean of gb - gb_ref) and RMSE, largest
     equivalent-atom spread and net-charge error."""
-    sq = sum(m["rmse"] ** 2 * sum(c for _, c in m["sq_by_element"].values()) for m in per_molecule)
-    atoms = sum(sum(c for _, c in m["sq_by_element"].values()) for m in per_molecule)
+    sq = sum(s for m in per_molecule for s, _ in m["sq_by_element"].values())
+    atoms = sum(c for m in per_molecule for _, c in m["sq_by_element"].values())
     gb = np.array([m["gb"] - m["gb_ref"] for m in per_molecule])
     neutral = [m for m in per_molecule if m.get("net_charge", 0) == 0]  # ions' dipoles depend on the origin
     return {

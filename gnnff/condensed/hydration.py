@@ -220,7 +220,6 @@ def run_leg(result: Parametrized, phase: str, protocol: HydrationProtocol, stora
         except (OSError, KeyError, IndexError, ValueError, RuntimeError):  # killed before its first checkpoint
             if reporter is not None:
                 reporter.close()
-            sampler = None
             for path in storage.parent.glob(storage.stem + "*.nc"):
                 path.unlink()
     if sampler is None:
