@@ -22,7 +22,6 @@ RMSEs. Results per molecule go to OUT/results/ (resume); OUT/charges.png, OUT/su
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import re
 import sys
@@ -44,6 +43,7 @@ from gnnff.condensed.common import (
     force_field_label,
 )
 from gnnff.errors import GnnffError
+from gnnff.export import atomic_write_csv
 from gnnff.molecule import positions_nm, with_conformer
 
 ELEMENTS = {1, 6, 7, 8, 9, 15, 16, 17, 35}
@@ -224,10 +224,7 @@ def report(per_method: dict[str, list[dict]], reference_seconds: list[float], ou
         lines.append(f"{method:>20} " + " ".join(cells))
     print("\n".join(lines))
     if rows:
-        with open(out / "summary.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        atomic_write_csv(out / "summary.csv", rows)
         plot({k: v for k, v in per_method.items() if v}, out / "charges.png")
         print(f"wrote {out / 'summary.csv'} and {out / 'charges.png'}")
 

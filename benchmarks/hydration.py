@@ -44,6 +44,7 @@ from gnnff.condensed.hydration import (
     hydration_free_energy,
 )
 from gnnff.errors import GnnffError
+from gnnff.export import atomic_write_csv
 
 
 def read_freesolv(path: Path) -> list[dict]:
@@ -194,10 +195,7 @@ def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path
                      f"{within}/{len(dev)} within 2 sigma + 0.5 kcal/mol (LJ differs: Sage vs GAFF)")
     print("\n".join(lines))
     if table:
-        with open(out / "summary.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-            writer.writeheader()
-            writer.writerows(table)
+        atomic_write_csv(out / "summary.csv", table)
     plot({k: {i: v[i] for i in common} for k, v in results.items()}, rows, out / "hydration.png", gaff)
     print(f"wrote {out / 'summary.csv'} and {out / 'hydration.png'}")
 

@@ -23,6 +23,7 @@ import gnnff
 from gnnff.benchmark import (ConformerResult, plot_cumulative, read_baseline_csv, read_benchmark_sdf,
                              run_protocol, summarize)
 from gnnff.errors import GnnffError
+from gnnff.export import atomic_write_csv
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -68,10 +69,7 @@ def main() -> None:
             writer = csv.writer(handle)
             writer.writerow(["record_id", "molecule", "rmsd", "tfd", "dde"])
             writer.writerows([r.record_id, r.key, r.rmsd, r.tfd, r.dde] for r in items)
-    with open(out / "summary.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(out / "summary.csv", rows)
     plot_cumulative(results, out / "cumulative.png")
     print(f"{'force field':28s} {'mols':>5s} {'confs':>6s}  {'median RMSD A':>22s}  {'median TFD':>24s}  "
           f"{'ddE RMSE kcal/mol':>22s}")

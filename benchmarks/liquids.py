@@ -37,6 +37,7 @@ from gnnff.condensed.common import (
 )
 from gnnff.condensed.liquids import LiquidProtocol, liquid_density
 from gnnff.errors import GnnffError
+from gnnff.export import atomic_write_csv
 
 #: CPU default: an alcohol, an alkane, an ester, an aromatic, an amide, a heteroaromatic,
 #: an amino alcohol and a chloroalkane (Ids of sage-physprop-train-v1.csv).
@@ -179,10 +180,7 @@ def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path
                       "mean_abs_rel_error_percent": relative})
     print("\n".join(lines))
     if table and common:
-        with open(out / "summary.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-            writer.writeheader()
-            writer.writerows(table)
+        atomic_write_csv(out / "summary.csv", table)
         plot(results, rows, out / "liquids.png")
         print(f"wrote {out / 'summary.csv'} and {out / 'liquids.png'}")
 

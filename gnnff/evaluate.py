@@ -4,7 +4,6 @@ molecules, for a trained model beside the classical Sage baseline, with parity p
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from tqdm import tqdm
 from gnnff.data import MoleculeData, drop_broken, read_dataset
 from gnnff.energy import energy_and_forces
 from gnnff.errors import GnnffError
-from gnnff.export import atomic_write_text
+from gnnff.export import atomic_write_csv, atomic_write_text
 from gnnff.models import ParameterSource
 from gnnff.units import KJ_TO_KCAL, NM_TO_ANGSTROM
 
@@ -128,10 +127,7 @@ def evaluate(sources: dict[str, ParameterSource], data_paths: Sequence[str | os.
                 atomic_write_text(out / f"failed-{dataset}-{res.name}.txt", "\n".join(res.failed) + "\n")
         _parity_plot(results, "energy", "kcal/mol", out / f"parity-energy-{dataset}.png")
         _parity_plot(results, "forces", "kcal/mol/A", out / f"parity-forces-{dataset}.png")
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["dataset"])
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(out / "results.csv", rows, fieldnames=list(rows[0]) if rows else ["dataset"])
     atomic_write_text(out / "results.json", json.dumps(rows, indent=2))
     return rows
 

@@ -8,6 +8,7 @@ zero interaction, 1-4 pairs are exceptions scaled as in :mod:`gnnff.schema`.
 
 from __future__ import annotations
 
+import csv
 import functools
 import os
 import tempfile
@@ -32,7 +33,7 @@ from gnnff.schema import (
 )
 from gnnff.topology import Topology
 
-__all__ = ["atomic_write", "atomic_write_text", "to_openmm", "to_xml", "write_xml"]
+__all__ = ["atomic_write", "atomic_write_csv", "atomic_write_text", "to_openmm", "to_xml", "write_xml"]
 
 
 def _add_bonds(force: openmm.HarmonicBondForce, idx: np.ndarray, p) -> None:
@@ -147,6 +148,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> Path:
+    """Write ``rows`` (dicts sharing the keys of the first, or ``fieldnames``) as a CSV
+    table with a header, atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fieldnames or list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)
 
 
 def write_xml(system: openmm.System, path: str | os.PathLike) -> Path:
