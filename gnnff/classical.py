@@ -90,18 +90,8 @@ class SageSource:
 
     def parameters(self, mol: Chem.Mol, topology: Topology) -> ForceFieldParameters:
         """Assign Sage parameters to ``mol``; rows follow ``topology``."""
-        from openff.toolkit import Molecule
-
         label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
-        check_elements(mol, SAGE_ELEMENTS, label=label, owner="Sage")
-        with warnings.catch_warnings():
-            # salts: the toolkit warns about several components; we treat them as one molecule
-            warnings.simplefilter("ignore")
-            offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
-        try:
-            labels = _force_field(self.offxml).label_molecules(offmol.to_topology())[0]
-        except Exception as err:  # the toolkit raises many types; report them as one
-            raise ParametrizationError(f"{label}: Sage could not label the molecule ({first_line(err)})") from None
+        labels = self._labels(mol, label)
         return ForceFieldParameters(
             bonds=_bonds(labels["Bonds"], topology, label),
             angles=_angles(labels["Angles"], topology, label),
@@ -110,13 +100,27 @@ class SageSource:
             nonbonded=self._nonbonded(labels, mol, topology),
         )
 
+    def _labels(self, mol: Chem.Mol, label: str) -> dict:
+        from openff.toolkit import Molecule
+
+        check_elements(mol, SAGE_ELEMENTS, label=label, owner="Sage")
+        with warnings.catch_warnings():
+            # salts: the toolkit warns about several components; we treat them as one molecule
+            warnings.simplefilter("ignore")
+            offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
+        try:
+            return _force_field(self.offxml).label_molecules(offmol.to_topology())[0]
+        except Exception as err:  # the toolkit raises many types; report them as one
+            raise ParametrizationError(f"{label}: Sage could not label the molecule ({first_line(err)})") from None
+
+    def lennard_jones(self, mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
+        """Sage's sigma (nm) and epsilon (kJ/mol) per atom of ``mol``, without charges."""
+        label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
+        return _lennard_jones(self._labels(mol, label), mol.GetNumAtoms())
+
     def _nonbonded(self, labels: dict, mol: Chem.Mol, topology: Topology) -> NonbondedParameters:
         n = topology.n_atoms
-        sigma, epsilon = np.zeros(n), np.zeros(n)
-        for (i,), p in labels["vdW"].items():
-            s = p.sigma if p.sigma is not None else p.rmin_half * RMIN_HALF_TO_SIGMA
-            sigma[i] = s.m_as("nanometer")
-            epsilon[i] = p.epsilon.m_as(_KJ)
+        sigma, epsilon = _lennard_jones(labels, n)
         library = labels.get("LibraryCharges", {})
         if len(library) == n:
             charge = np.zeros(n)
@@ -126,6 +130,15 @@ class SageSource:
         else:
             charge = assign_charges(mol, self.charges)
         return NonbondedParameters(charge=_t(charge), sigma=_t(sigma), epsilon=_t(epsilon))
+
+
+def _lennard_jones(labels: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    sigma, epsilon = np.zeros(n), np.zeros(n)
+    for (i,), p in labels["vdW"].items():
+        s = p.sigma if p.sigma is not None else p.rmin_half * RMIN_HALF_TO_SIGMA
+        sigma[i] = s.m_as("nanometer")
+        epsilon[i] = p.epsilon.m_as(_KJ)
+    return sigma, epsilon
 
 
 def _t(x: Any) -> torch.Tensor:

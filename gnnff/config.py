@@ -16,7 +16,7 @@ from typing import Any
 from gnnff.errors import InputError
 from gnnff.network import NetworkConfig
 
-__all__ = ["DataSource", "SplitConfig", "LossConfig", "OptimConfig", "TrainConfig", "load_config"]
+__all__ = ["DataSource", "SplitConfig", "LossConfig", "NonbondedStage", "OptimConfig", "TrainConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,29 @@ class LossConfig:
     forces: float = 0.1
     charges: float = 10.0
     torsion_l2: float = 1e-3
+    #: L1 on torsion force constants (kJ/mol): with ``network.torsion_threshold`` it makes
+    #: unneeded periodicities exactly zero
+    torsion_l1: float = 0.0
     lj_prior: float = 1.0
+
+
+@dataclass(frozen=True)
+class NonbondedStage:
+    """Stage 1 of a model with a separate nonbonded network (``network.nonbonded_width`` > 0):
+    fit charges and Lennard-Jones to ``labels`` (a :mod:`gnnff.labels` JSON Lines file)
+    before the valence terms; molecules of the main data's validation and test parts are
+    left out. ``charges`` and ``lennard_jones`` weight the two losses; ``validation`` is the
+    fraction of label molecules held out for early stopping; ``limit`` the first N used."""
+
+    labels: str
+    epochs: int = 60
+    batch_molecules: int = 64
+    learning_rate: float = 1e-3
+    patience: int = 8
+    validation: float = 0.05
+    charges: float = 1.0
+    lennard_jones: float = 1.0
+    limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,18 +97,22 @@ class TrainConfig:
 
     data: tuple[DataSource, ...]
     output: str
-    reference_charges: str = "am1bcc-fast"
+    #: charge method of the reference charges (None: no references, e.g. with a frozen
+    #: nonbonded network, whose charges the energy loss cannot change)
+    reference_charges: str | None = "am1bcc-fast"
     reference_cache: str | None = None
     split: SplitConfig = SplitConfig()
     network: NetworkConfig = NetworkConfig()
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
+    nonbonded: NonbondedStage | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-_NESTED = {"split": SplitConfig, "network": NetworkConfig, "loss": LossConfig, "optim": OptimConfig}
+_NESTED = {"split": SplitConfig, "network": NetworkConfig, "loss": LossConfig, "optim": OptimConfig,
+           "nonbonded": NonbondedStage}
 
 
 def _build(cls: type, values: Any, where: str) -> Any:
@@ -125,6 +151,8 @@ def _check_scalar(value: Any, hint: Any, path: str) -> Any:
         return float(value)
     if int in allowed and isinstance(value, float) and value.is_integer():
         return int(value)
+    if bool in allowed and isinstance(value, bool):
+        return value
     if not any(isinstance(value, t) for t in allowed if isinstance(t, type)) or isinstance(value, bool):
         names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
         raise InputError(f"config: '{path}' must be {names}, got {value!r}")
@@ -155,5 +183,11 @@ def load_config(source: str | os.PathLike | dict) -> TrainConfig:
         base = path.parent.resolve()
     config = _build(TrainConfig, values, "")
     data = tuple(dataclasses.replace(d, path=_resolve(d.path, base)) for d in config.data)
+    nonbonded = config.nonbonded
+    if nonbonded is not None:
+        nonbonded = dataclasses.replace(nonbonded, labels=_resolve(nonbonded.labels, base))
+    if config.network.separate_nonbonded and nonbonded is None:
+        raise InputError("config: network.nonbonded_width > 0 needs a 'nonbonded' section with the "
+                         "label file (nonbonded: {labels: labels.jsonl})")
     return dataclasses.replace(config, data=data, output=_resolve(config.output, base),
-                               reference_cache=_resolve(config.reference_cache, base))
+                               reference_cache=_resolve(config.reference_cache, base), nonbonded=nonbonded)

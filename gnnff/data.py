@@ -82,15 +82,21 @@ class MoleculeData:
     forces: np.ndarray
     dataset: str
     topology: Topology = field(init=False)
-    features: np.ndarray = field(init=False)
     pairs: np.ndarray = field(init=False)
+    _features: dict[str, np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         topology = build_topology(self.mol)
         object.__setattr__(self, "topology", topology)
-        object.__setattr__(self, "features", atom_features(self.mol))
+        object.__setattr__(self, "_features", {})
         object.__setattr__(self, "pairs", np.concatenate([np.zeros((0, 2), dtype=np.int64),
                                                           *nonbonded_pairs(topology)]))
+
+    def features(self, version: str = "v0") -> np.ndarray:
+        """Atom features (:func:`gnnff.features.atom_features`, feature set ``version``), computed once."""
+        if version not in self._features:
+            self._features[version] = atom_features(self.mol, version)
+        return self._features[version]
 
     @property
     def n_conformations(self) -> int:

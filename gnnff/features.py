@@ -6,8 +6,13 @@ atoms that resonance makes equivalent: atoms with a single heavy neighbour, bond
 the same centre, of the same element and hydrogen count (carboxylate, nitro,
 phosphate and sulfonate oxygens, amidinium and guanidinium nitrogens). Every other
 feature (element, degree, hydrogens, rings, aromaticity, conjugation) does not depend
-on the drawing. Charges delocalised inside rings (imidazolium drawn with the charge
-on either nitrogen) are not averaged.
+on the drawing.
+
+Feature set ``"v1"`` (gnnff-v1) also averages formal charges and non-aromatic bond
+orders over the resonance structures RDKit enumerates, so a charge delocalised inside a
+ring (an imidazolium drawn with the charge on either nitrogen, whatever its substituents)
+or along a chain (amidinium, enolate, nitro) gives the same features however it is drawn.
+Feature set ``"v0"`` (gnnff-industry-v0) averages terminal groups only.
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ from __future__ import annotations
 import numpy as np
 from rdkit import Chem
 
-__all__ = ["ELEMENTS", "N_FEATURES", "atom_features", "resonance_averaged", "terminal_groups"]
+__all__ = ["ELEMENTS", "FEATURE_SETS", "N_FEATURES", "atom_features", "resonance_averaged",
+           "structure_averaged", "terminal_groups"]
+
+#: Feature set names (recorded in a network's config).
+FEATURE_SETS = ("v0", "v1")
+#: At most this many resonance structures are enumerated per molecule (feature set v1).
+MAX_STRUCTURES = 64
 
 #: Elements with their own one-hot column; others share the last one.
 ELEMENTS = (1, 6, 7, 8, 9, 15, 16, 17, 35, 53, 3, 11, 19, 37, 55)
@@ -31,9 +42,32 @@ def _one_hot(values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def resonance_averaged(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
+def structure_averaged(mol: Chem.Mol, *, kekule_all: bool = False,
+                       max_structures: int = MAX_STRUCTURES) -> tuple[np.ndarray, np.ndarray]:
+    """Formal charges ``(n_atoms,)`` and bond orders ``(n_bonds,)`` averaged over the
+    resonance structures RDKit enumerates (all Kekulé forms too when ``kekule_all``).
+
+    Without ``kekule_all`` aromatic bonds keep 1.5: which single Kekulé form RDKit picks
+    depends on the atom order, their average over all forms does not.
+    """
+    charges = np.array([a.GetFormalCharge() for a in mol.GetAtoms()], dtype=float)
+    orders = np.array([b.GetBondTypeAsDouble() for b in mol.GetBonds()], dtype=float)
+    flags = Chem.KEKULE_ALL if kekule_all else 0
+    supplier = Chem.ResonanceMolSupplier(Chem.Mol(mol), flags, maxStructs=max_structures)
+    structures = [s for s in supplier if s is not None]
+    if not structures:
+        return charges, orders
+    charges = np.mean([[a.GetFormalCharge() for a in s.GetAtoms()] for s in structures], axis=0)
+    averaged = np.mean([[b.GetBondTypeAsDouble() for b in s.GetBonds()] for s in structures], axis=0)
+    if kekule_all:
+        return charges, averaged
+    aromatic = np.array([b.GetIsAromatic() for b in mol.GetBonds()], dtype=bool)
+    return charges, np.where(aromatic, orders, averaged)
+
+
+def resonance_averaged(mol: Chem.Mol, *, structures: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Formal charges ``(n_atoms,)`` and bond orders per atom pair, averaged over
-    resonance-equivalent terminal atoms.
+    resonance-equivalent terminal atoms (and over resonance structures with ``structures``).
 
     Returns
     -------
@@ -44,17 +78,22 @@ def resonance_averaged(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     """
     n = mol.GetNumAtoms()
     atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
-    charges = np.array([a.GetFormalCharge() for a in atoms], dtype=float)
+    if structures:
+        charges, orders = structure_averaged(mol)
+    else:
+        charges = np.array([a.GetFormalCharge() for a in atoms], dtype=float)
+        orders = np.array([b.GetBondTypeAsDouble() for b in mol.GetBonds()], dtype=float)
     valence = np.zeros(n)
+    for bond, order in zip(mol.GetBonds(), orders):
+        valence[bond.GetBeginAtomIdx()] += order
+        valence[bond.GetEndAtomIdx()] += order
     for atom in atoms:
-        for bond in atom.GetBonds():
-            valence[atom.GetIdx()] += bond.GetBondTypeAsDouble()
         for bonds in terminal_groups(atom):
             idx = [b.GetOtherAtomIdx(atom.GetIdx()) for b in bonds]
-            orders = [b.GetBondTypeAsDouble() for b in bonds]
+            group_orders = orders[[b.GetIdx() for b in bonds]]
             charges[idx] = charges[idx].mean()
-            mean_order = float(np.mean(orders))
-            for i, order in zip(idx, orders):  # terminal atoms: their only heavy bond is this one
+            mean_order = float(np.mean(group_orders))
+            for i, order in zip(idx, group_orders):  # terminal atoms: their only heavy bond is this one
                 valence[i] += mean_order - order
     return charges, valence
 
@@ -73,8 +112,10 @@ def terminal_groups(atom: Chem.Atom) -> list[list[Chem.Bond]]:
     return [bonds for bonds in groups.values() if len(bonds) > 1]
 
 
-def atom_features(mol: Chem.Mol) -> np.ndarray:
-    """Feature matrix ``(n_atoms, N_FEATURES)`` of a prepared molecule."""
+def atom_features(mol: Chem.Mol, version: str = "v0") -> np.ndarray:
+    """Feature matrix ``(n_atoms, N_FEATURES)`` of a prepared molecule (feature set ``version``)."""
+    if version not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set '{version}'; known: {', '.join(FEATURE_SETS)}")
     n = mol.GetNumAtoms()
     atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
     z = np.array([a.GetAtomicNum() for a in atoms])
@@ -85,7 +126,7 @@ def atom_features(mol: Chem.Mol) -> np.ndarray:
     ring_info = mol.GetRingInfo()
     rings = np.array([[ring_info.IsAtomInRingOfSize(i, s) for s in _RING_SIZES] for i in range(n)],
                      dtype=float).reshape(n, len(_RING_SIZES))
-    charges, valence = resonance_averaged(mol)
+    charges, valence = resonance_averaged(mol, structures=version == "v1")
     conjugated = np.zeros(n)
     for atom in atoms:
         if any(b.GetIsConjugated() for b in atom.GetBonds()):

@@ -348,11 +348,13 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
                 "radicals are not supported, add the missing hydrogens or charge"
             )
     has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D() and not _all_at_one_point(mol)
-    missing = [a for a in atoms if a.GetNumImplicitHs() > 0]
+    # hydrogens counted on an atom but not present as atoms: implicit ones and bracket
+    # counts such as [NH4+] (RDKit calls those explicit, though no H atom exists)
+    missing = [a for a in atoms if a.GetTotalNumHs(includeNeighbors=False) > 0]
     if missing and has_3d:
         atom = missing[0]
         raise ChemistryError(
-            f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()}) lacks {atom.GetNumImplicitHs()} "
+            f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()}) lacks {atom.GetTotalNumHs(includeNeighbors=False)} "
             f"hydrogen(s) ({len(missing)} atoms do); a 3D input must list every hydrogen, "
             "add them with coordinates (e.g. RDKit AddHs(addCoords=True))"
         )

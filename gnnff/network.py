@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from gnnff.errors import ModelError
-from gnnff.features import N_FEATURES
+from gnnff.features import FEATURE_SETS, N_FEATURES
 from gnnff.schema import (
     ANGLES,
     BONDS,
@@ -44,7 +44,8 @@ from gnnff.schema import (
 )
 from gnnff.topology import Topology
 
-__all__ = ["NetworkConfig", "Graph", "GNNForceField", "ARCHITECTURES", "build_network", "LJ_BOUNDS"]
+__all__ = ["NetworkConfig", "Graph", "GNNForceField", "NonbondedNetwork", "ARCHITECTURES", "build_network",
+           "LJ_BOUNDS", "linear_angles", "nonbonded_parameters"]
 
 BOND_ANCHORS = (0.08, 0.32)  # nm
 ANGLE_ANCHORS = (0.0, math.pi)  # rad
@@ -78,6 +79,16 @@ class NetworkConfig:
     depth: int = 3
     head_width: int = 128
     head_depth: int = 2
+    #: atom feature set (:data:`gnnff.features.FEATURE_SETS`)
+    features: str = "v0"
+    #: > 0: charges and Lennard-Jones come from a network of their own (this width), trained
+    #: on labels before and frozen while the valence terms are fitted; 0: shared with valence
+    nonbonded_width: int = 0
+    nonbonded_depth: int = 4
+    #: soft threshold (kJ/mol) on torsion force constants: smaller ones are exactly zero
+    torsion_threshold: float = 0.0
+    #: angles at sp centres (alkynes, nitriles, allenes, azides) get theta0 = pi exactly
+    linear_angles: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "NetworkConfig":
@@ -85,7 +96,15 @@ class NetworkConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ModelError(f"unknown network option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        config = cls(**values)
+        if config.features not in FEATURE_SETS:
+            raise ModelError(f"unknown feature set '{config.features}'; known: {', '.join(FEATURE_SETS)}")
+        return config
+
+    @property
+    def separate_nonbonded(self) -> bool:
+        """Whether charges and Lennard-Jones have their own network."""
+        return self.nonbonded_width > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +126,8 @@ class Graph:
         ``(2, 2 n_bonds)`` both directions of every bond
     tuples
         term name -> ``(n, arity)`` atom tuples
+    linear_angles
+        ``(n_angles,)`` bool: the angle's vertex is an sp centre (degree 2)
     """
 
     features: torch.Tensor
@@ -115,6 +136,7 @@ class Graph:
     net_charges: torch.Tensor
     edges: torch.Tensor
     tuples: dict[str, torch.Tensor]
+    linear_angles: torch.Tensor
 
     @staticmethod
     def from_topology(topology: Topology, features: np.ndarray, dtype: torch.dtype = torch.float32) -> "Graph":
@@ -126,7 +148,16 @@ class Graph:
             net_charges=torch.as_tensor(topology.net_charges, dtype=dtype),
             edges=torch.cat([bonds.T, bonds.flip(1).T], dim=1),
             tuples={term.name: torch.as_tensor(topology.indices(term)) for term in TERMS},
+            linear_angles=torch.as_tensor(linear_angles(topology)),
         )
+
+
+def linear_angles(topology: Topology) -> np.ndarray:
+    """``(n_angles,)`` bool: angles whose vertex is sp-hybridised with two neighbours (the
+    middle atom of an alkyne, nitrile, allene, ketene, azide, diazo or CO2 group)."""
+    vertex = topology.angles[:, 1]
+    degree = np.bincount(topology.bonds.ravel(), minlength=topology.n_atoms)
+    return (topology.hybridization[vertex] == 1) & (degree[vertex] == 2)
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -183,9 +214,14 @@ def _two_point(raw: torch.Tensor, start: tuple[float, float], anchors: tuple[flo
     return k, (w1 * b1 + w2 * b2) / k
 
 
-def _signed_torsion(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _signed_torsion(raw: torch.Tensor, threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``|k|`` (soft-thresholded: ``max(|k| - threshold, 0)``, exact zeros below it) and
+    phase 0 or pi from the sign of ``k``."""
     k = TORSION_SCALE * raw
-    return k.abs(), math.pi * (k < 0).to(raw.dtype)
+    magnitude = k.abs()
+    if threshold > 0.0:
+        magnitude = torch.relu(magnitude - threshold)
+    return magnitude, math.pi * (k < 0).to(raw.dtype)
 
 
 def charge_equilibration(electronegativity: torch.Tensor, hardness: torch.Tensor,
@@ -214,8 +250,38 @@ def _bounded(raw: torch.Tensor, default, low, high, log: bool = False) -> torch.
     return value.exp() if log else value
 
 
+def nonbonded_parameters(raw: torch.Tensor, graph: Graph) -> NonbondedParameters:
+    """Charges (charge equilibration, exact net charge per molecule) and Lennard-Jones
+    (inside element-wise bounds) from the nonbonded head's four outputs per atom."""
+    table = _lj_table(raw.dtype)[graph.atomic_numbers]
+    hardness = nn.functional.softplus(raw[:, 1] + 1.0) + 0.05
+    charge = charge_equilibration(raw[:, 0], hardness, graph.molecule_index, graph.net_charges)
+    sigma = _bounded(raw[:, 2], table[:, 0], table[:, 1], table[:, 2])
+    epsilon = _bounded(raw[:, 3], table[:, 3], table[:, 4], table[:, 5], log=True)
+    return NonbondedParameters(charge=charge, sigma=sigma, epsilon=epsilon)
+
+
+class NonbondedNetwork(nn.Module):
+    """Charges and Lennard-Jones from the graph through message passing of their own:
+    trained on labels (AM1-BCC charges, Sage's sigma/epsilon), then frozen."""
+
+    def __init__(self, width: int, depth: int, head_width: int, head_depth: int) -> None:
+        super().__init__()
+        self.gnn = GNN(N_FEATURES, width, depth)
+        self.head = SymmetricHead(NONBONDED, width, head_width, head_depth, 4)
+
+    def forward(self, graph: Graph) -> NonbondedParameters:
+        h = self.gnn(graph)
+        return nonbonded_parameters(self.head(h, graph.tuples[NONBONDED.name]), graph)
+
+
 class GNNForceField(nn.Module):
-    """Atom embeddings -> parameters of every term of :data:`gnnff.schema.TERMS`."""
+    """Atom embeddings -> parameters of every term of :data:`gnnff.schema.TERMS`.
+
+    With ``config.nonbonded_width`` > 0 the nonbonded term has its own
+    :class:`NonbondedNetwork` (attribute ``nonbonded``) and the valence network has no
+    nonbonded head; otherwise one network serves every term (gnnff-industry-v0).
+    """
 
     #: outputs per row of each term's head
     N_OUT = {BONDS.name: 2, ANGLES.name: 2, PROPERS.name: len(PROPERS.periodicities),
@@ -225,34 +291,42 @@ class GNNForceField(nn.Module):
         super().__init__()
         self.config = config
         self.gnn = GNN(N_FEATURES, config.width, config.depth)
+        own = [t for t in TERMS if not (config.separate_nonbonded and t is NONBONDED)]
         self.heads = nn.ModuleDict({
             term.name: SymmetricHead(term, config.width, config.head_width, config.head_depth,
                                      self.N_OUT[term.name])
-            for term in TERMS
+            for term in own
         })
+        if config.separate_nonbonded:
+            self.nonbonded = NonbondedNetwork(config.nonbonded_width, config.nonbonded_depth,
+                                              config.head_width, config.head_depth)
 
     def forward(self, graph: Graph) -> ForceFieldParameters:
         h = self.gnn(graph)
-        raw = {term.name: self.heads[term.name](h, graph.tuples[term.name]) for term in TERMS}
+        raw = {name: head(h, graph.tuples[name]) for name, head in self.heads.items()}
         k_b, length = _two_point(raw[BONDS.name], BOND_START, BOND_ANCHORS)
         k_a, angle = _two_point(raw[ANGLES.name], ANGLE_START, ANGLE_ANCHORS)
-        k_p, phase_p = _signed_torsion(raw[PROPERS.name])
-        k_i, phase_i = _signed_torsion(raw[IMPROPERS.name])
+        if self.config.linear_angles:
+            angle = torch.where(graph.linear_angles, torch.full_like(angle, math.pi), angle)
+        threshold = self.config.torsion_threshold
+        k_p, phase_p = _signed_torsion(raw[PROPERS.name], threshold)
+        k_i, phase_i = _signed_torsion(raw[IMPROPERS.name], threshold)
+        if self.config.separate_nonbonded:
+            nonbonded = self.nonbonded(graph)
+        else:
+            nonbonded = nonbonded_parameters(raw[NONBONDED.name], graph)
         return ForceFieldParameters(
             bonds=BondParameters(k=k_b, length=length),
             angles=AngleParameters(k=k_a, angle=angle),
             propers=ProperParameters(k=k_p, phase=phase_p),
             impropers=ImproperParameters(k=k_i, phase=phase_i),
-            nonbonded=self._nonbonded(raw[NONBONDED.name], graph),
+            nonbonded=nonbonded,
         )
 
-    def _nonbonded(self, raw: torch.Tensor, graph: Graph) -> NonbondedParameters:
-        table = _lj_table(raw.dtype)[graph.atomic_numbers]
-        hardness = nn.functional.softplus(raw[:, 1] + 1.0) + 0.05
-        charge = charge_equilibration(raw[:, 0], hardness, graph.molecule_index, graph.net_charges)
-        sigma = _bounded(raw[:, 2], table[:, 0], table[:, 1], table[:, 2])
-        epsilon = _bounded(raw[:, 3], table[:, 3], table[:, 4], table[:, 5], log=True)
-        return NonbondedParameters(charge=charge, sigma=sigma, epsilon=epsilon)
+    def valence_parameters(self) -> list[nn.Parameter]:
+        """The weights the gas-phase loss may change: everything but a separate nonbonded network."""
+        frozen = {id(p) for p in self.nonbonded.parameters()} if self.config.separate_nonbonded else set()
+        return [p for p in self.parameters() if id(p) not in frozen]
 
 
 #: Architecture name -> factory(config) -> nn.Module producing ForceFieldParameters.

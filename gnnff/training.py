@@ -30,6 +30,7 @@ from gnnff.data import (MoleculeData, ReferenceCache, drop_broken, drop_distorte
 from gnnff.energy import energy_and_forces
 from gnnff.export import atomic_write_text
 from gnnff.network import Graph, build_network
+from gnnff.nonbonded_training import label_elements, train_nonbonded
 from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
 from gnnff.topology import Topology
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
@@ -55,12 +56,13 @@ class Batch:
     references: dict[str, torch.Tensor]  # nonbonded field -> (n_atoms,)
 
 
-def make_batch(items: Sequence[tuple[MoleculeData, dict[str, np.ndarray]]],
-               dtype: torch.dtype = torch.float32) -> Batch:
-    """Collate molecules with their reference nonbonded parameters into a :class:`Batch`."""
+def make_batch(items: Sequence[tuple[MoleculeData, dict[str, np.ndarray] | None]],
+               dtype: torch.dtype = torch.float32, features: str = "v0") -> Batch:
+    """Collate molecules with their reference nonbonded parameters (None: unknown) into a
+    :class:`Batch`; ``features`` is the network's feature set."""
     molecules = [d for d, _ in items]
     unique = Topology.batch([d.topology for d in molecules])
-    graph = Graph.from_topology(unique, np.concatenate([d.features for d in molecules]), dtype)
+    graph = Graph.from_topology(unique, np.concatenate([d.features(features) for d in molecules]), dtype)
     offsets = {term.name: 0 for term in TERMS}
     rows: dict[str, list[np.ndarray]] = {term.name: [] for term in TERMS}
     replicas, pairs, conf_mol = [], [], []
@@ -87,7 +89,8 @@ def make_batch(items: Sequence[tuple[MoleculeData, dict[str, np.ndarray]]],
         energies=torch.as_tensor(np.concatenate([d.energies for d in molecules]), dtype=torch.float64),
         forces=torch.as_tensor(np.concatenate([d.forces.reshape(-1, 3) for d in molecules]), dtype=dtype),
         conformation_molecule=torch.as_tensor(conf_mol),
-        references={n: torch.as_tensor(np.concatenate([r[n] for _, r in items]), dtype=dtype) for n in names},
+        references={n: torch.as_tensor(np.concatenate([r[n] if r is not None else np.full(d.topology.n_atoms, np.nan)
+                                                      for d, r in items]), dtype=dtype) for n in names},
     )
 
 
@@ -147,15 +150,18 @@ def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metr
     df = (forces - batch.forces)[known] * FORCE_TO_KCAL_A
     q, sigma, eps = (getattr(parameters.nonbonded, f.name) for f in NONBONDED.fields())
     q_ref, sigma_ref, eps_ref = (batch.references[f.name] for f in NONBONDED.fields())
-    dq = q - q_ref
+    dq = (q - q_ref)[~torch.isnan(q_ref)]
     torsions = torch.cat([parameters.term(PROPERS).k.flatten(), parameters.term(IMPROPERS).k.flatten()])
-    loss = w.energy * (de**2).mean().to(q.dtype) + w.charges * (dq**2).mean()
+    loss = w.energy * (de**2).mean().to(q.dtype)
     if df.numel():
         loss = loss + w.forces * (df**2).mean()
     if torsions.numel():
-        loss = loss + w.torsion_l2 * (torsions**2).mean()
-    loss = loss + w.lj_prior * (((sigma / sigma_ref - 1.0) ** 2).mean()
-                                + ((eps.log() - eps_ref.clamp(min=1e-8).log()) ** 2).mean())
+        loss = loss + w.torsion_l2 * (torsions**2).mean() + w.torsion_l1 * torsions.mean()
+    if dq.numel() and q.requires_grad:  # a frozen nonbonded network cannot learn from these
+        known = ~torch.isnan(sigma_ref)
+        loss = loss + w.charges * (dq**2).mean() + w.lj_prior * (
+            ((sigma[known] / sigma_ref[known] - 1.0) ** 2).mean()
+            + ((eps[known].log() - eps_ref[known].clamp(min=1e-8).log()) ** 2).mean())
     metrics.loss += float(loss.detach())
     metrics.batches += 1
     metrics.energy_sse += float((de.detach() ** 2).sum())
@@ -177,6 +183,8 @@ def prepare_data(config: TrainConfig) -> dict[str, list[tuple[MoleculeData, dict
         kept += drop_broken(drop_distorted(data), source.max_spread * KCAL_TO_KJ)
     fractions = (1.0 - config.split.validation - config.split.test, config.split.validation, config.split.test)
     parts = split_by_molecule(kept, fractions, config.split.seed)
+    if config.reference_charges is None:
+        return {name: [(d, None) for d in part] for name, part in zip(("train", "validation", "test"), parts)}
     cache = ReferenceCache(config.reference_cache, config.reference_charges)
     out = {}
     for name, part in zip(("train", "validation", "test"), parts):
@@ -223,7 +231,17 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     atomic_write_text(out / "splits.json", json.dumps(
         {name: sorted({d.key for d, _ in items}) for name, items in parts.items()}, indent=1))
     network = build_network(config.network)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.optim.learning_rate,
+    elements = _elements(parts["train"])
+    trainable = list(network.parameters())
+    stage_one = None
+    if config.network.separate_nonbonded:
+        held = {d.key for name in ("validation", "test") for d, _ in parts[name]}
+        stage_one = train_nonbonded(network.nonbonded, config.nonbonded, features=config.network.features,
+                                    exclude=held, output=out, seed=config.optim.seed)
+        network.nonbonded.requires_grad_(False)
+        trainable = network.valence_parameters()
+        elements = sorted(set(elements) | label_elements(config.nonbonded.labels))
+    optimizer = torch.optim.Adam(trainable, lr=config.optim.learning_rate,
                                  weight_decay=config.optim.weight_decay)
     state = {"epoch": 0, "best": math.inf, "bad_epochs": 0}
     if resume and (out / "last.pt").is_file():
@@ -231,20 +249,24 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         network.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
         state = dict(payload["loop"])
-    validation = [make_batch(b) for b in _batches(parts["validation"], config.optim.batch_molecules, None)]
-    elements = _elements(parts["train"])
+    features = config.network.features
+    validation = [make_batch(b, features=features)
+                  for b in _batches(parts["validation"], config.optim.batch_molecules, None)]
     csv_path = out / "metrics.csv"
     if state["epoch"] == 0:
         _write_row(csv_path, 0, {}, run_epoch(network, validation, config, desc="validate"), 0.0, new=True)
     for epoch in range(state["epoch"] + 1, config.optim.epochs + 1):
         start = time.perf_counter()
         rng = np.random.default_rng(config.optim.seed + epoch)
-        train_batches = [make_batch(b) for b in _batches(parts["train"], config.optim.batch_molecules, rng)]
+        train_batches = [make_batch(b, features=features)
+                         for b in _batches(parts["train"], config.optim.batch_molecules, rng)]
         train_metrics = run_epoch(network, train_batches, config, optimizer, desc=f"epoch {epoch}")
         val_metrics = run_epoch(network, validation, config, desc="validate")
         _write_row(csv_path, epoch, train_metrics, val_metrics, time.perf_counter() - start)
         summary = {"epoch": epoch, "train": train_metrics, "validation": val_metrics,
                    "molecules": {k: len(v) for k, v in parts.items()}}
+        if stage_one is not None:
+            summary["nonbonded"] = {"best": stage_one["best"], "molecules": stage_one["molecules"]}
         if val_metrics["loss"] < state["best"]:
             state.update(best=val_metrics["loss"], bad_epochs=0)
             save_checkpoint(out / "model.pt", network, config.network, elements=elements, training=summary)

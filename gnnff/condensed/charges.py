@@ -19,7 +19,7 @@ import openmm
 from openmm import unit
 from rdkit import Chem
 
-from gnnff.features import terminal_groups
+from gnnff.features import structure_averaged, terminal_groups
 from gnnff.molecule import net_charge
 from gnnff.units import KJ_TO_KCAL
 
@@ -53,14 +53,7 @@ def equivalent_atoms(mol: Chem.Mol, max_structures: int = 256) -> np.ndarray:
     """
     mol = Chem.Mol(mol)
     n = mol.GetNumAtoms()
-    charges = np.array([a.GetFormalCharge() for a in mol.GetAtoms()], dtype=float)
-    orders = np.array([b.GetBondTypeAsDouble() for b in mol.GetBonds()], dtype=float)
-    supplier = Chem.ResonanceMolSupplier(mol, Chem.KEKULE_ALL, maxStructs=max_structures)
-    structures = [s for s in supplier if s is not None]
-    if structures:
-        charges = np.mean([[a.GetFormalCharge() for a in s.GetAtoms()] for s in structures], axis=0)
-        orders = np.mean([[s.GetBondWithIdx(b).GetBondTypeAsDouble() for b in range(mol.GetNumBonds())]
-                          for s in structures], axis=0)
+    charges, orders = structure_averaged(mol, kekule_all=True, max_structures=max_structures)
     _average_terminal_groups(mol, charges, orders)
     plain = Chem.RWMol(mol)
     levels = {v: k for k, v in enumerate(sorted(set(np.round(charges * 12).astype(int))))}

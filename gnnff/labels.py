@@ -1,0 +1,169 @@
+"""Nonbonded training labels: reference charges and Sage 2.2 Lennard-Jones per molecule.
+
+The labels of gnnff-v1's nonbonded network, computed from SMILES (no QM data needed):
+charges by a :data:`gnnff.charges.CHARGE_METHODS` method (``am1bcc-mmff`` by default, one
+ETKDG conformer), sigma and epsilon from Sage 2.2's SMIRNOFF typing.
+
+Stored as JSON Lines, one molecule per line, appended as each molecule finishes, so a run
+that is interrupted resumes where it stopped (a torn last line is ignored and redone).
+A line is either a label::
+
+    {"input": ..., "source": ..., "smiles": MAPPED, "key": KEY, "charges": [...],
+     "sigma": [...], "epsilon": [...], "method": ..., "seconds": t}
+
+or a failure ``{"input": ..., "source": ..., "error": "..."}``. ``smiles`` is the mapped,
+explicit-hydrogen SMILES of the labelled molecule (its atom order); ``key`` is
+:func:`gnnff.data.molecule_key`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from rdkit import Chem, RDLogger
+from tqdm import tqdm
+
+from gnnff.errors import GnnffError, InputError, first_line
+
+__all__ = ["LABEL_METHOD", "label_molecule", "label_nonbonded", "read_labels", "mapped_smiles",
+           "mol_from_mapped_smiles"]
+
+#: The charge method of gnnff-v1's labels.
+LABEL_METHOD = "am1bcc-mmff"
+
+
+def mapped_smiles(mol: Chem.Mol) -> str:
+    """SMILES with every atom (hydrogens included) mapped to its index + 1: the molecule
+    and its atom order in one string."""
+    copy = Chem.Mol(mol)
+    for atom in copy.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    return Chem.MolToSmiles(copy, isomericSmiles=True, allHsExplicit=True)
+
+
+def mol_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
+    """The molecule of a mapped SMILES, atoms in map-number order, maps cleared, prepared."""
+    from gnnff.molecule import prepare
+
+    params = Chem.SmilesParserParams()
+    params.removeHs = False
+    mol = Chem.MolFromSmiles(smiles, params)
+    if mol is None:
+        raise InputError(f"{label}: cannot parse SMILES '{smiles}'")
+    maps = [a.GetAtomMapNum() for a in mol.GetAtoms()]
+    if sorted(maps) != list(range(1, mol.GetNumAtoms() + 1)):
+        raise InputError(f"{label}: SMILES '{smiles}' is not mapped 1..N on every atom")
+    mol = Chem.RenumberAtoms(mol, [int(i) for i in np.argsort(maps)])
+    for atom in mol.GetAtoms():
+        atom.SetAtomMapNum(0)
+    mol.SetProp("_Name", label)
+    return prepare(mol, label=label)
+
+
+def label_molecule(smiles: str, source: str = "", method: str = LABEL_METHOD) -> dict[str, Any]:
+    """Label one molecule given by SMILES (mapped or plain); a failure becomes an ``error`` entry."""
+    from gnnff.charges import assign_charges
+    from gnnff.classical import SageSource
+    from gnnff.data import molecule_key
+    from gnnff.molecule import load_molecule, with_conformer
+
+    RDLogger.DisableLog("rdApp.*")
+    start = time.perf_counter()
+    try:
+        if ":" in smiles and "[" in smiles:
+            try:
+                mol = mol_from_mapped_smiles(smiles, smiles)
+            except InputError:
+                mol = load_molecule(smiles, name=smiles)
+        else:
+            mol = load_molecule(smiles, name=smiles)
+        if len(Chem.GetMolFrags(mol)) > 1:
+            raise InputError(f"{smiles}: several components; label each on its own")
+        charges = assign_charges(with_conformer(mol), method)
+        sigma, epsilon = SageSource().lennard_jones(mol)
+    except (GnnffError, ValueError, RuntimeError) as err:
+        return {"input": smiles, "source": source, "error": first_line(err)}
+    return {"input": smiles, "source": source, "smiles": mapped_smiles(mol), "key": molecule_key(mol),
+            "charges": np.round(charges, 6).tolist(), "sigma": np.round(sigma, 7).tolist(),
+            "epsilon": np.round(epsilon, 7).tolist(), "method": method,
+            "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _label_task(task: tuple[str, str, str]) -> dict[str, Any]:
+    return label_molecule(*task)
+
+
+def read_labels(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The entries of a label file, failures included; a torn last line is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and "input" in entry:
+                yield entry
+
+
+def label_nonbonded(molecules: Iterable[tuple[str, str]], path: str | os.PathLike, *,
+                    method: str = LABEL_METHOD, workers: int = 1, limit: int | None = None) -> dict[str, int]:
+    """Label ``(smiles, source)`` pairs into the JSON Lines file ``path``, resuming.
+
+    Inputs already in the file (labelled or failed) are not redone. ``limit`` caps the
+    number of new molecules of this call. Returns counts: ``done`` (already there),
+    ``labelled``, ``failed`` (this call).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_tail(path)
+    seen = {entry["input"] for entry in read_labels(path)}
+    todo, skipped = [], 0
+    for smiles, source in molecules:
+        if smiles in seen:
+            skipped += 1
+            continue
+        seen.add(smiles)
+        todo.append((smiles, source, method))
+        if limit is not None and len(todo) >= limit:
+            break
+    counts = {"done": skipped, "labelled": 0, "failed": 0}
+    progress = dict(total=len(todo), desc=f"labels ({method} + Sage LJ)", unit="mol", disable=None)
+    with open(path, "a", encoding="utf-8") as handle:
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                results = tqdm(pool.imap_unordered(_label_task, todo, chunksize=2), **progress)
+                _append(handle, results, counts)
+        else:
+            _append(handle, tqdm(map(_label_task, todo), **progress), counts)
+    return counts
+
+
+def _append(handle, results: Iterable[dict[str, Any]], counts: dict[str, int]) -> None:
+    for entry in results:
+        handle.write(json.dumps(entry) + "\n")
+        handle.flush()
+        counts["failed" if "error" in entry else "labelled"] += 1
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line left without its newline by an interrupted run."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        data = handle.read()
+        handle.seek(data.rfind(b"\n") + 1)
+        handle.truncate()
