@@ -4,8 +4,8 @@ A component of an input that is one of :data:`ION_SMILES` (ammonium, hydroxide, 
 sulfate, the phosphates, carbonates, perchlorate, ...) takes its charges from
 ``gnnff/library/ions.json`` instead of the network: full AM1-BCC, averaged over
 equivalent atoms, summing exactly to the net charge (made by
-``recipes/v1/make_ion_library.py``). Monatomic ions need no table: charge equilibration
-gives a lone atom its formal charge exactly.
+``recipes/v1/make_ion_library.py``). A monatomic ion (Na+, Cl-, ...) gets its formal
+charge.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ ION_SMILES = {
 }
 
 _TABLE = Path(__file__).resolve().parent / "library" / "ions.json"
+_MAX_ATOMS = 7  # dihydrogen phosphate
 
 
 def library_key(mol: Chem.Mol) -> tuple[str, list[int]]:
@@ -59,9 +60,11 @@ def _table() -> dict[str, dict]:
 
 
 def library_charges(mol: Chem.Mol) -> np.ndarray | None:
-    """Library charges ``(n_atoms,)`` of ``mol`` (one component with explicit hydrogens),
-    or None when it is not a library ion."""
-    if mol.GetNumAtoms() > 6:
+    """Library charges ``(n_atoms,)`` of ``mol`` (one component with explicit hydrogens):
+    the formal charge of a lone atom, the table's for a library ion, else None."""
+    if mol.GetNumAtoms() == 1:
+        return np.array([float(mol.GetAtomWithIdx(0).GetFormalCharge())])
+    if mol.GetNumAtoms() > _MAX_ATOMS:
         return None
     key, order = library_key(mol)
     entry = _table().get(key)

@@ -1,0 +1,255 @@
+"""gnnff-v1 building blocks: resonance-invariant features and charges, exact linear angles,
+sparse torsions that survive export, ion library charges, the label pipeline and the
+separate nonbonded stage."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import openmm
+import pytest
+import torch
+from rdkit import Chem
+
+import gnnff
+from gnnff.checkpoint import GNNSource, save_checkpoint
+from gnnff.config import load_config
+from gnnff.energy import compute_energy
+from gnnff.errors import InputError
+from gnnff.export import to_openmm
+from gnnff.features import atom_features
+from gnnff.labels import label_molecule, label_nonbonded, read_labels
+from gnnff.molecule import positions_nm, with_conformer
+from gnnff.network import Graph, NetworkConfig, build_network
+from gnnff.schema import ANGLES, PROPERS
+from gnnff.topology import build_topology
+
+V1 = NetworkConfig(width=32, depth=2, head_width=32, head_depth=1, features="v1", nonbonded_width=32,
+                   nonbonded_depth=2, torsion_threshold=0.5, linear_angles=True)
+
+
+def _random_network(config: NetworkConfig, seed: int = 0) -> torch.nn.Module:
+    """A network whose outputs vary strongly with the atom (the trained heads start near constant)."""
+    torch.manual_seed(seed)
+    network = build_network(config).double().eval()
+    with torch.no_grad():
+        for name, p in network.named_parameters():
+            if name.endswith("weight") and p.dim() == 2:
+                p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]) * 1.5)
+    return network
+
+
+def _parameters(network, smiles: str):
+    mol = gnnff.load_molecule(smiles)
+    topology = build_topology(mol)
+    with torch.no_grad():
+        p = network(Graph.from_topology(topology, atom_features(mol, network.config.features), torch.float64))
+    return mol, topology, p
+
+
+def _heavy_match(a: Chem.Mol, b: Chem.Mol) -> list[int]:
+    """Atoms of ``b`` in the order of ``a`` for two drawings of one molecule (skeleton match)."""
+    skeletons = []
+    for mol in (a, b):
+        plain = Chem.RWMol(mol)
+        for atom in plain.GetAtoms():
+            atom.SetFormalCharge(0)
+            atom.SetNoImplicit(True)
+            atom.SetIsAromatic(False)
+        for bond in plain.GetBonds():
+            bond.SetBondType(Chem.BondType.SINGLE)
+            bond.SetIsAromatic(False)
+        skeletons.append(plain)
+    match = skeletons[1].GetSubstructMatch(skeletons[0])
+    assert len(match) == a.GetNumAtoms()
+    return list(match)
+
+
+@pytest.mark.parametrize("first, second", [
+    ("CCn1cc[n+](C)c1", "CC[n+]1ccn(C)c1"),  # imidazolium, unequal substituents, charge drawn on either N
+    ("CC(=O)[O-]", "CC([O-])=O"),
+    ("CN(C)C=CC=[N+](C)C", "C[N+](C)=CC=CN(C)C"),  # vinylogous amidinium
+    ("NC(=[NH2+])c1ccccc1", "[NH2+]=C(N)c1ccccc1"),
+])
+def test_charges_do_not_depend_on_the_resonance_form_drawn(first, second):
+    network = _random_network(V1)
+    mol_a, _, p_a = _parameters(network, first)
+    mol_b, _, p_b = _parameters(network, second)
+    match = _heavy_match(mol_a, mol_b)
+    np.testing.assert_allclose(p_a.nonbonded.charge.numpy(), p_b.nonbonded.charge.numpy()[match], atol=1e-12)
+    assert float(p_a.nonbonded.charge.sum()) == pytest.approx(Chem.GetFormalCharge(mol_a), abs=1e-12)
+
+
+def test_v0_features_did_depend_on_the_ring_resonance_form():
+    """The defect v1 fixes: terminal averaging alone sees which imidazolium N was drawn charged."""
+    a, b = gnnff.load_molecule("CCn1cc[n+](C)c1"), gnnff.load_molecule("CC[n+]1ccn(C)c1")
+    match = _heavy_match(a, b)
+    assert not np.allclose(atom_features(a, "v0"), atom_features(b, "v0")[match])
+    np.testing.assert_array_equal(atom_features(a, "v1"), atom_features(b, "v1")[match])
+
+
+@pytest.mark.parametrize("smiles, groups", [
+    ("Cn1cc[n+](C)c1", [(1, 4)]),  # symmetric imidazolium: both N
+    ("CC(=O)[O-]", [(2, 3)]),
+    ("NC(=[NH2+])N", [(0, 2, 3)]),  # guanidinium
+    ("c1ccccc1", [(0, 1, 2, 3, 4, 5)]),
+])
+def test_equivalent_atoms_get_equal_charges(smiles, groups):
+    _, _, p = _parameters(_random_network(V1, seed=3), smiles)
+    q = p.nonbonded.charge.numpy()
+    for group in groups:
+        assert np.ptp(q[list(group)]) < 1e-12, (smiles, q[list(group)])
+
+
+@pytest.mark.parametrize("smiles, vertices", [
+    ("CC#N", [1]), ("CC#CC", [1, 2]), ("C=C=C", [1]), ("CN=[N+]=[N-]", [2]), ("O=C=O", [1]),
+])
+def test_linear_centres_get_theta0_pi_exactly(smiles, vertices):
+    mol, topology, p = _parameters(_random_network(V1), smiles)
+    angle = p.angles.angle.numpy()
+    at_vertex = np.isin(topology.angles[:, 1], vertices)
+    assert at_vertex.any()
+    assert np.all(angle[at_vertex] == math.pi)
+    assert np.all(angle[~at_vertex] < 3.0)
+    system = to_openmm(topology, p)
+    force = next(f for f in system.getForces() if isinstance(f, openmm.HarmonicAngleForce))
+    exported = [force.getAngleParameters(i)[3].value_in_unit(openmm.unit.radian) for i in range(force.getNumAngles())]
+    assert [a == math.pi for a in exported] == at_vertex.tolist()
+
+
+def test_v0_networks_keep_theta0_below_pi():
+    """The option is off for gnnff-industry-v0's architecture: its outputs do not change."""
+    config = NetworkConfig(width=32, depth=2, head_width=32, head_depth=1)
+    _, topology, p = _parameters(_random_network(config), "CC#N")
+    assert np.all(p.angles.angle.numpy() < math.pi)
+
+
+def _openmm_energy(system: openmm.System, x_nm: np.ndarray) -> float:
+    context = openmm.Context(system, openmm.VerletIntegrator(1e-3), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(x_nm)
+    return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+
+
+def test_sparse_torsions_are_exact_zeros_and_survive_export():
+    network = _random_network(V1, seed=1)
+    mol, topology, p = _parameters(network, "CC(=O)Oc1ccccc1C(=O)O")
+    k = p.propers.k.numpy()
+    assert 0 < np.count_nonzero(k) < k.size  # some periodicities pruned, some kept
+    system = to_openmm(topology, p)
+    torsions = next(f for f in system.getForces() if f.getName() == PROPERS.name)
+    assert torsions.getNumTorsions() == np.count_nonzero(k)
+    x = positions_nm(with_conformer(mol))[0]
+    ours = sum(float(e.sum()) for e in compute_energy(topology, p, torch.as_tensor(x)[None]).values())
+    assert _openmm_energy(system, x) == pytest.approx(ours, rel=1e-9, abs=1e-6)
+    dense = build_network(NetworkConfig(**{**V1.to_dict(), "torsion_threshold": 0.0})).double().eval()
+    dense.load_state_dict(network.state_dict())
+    with torch.no_grad():
+        full = dense(Graph.from_topology(topology, atom_features(mol, "v1"), torch.float64))
+    assert np.count_nonzero(full.propers.k.numpy()) == k.size  # the threshold did the pruning
+
+
+def _v1_checkpoint(tmp_path, elements=(1, 6, 7, 8, 11, 15, 16, 17)):
+    network = _random_network(V1)
+    path = tmp_path / "v1.pt"
+    save_checkpoint(path, network, V1, elements=list(elements))
+    return path
+
+
+def test_library_ions_get_their_table_charges_in_a_salt(tmp_path):
+    from gnnff.ions import library_charges
+
+    source = GNNSource(_v1_checkpoint(tmp_path))
+    result = gnnff.assign_parameters("C[NH3+].C[NH3+].[O-]S(=O)(=O)[O-].[Na+].[Cl-]", model=source)
+    q = result.parameters.nonbonded.charge.numpy()
+    parts = [list(f) for f in Chem.GetMolFrags(result.mol)]
+    sulfate = next(f for f in parts if len(f) == 5)
+    alone = gnnff.load_molecule("[O-]S(=O)(=O)[O-]")
+    expected = library_charges(alone)
+    assert expected is not None and expected.sum() == pytest.approx(-2.0, abs=1e-6)
+    np.testing.assert_array_equal(np.sort(q[sulfate]), np.sort(expected))
+    oxygens = [i for i in sulfate if result.mol.GetAtomWithIdx(i).GetSymbol() == "O"]
+    assert np.ptp(q[oxygens]) == 0.0 and q[oxygens][0] < -0.8
+    sodium, chloride = (next(f[0] for f in parts if result.mol.GetAtomWithIdx(f[0]).GetSymbol() == s)
+                        for s in ("Na", "Cl"))
+    assert q[sodium] == 1.0 and q[chloride] == -1.0  # exactly
+    for ammonium in (f for f in parts if len(f) == 8):
+        assert q[ammonium].sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_library_charges_follow_the_input_atom_order():
+    from gnnff.ions import library_charges
+
+    a = gnnff.load_molecule("OP(=O)(O)[O-]")
+    b = gnnff.load_molecule("[O-]P(O)(=O)O")
+    qa, qb = library_charges(a), library_charges(b)
+    assert qa is not None and qb is not None
+    for mol, q in ((a, qa), (b, qb)):
+        p = next(i for i, atom in enumerate(mol.GetAtoms()) if atom.GetSymbol() == "P")
+        hydrogens = [i for i, atom in enumerate(mol.GetAtoms()) if atom.GetSymbol() == "H"]
+        assert q[p] > 1.0 and all(0.3 < q[h] < 0.5 for h in hydrogens)
+    assert sorted(qa) == pytest.approx(sorted(qb))
+
+
+def test_prepare_adds_bracket_hydrogens():
+    for smiles, n in (("[NH4+]", 5), ("[OH-]", 2), ("[OH3+]", 4), ("C[NH3+]", 8)):
+        assert gnnff.load_molecule(smiles).GetNumAtoms() == n
+
+
+def test_labels_resume_and_record_failures(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    molecules = [("CCO", "t"), ("CC(=O)[O-]", "t"), ("not a smiles", "t")]
+    counts = label_nonbonded(molecules, path, method="mmff94")
+    assert counts == {"done": 0, "labelled": 2, "failed": 1}
+    with open(path, "a") as handle:
+        handle.write('{"input": "CCN", "sou')  # an interrupted write
+    counts = label_nonbonded(molecules + [("CCN", "t")], path, method="mmff94")
+    assert counts == {"done": 3, "labelled": 1, "failed": 0}
+    entries = list(read_labels(path))
+    assert [e["input"] for e in entries] == ["CCO", "CC(=O)[O-]", "not a smiles", "CCN"]
+    bad = entries[2]
+    assert "error" in bad and "not a smiles" in bad["error"]
+    acetate = entries[1]
+    assert sum(acetate["charges"]) == pytest.approx(-1.0, abs=1e-5)
+    assert len(acetate["sigma"]) == len(acetate["charges"]) == 7
+
+
+def test_label_of_a_salt_is_refused_with_a_message():
+    entry = label_molecule("C[NH3+].[Cl-]", "t", "mmff94")
+    assert "several components" in entry["error"]
+
+
+def test_separate_nonbonded_needs_labels():
+    with pytest.raises(InputError, match="nonbonded_width > 0 needs a 'nonbonded' section"):
+        load_config({"data": [{"path": "x.sdf"}], "output": "out", "network": {"nonbonded_width": 32}})
+
+
+SMILES = ["CCO", "CC(=O)O", "CC(=O)[O-]", "CCN", "CC[NH3+]", "c1ccccc1O", "CC(=O)N", "COC", "CCCl", "c1ccncc1",
+          "CS(=O)(=O)N", "CC#N", "OCCO", "CC(C)=O", "NCC(=O)O", "c1ccc(cc1)C(=O)[O-]", "CCOC(=O)C", "CCS",
+          "Fc1ccccc1", "CNC(=O)C", "C[N+](C)(C)C", "OC1CCCCC1", "CC(O)C(=O)[O-]", "c1ccoc1", "c1cc[nH]c1",
+          "CCCCO", "CC(N)C(=O)O", "O=CC=O", "CC=CC", "ClCCl", "CCC#CC", "NC(=O)N", "COc1ccccc1", "CC(C)N",
+          "OC(=O)CC(=O)O", "C1CCNCC1", "CSC", "Brc1ccccc1", "CC[O-]", "OCC(O)CO"]
+
+
+@pytest.mark.slow
+def test_nonbonded_stage_lowers_held_out_error(tmp_path):
+    from gnnff.config import NonbondedStage
+    from gnnff.nonbonded_training import _batch, _validation_part, load_labelled, nonbonded_metrics, train_nonbonded
+
+    labels = tmp_path / "labels.jsonl"
+    label_nonbonded([(s, "t") for s in SMILES], labels, method="mmff94")
+    stage = NonbondedStage(labels=str(labels), epochs=40, batch_molecules=8, learning_rate=3e-3, patience=40,
+                           validation=0.25)
+    torch.manual_seed(0)
+    network = build_network(V1).nonbonded
+    molecules = load_labelled(labels, features="v1")
+    held = [_batch([m for m in molecules if _validation_part(m.key, 0.25)], torch.float32)]
+    before = nonbonded_metrics(network, held)
+    summary = train_nonbonded(network, stage, features="v1", exclude=set(), output=tmp_path)
+    after = nonbonded_metrics(network, held)
+    assert summary["molecules"]["validation"] >= 3
+    assert after["charge_rmse"] < 0.7 * before["charge_rmse"]
+    assert after["sigma_rel_rmse"] < 0.7 * before["sigma_rel_rmse"]
+    again = train_nonbonded(build_network(V1).nonbonded, stage, features="v1", exclude=set(), output=tmp_path)
+    assert again == json.loads((tmp_path / "nonbonded.json").read_text())  # a finished stage is loaded, not redone
