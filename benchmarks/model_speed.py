@@ -39,7 +39,7 @@ def inference(network, mol, repeat: int = 5) -> float:
         start = time.perf_counter()
         top = gnnff.build_topology(mol)
         with torch.no_grad():
-            p = network(Graph.from_topology(top, atom_features(mol), torch.float64))
+            p = network(Graph.from_topology(top, atom_features(mol, network.config.features), torch.float64))
         gnnff.to_openmm(top, p)
         times.append(time.perf_counter() - start)
     return min(times)

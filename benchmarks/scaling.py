@@ -58,7 +58,7 @@ def child(residues: int, threads: int | None) -> dict:
     top = gnnff.build_topology(mol)
     marks.append(time.perf_counter())
     with torch.no_grad():
-        params = source.network(Graph.from_topology(top, atom_features(mol), torch.float64))
+        params = source.network(Graph.from_topology(top, atom_features(mol, source.config.features), torch.float64))
     marks.append(time.perf_counter())
     system = gnnff.to_openmm(top, params)
     marks.append(time.perf_counter())

@@ -122,7 +122,7 @@ def batched(mols: list, source, size: int = 64) -> float:
     for first in range(0, len(mols), size):
         chunk = [gnnff.load_molecule(m) for m in mols[first:first + size]]
         tops = [gnnff.build_topology(m) for m in chunk]
-        features = np.concatenate([atom_features(m) for m in chunk])
+        features = np.concatenate([atom_features(m, source.config.features) for m in chunk])
         with torch.no_grad():
             params = source.network(Graph.from_topology(Topology.batch(tops), features, torch.float64))
         offsets = {term.name: 0 for term in TERMS}

@@ -26,7 +26,9 @@ class DataSource:
     drop conformations this far above their molecule's lowest, e.g. hot MD frames; None
     keeps all), ``max_spread`` (kcal/mol: molecules whose remaining conformer energies spread
     more are dropped as broken; 62.5 suits QM minima and mildly perturbed sets, hot MD
-    frames of drug-size molecules need more)."""
+    frames of drug-size molecules need more), ``train_only`` (its molecules only train and
+    take no part in the split, which stays that of the other sources; molecules of the
+    validation and test parts are dropped from it)."""
 
     path: str
     format: str | None = None
@@ -34,6 +36,7 @@ class DataSource:
     limit: int | None = None
     max_above_minimum: float | None = None
     max_spread: float = 62.5
+    train_only: bool = False
 
 
 @dataclass(frozen=True)

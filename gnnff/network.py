@@ -68,6 +68,20 @@ LJ_BOUNDS: dict[int, tuple[float, float, float, float, float, float]] = {
     53: (0.40, 0.32, 0.50, 1.60, 0.05, 3.5),
 }
 _LJ_OTHER = (0.30, 0.10, 0.50, 0.40, 1e-4, 4.0)
+#: The bounds of a separate nonbonded network (gnnff-v1): around Sage 2.2's values, wide
+#: enough for its halide ions (Cl- 0.448 nm, I- 0.510 nm) and its polar hydrogens.
+LJ_BOUNDS_V1: dict[int, tuple[float, float, float, float, float, float]] = {
+    1: (0.25, 0.04, 0.30, 0.07, 1e-5, 0.3),
+    6: (0.34, 0.30, 0.40, 0.45, 0.2, 1.5),
+    7: (0.32, 0.28, 0.38, 0.70, 0.3, 1.5),
+    8: (0.30, 0.27, 0.35, 0.80, 0.3, 1.5),
+    9: (0.31, 0.27, 0.45, 0.25, 0.005, 0.5),
+    15: (0.374, 0.32, 0.44, 0.84, 0.3, 2.0),
+    16: (0.356, 0.32, 0.42, 1.05, 0.4, 2.0),
+    17: (0.33, 0.30, 0.48, 1.10, 0.1, 2.0),
+    35: (0.35, 0.32, 0.50, 1.35, 0.1, 2.5),
+    53: (0.42, 0.36, 0.55, 1.67, 0.1, 3.0),
+}
 
 
 @dataclass(frozen=True)
@@ -235,9 +249,9 @@ def charge_equilibration(electronegativity: torch.Tensor, hardness: torch.Tensor
     return -electronegativity * inv + inv * shift[molecule_index]
 
 
-def _lj_table(dtype: torch.dtype) -> torch.Tensor:
+def _lj_table(dtype: torch.dtype, bounds: dict[int, tuple[float, ...]]) -> torch.Tensor:
     table = torch.tensor([_LJ_OTHER] * 119, dtype=dtype)
-    for z, row in LJ_BOUNDS.items():
+    for z, row in bounds.items():
         table[z] = torch.tensor(row, dtype=dtype)
     return table
 
@@ -250,10 +264,11 @@ def _bounded(raw: torch.Tensor, default, low, high, log: bool = False) -> torch.
     return value.exp() if log else value
 
 
-def nonbonded_parameters(raw: torch.Tensor, graph: Graph) -> NonbondedParameters:
+def nonbonded_parameters(raw: torch.Tensor, graph: Graph,
+                         bounds: dict[int, tuple[float, ...]] = LJ_BOUNDS) -> NonbondedParameters:
     """Charges (charge equilibration, exact net charge per molecule) and Lennard-Jones
-    (inside element-wise bounds) from the nonbonded head's four outputs per atom."""
-    table = _lj_table(raw.dtype)[graph.atomic_numbers]
+    (inside the element-wise ``bounds``) from the nonbonded head's four outputs per atom."""
+    table = _lj_table(raw.dtype, bounds)[graph.atomic_numbers]
     hardness = nn.functional.softplus(raw[:, 1] + 1.0) + 0.05
     charge = charge_equilibration(raw[:, 0], hardness, graph.molecule_index, graph.net_charges)
     sigma = _bounded(raw[:, 2], table[:, 0], table[:, 1], table[:, 2])
@@ -272,7 +287,7 @@ class NonbondedNetwork(nn.Module):
 
     def forward(self, graph: Graph) -> NonbondedParameters:
         h = self.gnn(graph)
-        return nonbonded_parameters(self.head(h, graph.tuples[NONBONDED.name]), graph)
+        return nonbonded_parameters(self.head(h, graph.tuples[NONBONDED.name]), graph, LJ_BOUNDS_V1)
 
 
 class GNNForceField(nn.Module):

@@ -176,13 +176,17 @@ def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metr
 def prepare_data(config: TrainConfig) -> dict[str, list[tuple[MoleculeData, dict[str, np.ndarray]]]]:
     """Read, filter, split by molecule and attach reference nonbonded parameters."""
     kept: list[MoleculeData] = []
+    train_only: list[MoleculeData] = []
     for source in config.data:
         data = read_dataset(source.path, format=source.format, dataset=source.name, limit=source.limit)
         if source.max_above_minimum is not None:
             data = drop_high_energy(data, source.max_above_minimum * KCAL_TO_KJ)
-        kept += drop_broken(drop_distorted(data), source.max_spread * KCAL_TO_KJ)
+        (train_only if source.train_only else kept).extend(
+            drop_broken(drop_distorted(data), source.max_spread * KCAL_TO_KJ))
     fractions = (1.0 - config.split.validation - config.split.test, config.split.validation, config.split.test)
     parts = split_by_molecule(kept, fractions, config.split.seed)
+    held = {d.key for part in parts[1:] for d in part}
+    parts[0] += [d for d in train_only if d.key not in held]
     if config.reference_charges is None:
         return {name: [(d, None) for d in part] for name, part in zip(("train", "validation", "test"), parts)}
     cache = ReferenceCache(config.reference_cache, config.reference_charges)
