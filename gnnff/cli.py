@@ -370,16 +370,82 @@ def _report(rows, stem: Path) -> bool:
     return True
 
 
+def _models() -> int:
+    """``gnnff models``: each model with what it is, its elements, charges, size and model card.
+
+    Reading the checkpoints and Sage's element list imports torch and RDKit (~1 s), here only.
+    """
+    from importlib.metadata import entry_points
+
+    from gnnff.models import DEFAULT_MODEL, WEIGHTS_DIR, available_models
+
+    plugins = {ep.name: ep.value for ep in entry_points(group="gnnff.models")}
+    for name in available_models():
+        print(name + ("  (default)" if name == DEFAULT_MODEL else ""))
+        if name == "sage":
+            details = _sage_details()
+        elif (WEIGHTS_DIR / f"{name}.pt").is_file():
+            details = _checkpoint_details(WEIGHTS_DIR / f"{name}.pt")
+        elif name in plugins:
+            details = {"description": f"plugin model (entry point {plugins[name]})"}
+        else:
+            details = {"description": "registered at run time (gnnff.register_model)"}
+        for key, value in details.items():
+            print(f"    {key:12s} {value}")
+    return 0
+
+
+def _element_symbols(numbers) -> str:
+    from rdkit import Chem
+
+    return " ".join(Chem.GetPeriodicTable().GetElementSymbol(int(z)) for z in sorted(numbers))
+
+
+def _sage_details() -> dict[str, str]:
+    from gnnff.charges import CHARGE_METHODS
+    from gnnff.classical import SAGE_ELEMENTS, SAGE_OFFXML, SageSource
+
+    default = SageSource().charges
+    others = ", ".join(m for m in CHARGE_METHODS if m != default)
+    return {"description": f"OpenFF Sage 2.2 + AM1-BCC ({SAGE_OFFXML}, classical)",
+            "elements": _element_symbols(SAGE_ELEMENTS),
+            "charges": f"{default} (default; --charges {others}); library charges for water and ions",
+            "size": "-", "model card": "-"}
+
+
+def _checkpoint_details(path: Path) -> dict[str, str]:
+    from gnnff.checkpoint import load_checkpoint
+    from gnnff.network import NetworkConfig
+
+    try:
+        payload = load_checkpoint(path)
+        config = NetworkConfig.from_dict(payload["network"])
+        elements = _element_symbols(payload["domain"]["elements"])
+    except (GnnffError, KeyError, TypeError, ValueError) as err:
+        return {"description": f"unreadable checkpoint ({' '.join(str(err).split())})"}
+    tensors = payload["state_dict"].values()
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors})
+    nonbonded = (f"; nonbonded network width {config.nonbonded_width}, depth {config.nonbonded_depth}"
+                 if config.separate_nonbonded else "")
+    card = path.with_suffix(".md")
+    return {"description": f"gnnff GNN: message passing width {config.width}, depth {config.depth}; heads "
+                           f"width {config.head_width}, depth {config.head_depth}; atom features "
+                           f"{config.features}{nonbonded}",
+            "elements": elements,
+            "charges": ("predicted by the " + ("nonbonded network" if config.separate_nonbonded else "network")
+                        + " (charge equilibration, exact net charge)"
+                        + ("; library charges for ions" if config.separate_nonbonded else "")),
+            "size": f"{path.stat().st_size / 1e6:.1f} MB, {sum(t.numel() for t in tensors):,} weights "
+                    f"({', '.join(dtypes)})",
+            "model card": str(card) if card.is_file() else "-"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "models":
-            from gnnff.models import DEFAULT_MODEL, available_models
-
-            for name in available_models():
-                print(name + ("  (default)" if name == DEFAULT_MODEL else ""))
-            return 0
+            return _models()
         if args.command == "parametrize":
             return _parametrize(args)
         if args.command == "data":
