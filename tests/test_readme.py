@@ -86,3 +86,13 @@ def test_openmm_snippet_runs(index, tmp_path, monkeypatch):
     system = namespace["system"]
     assert isinstance(system, openmm.System)
     assert system.getNumParticles() == namespace["modeller"].topology.getNumAtoms()
+
+
+def test_install_section_names_the_cpu_wheel_and_every_openff_distribution():
+    install = _section("Install")
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in install
+    setup = (ROOT / "setup.cfg").read_text(encoding="utf-8")
+    distributions = sorted(set(re.findall(r"^\s+(acellera-[a-z0-9-]+)", setup, flags=re.M)))
+    assert distributions
+    missing = [name for name in distributions if f"`{name}`" not in install]
+    assert not missing, f"README's Install section does not name {missing} (setup.cfg does)"
