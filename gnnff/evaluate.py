@@ -1,5 +1,9 @@
 """Evaluation: RMSE of relative energies and forces per data set, bootstrapped over
 molecules, for a trained model beside the classical Sage baseline, with parity plots.
+
+Reference forces that are all zero (the QM minima of the QCArchive SDF) or missing are
+no force reference: such molecules are left out of the force RMSE, and a data set made
+only of them gets no force RMSE and no force parity plot, with a note saying why.
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ __all__ = ["Predictions", "predict_molecules", "bootstrap_rmse", "evaluate"]
 
 @dataclass
 class Predictions:
-    """Per-molecule relative energies (kcal/mol) and forces (kcal/mol/A), model and reference."""
+    """Per-molecule relative energies (kcal/mol) and forces (kcal/mol/A), model and reference.
+
+    ``forces`` has an entry only for molecules with reference forces; ``without_forces``
+    counts the others (all zero, as at QM minima, or missing).
+    """
 
     name: str
     energy: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     forces: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    without_forces: int = 0
 
 
 def _energies_forces(source: ParameterSource, d: MoleculeData) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +64,10 @@ def predict_molecules(source: ParameterSource, data: Sequence[MoleculeData], nam
         out.energy.append(((e - e.mean()) * KJ_TO_KCAL, (ref - ref.mean()) * KJ_TO_KCAL))
         known = ~np.isnan(d.forces)
         scale = KJ_TO_KCAL / NM_TO_ANGSTROM
-        out.forces.append((f[known] * scale, d.forces[known] * scale))
+        if np.any(d.forces[known]):
+            out.forces.append((f[known] * scale, d.forces[known] * scale))
+        else:  # all zero (QM minima) or missing: a parity plot against zero says nothing
+            out.without_forces += 1
         out.datasets.append(d.dataset)
     return out
 
@@ -73,29 +85,52 @@ def bootstrap_rmse(pairs: Sequence[tuple[np.ndarray, np.ndarray]], n_boot: int =
     return float(np.sqrt(sse.sum() / n.sum())), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
-def _parity_plot(results: list[Predictions], attr: str, unit: str, path: Path) -> None:
+def _parity_figure(results: list[Predictions], attr: str, unit: str):
+    """One parity panel per source; every panel has the same limits on both axes (square)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    values = [v for res in results for pair in getattr(res, attr) for v in pair if v.size]
+    lo, hi = (float(min(v.min() for v in values)), float(max(v.max() for v in values))) if values else (0.0, 1.0)
+    pad = 0.03 * (hi - lo) or 1.0
+    lo, hi = lo - pad, hi + pad
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4), squeeze=False)
     for ax, res in zip(axes[0], results):
         pairs = getattr(res, attr)
-        if not pairs:
-            continue
-        pred = np.concatenate([p for p, _ in pairs])
-        ref = np.concatenate([r for _, r in pairs])
-        ax.scatter(ref, pred, s=4, alpha=0.4)
-        lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+        if pairs:
+            ax.scatter(np.concatenate([r for _, r in pairs]), np.concatenate([p for p, _ in pairs]), s=4, alpha=0.4)
+            ax.set_title(f"{res.name}: RMSE {bootstrap_rmse(pairs)[0]:.2f} {unit}")
+        else:
+            ax.set_title(f"{res.name}: no data")
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        rmse, _, _ = bootstrap_rmse(pairs)
-        ax.set_title(f"{res.name}: RMSE {rmse:.2f} {unit}")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal")
         ax.set_xlabel(f"QM ({unit})")
         ax.set_ylabel(f"MM ({unit})")
     fig.tight_layout()
+    return fig
+
+
+def _parity_plot(results: list[Predictions], attr: str, unit: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = _parity_figure(results, attr, unit)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _force_note(res: Predictions) -> str:
+    """Why a force RMSE is missing or covers fewer molecules than the energy RMSE ('' if neither)."""
+    n, without = len(res.energy), res.without_forces
+    if without and without == n:
+        return "no force RMSE: every reference force is zero (QM minima) or missing"
+    if without:
+        return (f"force RMSE over {n - without} of {n} molecules: the others' reference forces are "
+                "zero (QM minima) or missing")
+    return ""
 
 
 def evaluate(sources: dict[str, ParameterSource], data_paths: Sequence[str | os.PathLike], *,
@@ -117,16 +152,17 @@ def evaluate(sources: dict[str, ParameterSource], data_paths: Sequence[str | os.
         results = [predict_molecules(source, data, name) for name, source in sources.items()]
         for res in results:
             energy = bootstrap_rmse(res.energy)
-            forces = bootstrap_rmse(res.forces)
+            forces = bootstrap_rmse(res.forces) if res.forces else (None, None, None)
             rows.append({"dataset": dataset, "model": res.name, "molecules": len(res.energy),
                          "conformations": int(sum(p.size for p, _ in res.energy)),
                          "energy_rmse": energy[0], "energy_lo": energy[1], "energy_hi": energy[2],
                          "force_rmse": forces[0], "force_lo": forces[1], "force_hi": forces[2],
-                         "failed": len(res.failed)})
+                         "failed": len(res.failed), "note": _force_note(res)})
             if res.failed:
                 atomic_write_text(out / f"failed-{dataset}-{res.name}.txt", "\n".join(res.failed) + "\n")
         _parity_plot(results, "energy", "kcal/mol", out / f"parity-energy-{dataset}.png")
-        _parity_plot(results, "forces", "kcal/mol/A", out / f"parity-forces-{dataset}.png")
+        if any(res.forces for res in results):
+            _parity_plot(results, "forces", "kcal/mol/A", out / f"parity-forces-{dataset}.png")
     atomic_write_csv(out / "results.csv", rows, fieldnames=list(rows[0]) if rows else ["dataset"])
     atomic_write_text(out / "results.json", json.dumps(rows, indent=2))
     return rows
@@ -136,8 +172,13 @@ def format_table(rows: list[dict]) -> str:
     """Plain-text table of :func:`evaluate` rows."""
     lines = [f"{'dataset':24s} {'model':16s} {'mols':>5s} {'confs':>6s}  {'energy RMSE kcal/mol':>26s}  "
              f"{'force RMSE kcal/mol/A':>26s}"]
+    notes: dict[tuple[str, str], list[str]] = {}  # (dataset, note) -> models
     for r in rows:
+        forces = (f"{r['force_rmse']:8.3f} [{r['force_lo']:6.3f}, {r['force_hi']:6.3f}]"
+                  if r["force_rmse"] is not None else f"{'-':>8s}")
         lines.append(f"{r['dataset']:24s} {r['model']:16s} {r['molecules']:5d} {r['conformations']:6d}  "
-                     f"{r['energy_rmse']:8.3f} [{r['energy_lo']:6.3f}, {r['energy_hi']:6.3f}]  "
-                     f"{r['force_rmse']:8.3f} [{r['force_lo']:6.3f}, {r['force_hi']:6.3f}]")
-    return "\n".join(lines)
+                     f"{r['energy_rmse']:8.3f} [{r['energy_lo']:6.3f}, {r['energy_hi']:6.3f}]  {forces}")
+        if r.get("note"):
+            notes.setdefault((r["dataset"], r["note"]), []).append(r["model"])
+    return "\n".join(lines + [f"note: {dataset} ({', '.join(models)}): {note}"
+                              for (dataset, note), models in notes.items()])
