@@ -17,7 +17,7 @@ import torch
 from rdkit import Chem
 
 from gnnff._version import __version__
-from gnnff.errors import GnnffError, ModelError, first_line
+from gnnff.errors import GnnffError, ModelError, ParametrizationError, first_line
 from gnnff.export import atomic_write
 from gnnff.features import atom_features
 from gnnff.ions import library_charges
@@ -33,7 +33,7 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: NetworkConfig, *,
-                    elements: list[int], training: dict[str, Any] | None = None,
+                    elements: list[int], ions_only: Sequence[int] = (), training: dict[str, Any] | None = None,
                     extra: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint atomically (temp file + rename)."""
     path = Path(path)
@@ -44,7 +44,7 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: N
         "torch_version": str(torch.__version__),
         "network": config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
-        "domain": {"elements": sorted(int(z) for z in elements)},
+        "domain": {"elements": sorted(int(z) for z in elements), "ions_only": sorted(int(z) for z in ions_only)},
         "training": training or {},
         **(extra or {}),
     }
@@ -122,6 +122,7 @@ class GNNSource:
         payload = load_checkpoint(self.path)
         self.network, self.config = network_from_checkpoint(payload, str(self.path))
         self.elements = _domain(payload, str(self.path))
+        self.ions_only = frozenset(int(z) for z in payload["domain"].get("ions_only", []))
         self.training = payload.get("training", {})
         self.name = self.path.stem
 
@@ -130,9 +131,21 @@ class GNNSource:
 
     def parameters(self, mol: Chem.Mol, topology: Topology) -> ForceFieldParameters:
         label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
-        check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'")
+        self._check(mol, label)
         with torch.no_grad():
             return self._library(mol, self.network(_graph([mol], [topology], self.config.features)))
+
+    def _check(self, mol: Chem.Mol, label: str) -> None:
+        """Elements inside the domain; elements covered only as monatomic ions stand alone."""
+        check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'")
+        if not self.ions_only:
+            return
+        for atom in mol.GetAtoms():
+            if atom.GetAtomicNum() in self.ions_only and atom.GetDegree() > 0:
+                raise ParametrizationError(
+                    f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()}) is bonded; model '{self.name}' covers "
+                    f"{atom.GetSymbol()} only as a monatomic ion ({atom.GetSymbol()}+ or -); write it as a "
+                    "separate ion, or use --model sage")
 
     def _library(self, mol: Chem.Mol, parameters: ForceFieldParameters) -> ForceFieldParameters:
         """Library charges for inorganic ions (:mod:`gnnff.ions`), for separate-nonbonded models."""
@@ -158,7 +171,7 @@ class GNNSource:
         todo = []
         for i, (mol, label) in enumerate(zip(mols, labels)):
             try:
-                check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'")
+                self._check(mol, label)
                 todo.append(i)
             except GnnffError as err:
                 out[i] = err

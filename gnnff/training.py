@@ -237,14 +237,15 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     network = build_network(config.network)
     elements = _elements(parts["train"])
     trainable = list(network.parameters())
-    stage_one = None
+    stage_one, ions_only = None, []
     if config.network.separate_nonbonded:
         held = {d.key for name in ("validation", "test") for d, _ in parts[name]}
         stage_one = train_nonbonded(network.nonbonded, config.nonbonded, features=config.network.features,
                                     exclude=held, output=out, seed=config.optim.seed)
         network.nonbonded.requires_grad_(False)
         trainable = network.valence_parameters()
-        elements = sorted(set(elements) | label_elements(config.nonbonded.labels))
+        ions_only = sorted(label_elements(config.nonbonded.labels) - set(elements))
+        elements = sorted(set(elements) | set(ions_only))
     optimizer = torch.optim.Adam(trainable, lr=config.optim.learning_rate,
                                  weight_decay=config.optim.weight_decay)
     state = {"epoch": 0, "best": math.inf, "bad_epochs": 0}
@@ -273,11 +274,13 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             summary["nonbonded"] = {"best": stage_one["best"], "molecules": stage_one["molecules"]}
         if val_metrics["loss"] < state["best"]:
             state.update(best=val_metrics["loss"], bad_epochs=0)
-            save_checkpoint(out / "model.pt", network, config.network, elements=elements, training=summary)
+            save_checkpoint(out / "model.pt", network, config.network, elements=elements, ions_only=ions_only,
+                            training=summary)
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        save_checkpoint(out / "last.pt", network, config.network, elements=elements, training=summary,
+        save_checkpoint(out / "last.pt", network, config.network, elements=elements, ions_only=ions_only,
+                        training=summary,
                         extra={"optimizer": optimizer.state_dict(), "loop": dict(state)})
         tqdm.write(f"epoch {epoch}: train loss {train_metrics['loss']:.4f}  validation energy RMSE "
                    f"{val_metrics['energy_rmse']:.3f} kcal/mol  force RMSE {val_metrics['force_rmse']:.3f} "

@@ -153,8 +153,19 @@ def test_sparse_torsions_are_exact_zeros_and_survive_export():
 def _v1_checkpoint(tmp_path, elements=(1, 6, 7, 8, 11, 15, 16, 17)):
     network = _random_network(V1)
     path = tmp_path / "v1.pt"
-    save_checkpoint(path, network, V1, elements=list(elements))
+    save_checkpoint(path, network, V1, elements=list(elements), ions_only=[11])
     return path
+
+
+def test_an_element_covered_only_as_an_ion_is_refused_when_bonded(tmp_path):
+    from gnnff.errors import ParametrizationError
+
+    source = GNNSource(_v1_checkpoint(tmp_path))
+    with pytest.raises(ParametrizationError, match=r"atom 1 \(Na\) is bonded; .* only as a monatomic ion"):
+        gnnff.assign_parameters("C[Na]", model=source)
+    salt = gnnff.assign_parameters("CC(=O)[O-].[Na+]", model=source)
+    sodium = next(a.GetIdx() for a in salt.mol.GetAtoms() if a.GetSymbol() == "Na")
+    assert salt.parameters.nonbonded.charge[sodium] == 1.0
 
 
 def test_library_ions_get_their_table_charges_in_a_salt(tmp_path):
