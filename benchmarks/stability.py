@@ -75,9 +75,14 @@ class Outcome:
     seconds: float
 
 
-def distinct_molecules(path: Path, n: int, *, spread: bool = True) -> list[Chem.Mol]:
+_LINEAR = Chem.MolFromSmarts("[$([CX2]#*),$([CX2](=*)=*),$([NX2](=*)=*),$([NX2]#*)]")
+
+
+def distinct_molecules(path: Path, n: int, *, spread: bool = True, linear: int = 0) -> list[Chem.Mol]:
     """``n`` distinct molecules (``SMILES QCArchive``) of the SDF, each with its first conformer:
-    evenly spaced over all of them (``spread``, reads the whole file) or the first ``n``."""
+    evenly spaced over all of them (``spread``, reads the whole file) or the first ``n``;
+    ``linear`` of them replaced by molecules with an sp centre (alkyne, nitrile, allene,
+    azide), evenly spaced over those."""
     seen, mols = set(), []
     for record in gnnff.read_records(path):
         if record.mol is None:
@@ -86,11 +91,15 @@ def distinct_molecules(path: Path, n: int, *, spread: bool = True) -> list[Chem.
         if key not in seen:
             seen.add(key)
             mols.append(record.mol)
-            if len(mols) == n and not spread:
+            if len(mols) == n and not spread and not linear:
                 break
-    if spread and len(mols) > n:
-        mols = [mols[i] for i in np.linspace(0, len(mols) - 1, n).round().astype(int)]
-    return mols
+    with_sp = [m for m in mols if m.HasSubstructMatch(_LINEAR)]
+    others = [m for m in mols if not m.HasSubstructMatch(_LINEAR)] if linear else mols
+    picked_sp = [with_sp[i] for i in np.linspace(0, len(with_sp) - 1, min(linear, len(with_sp))).round().astype(int)]
+    n_rest = n - len(picked_sp)
+    if spread and len(others) > n_rest:
+        others = [others[i] for i in np.linspace(0, len(others) - 1, n_rest).round().astype(int)]
+    return others[:n_rest] + picked_sp
 
 
 class Checker:
@@ -146,12 +155,12 @@ class Checker:
 _SOURCE = None
 
 
-def _init_worker() -> None:
+def _init_worker(model: str | None) -> None:
     import torch
 
     global _SOURCE
     torch.set_num_threads(1)
-    _SOURCE = gnnff.get_model()
+    _SOURCE = gnnff.get_model(model)
 
 
 def _context(system: openmm.System, integrator, platform: str) -> openmm.Context:
@@ -248,18 +257,23 @@ def main() -> None:
     parser.add_argument("--platform", default="Reference", help="OpenMM platform (Reference or CPU, 1 thread)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--model", help="gnnff model name or .pt (default: the default model)")
+    parser.add_argument("--linear", type=int, default=0,
+                        help="of the N molecules, this many with an sp centre (alkyne, nitrile, allene, azide)")
     parser.add_argument("-o", "--output", default="stability.csv")
     args = parser.parse_args()
     settings = Settings(ns=args.ns, timestep_fs=args.timestep_fs, constraints=args.constraints, nve_ps=args.nve_ps,
                         check_ps=args.check_ps, max_stretch=args.max_stretch, platform=args.platform, seed=args.seed)
-    mols = distinct_molecules(Path(args.data), args.molecules, spread=not args.first)
+    mols = distinct_molecules(Path(args.data), args.molecules, spread=not args.first, linear=args.linear)
     charges = sorted({Chem.GetFormalCharge(m) for m in mols})
     print(f"{len(mols)} molecules ({min(m.GetNumAtoms() for m in mols)}-{max(m.GetNumAtoms() for m in mols)} atoms, "
-          f"{sum(Chem.GetFormalCharge(m) != 0 for m in mols)} charged, net charges {charges}); {settings}; "
-          f"{args.workers} workers")
+          f"{sum(Chem.GetFormalCharge(m) != 0 for m in mols)} charged, net charges {charges}, "
+          f"{sum(m.HasSubstructMatch(_LINEAR) for m in mols)} with an sp centre); model "
+          f"{args.model or gnnff.models.DEFAULT_MODEL}; {settings}; {args.workers} workers")
     start = time.perf_counter()
     items = [(i, m, settings) for i, m in enumerate(mols)]
-    with multiprocessing.get_context("fork").Pool(args.workers, initializer=_init_worker) as pool:
+    with multiprocessing.get_context("fork").Pool(args.workers, initializer=_init_worker,
+                                                  initargs=(args.model,)) as pool:
         outcomes = sorted(tqdm(pool.imap_unordered(simulate, items), total=len(items), unit="mol"),
                           key=lambda o: o.index)
     wall = time.perf_counter() - start
@@ -289,6 +303,11 @@ def main() -> None:
         print("largest |drift| per DOF (kJ/mol/ns):")
         for o in sorted(ok, key=lambda o: -abs(o.nve_drift_per_dof))[:5]:
             print(f"    #{o.index} {o.nve_drift_per_dof:+.3g}  {o.smiles}")
+        sp = [abs(o.nve_drift_per_dof) for o, m in zip(outcomes, mols)
+              if o.status == "ok" and m.HasSubstructMatch(_LINEAR) and np.isfinite(o.nve_drift_per_dof)]
+        if sp:
+            print(f"molecules with an sp centre ({len(sp)}): |drift| per DOF median {statistics.median(sp):.3g}, "
+                  f"max {max(sp):.3g} kJ/mol/ns")
 
 
 if __name__ == "__main__":
