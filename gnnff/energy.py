@@ -164,7 +164,7 @@ def compute_energy(topology: Topology, parameters: ForceFieldParameters,
     parameters
         Parameters matching ``topology`` row for row, same dtype as ``positions``.
     positions
-        ``(n_conformations, n_atoms, 3)`` or ``(n_atoms, 3)``, nm.
+        ``(n_conformations, n_atoms, 3)`` or ``(n_atoms, 3)``, nm (tensor or numpy array).
     pairs
         Precomputed :func:`nonbonded_pairs` of ``topology`` (all chunks joined), to
         skip their enumeration in repeated calls.
@@ -174,6 +174,7 @@ def compute_energy(topology: Topology, parameters: ForceFieldParameters,
     dict
         Term name -> energy in kJ/mol, shape ``(n_conformations, n_molecules)``.
     """
+    positions = torch.as_tensor(positions)  # numpy arrays (e.g. gnnff.molecule.positions_nm) welcome
     x = positions if positions.dim() == 3 else positions[None]
     if x.shape[1] != topology.n_atoms:
         raise ValueError(f"positions have {x.shape[1]} atoms, the topology has {topology.n_atoms}")

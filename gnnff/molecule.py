@@ -296,7 +296,7 @@ def load_molecule(molecule: Any, *, name: str | None = None) -> Chem.Mol:
             if len(records) != 1:
                 raise InputError(
                     f"{path}: holds {len(records)} molecules; gnnff.parametrize takes one "
-                    "(use the CLI or gnnff.parametrize_file for several)"
+                    "(for several: gnnff parametrize FILE -o FOLDER, or gnnff.assign_parameters_many)"
                 )
             if records[0].error is not None:
                 raise records[0].error
