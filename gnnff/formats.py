@@ -20,7 +20,7 @@ from gnnff.errors import InputError
 if TYPE_CHECKING:
     from gnnff.api import Parametrized
 
-__all__ = ["FORMATS", "format_from_path", "output_files", "write_parametrized"]
+__all__ = ["FORMATS", "format_from_path", "output_files", "resolve_output", "write_parametrized"]
 
 #: Format name -> suffixes of the files it writes (the first is the main file).
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -40,12 +40,58 @@ def format_from_path(path: str | os.PathLike) -> str | None:
     return None
 
 
-def output_files(path: str | os.PathLike, fmt: str) -> list[Path]:
-    """The files ``write_parametrized(result, path, fmt)`` creates: ``path`` itself,
-    then companions with the format's other suffixes (``x.prmtop`` -> ``x.inpcrd``)."""
-    if fmt not in FORMATS:
+#: How messages list the suffixes an output may have.
+_KNOWN_SUFFIXES = ", ".join(
+    suffixes[0] + "".join(f" (+ {s})" for s in suffixes[1:]) for suffixes in FORMATS.values())
+
+
+def resolve_output(path: str | os.PathLike, fmt: str | None = None) -> tuple[Path, str]:
+    """The main file to write for output name ``path`` and its format.
+
+    The suffix names the format (``.xml``, ``.ffxml``, ``.prmtop``, ``.top``); a name
+    without a suffix gets the one of ``fmt`` (default ``xml``): ``-o lig --format amber``
+    is ``lig.prmtop`` (+ ``lig.inpcrd``).
+
+    Raises
+    ------
+    InputError
+        ``fmt`` is unknown; the suffix is no format's (``out.pdb``, listing the known
+        ones), is a companion file's (``.inpcrd``, ``.gro``), or contradicts ``fmt``.
+    """
+    if fmt is not None and fmt not in FORMATS:
         raise InputError(f"unknown output format '{fmt}'; known formats: {', '.join(FORMATS)}")
     path = Path(path)
+    suffix = path.suffix.lower()
+    if not suffix:
+        fmt = fmt or "xml"
+        return path.with_name(path.name + FORMATS[fmt][0]), fmt
+    named = next((name for name, suffixes in FORMATS.items() if suffix == suffixes[0]), None)
+    if named is None:
+        owner = next((name for name, suffixes in FORMATS.items() if suffix in suffixes[1:]), None)
+        if owner is not None:
+            raise InputError(f"{path}: name the main {owner} file ({path.with_suffix(FORMATS[owner][0]).name}); "
+                             f"its {suffix} file is written beside it")
+        raise InputError(f"{path}: unknown output suffix '{path.suffix}'; known: {_KNOWN_SUFFIXES}; "
+                         "rename the output (a folder: end it with /)")
+    if fmt is not None and fmt != named:
+        raise InputError(f"{path}: a {suffix} file is format {named}, not {fmt}; name the output "
+                         f"{path.with_suffix(FORMATS[fmt][0]).name} or choose format {named}")
+    return path, named
+
+
+def output_files(path: str | os.PathLike, fmt: str) -> list[Path]:
+    """The files ``write_parametrized(result, path, fmt)`` creates: the main file
+    (:func:`resolve_output`: ``x`` -> ``x.prmtop``), then companions with the format's
+    other suffixes (``x.prmtop`` -> ``x.inpcrd``).
+
+    Raises
+    ------
+    InputError
+        As :func:`resolve_output` (unknown format, wrong suffix).
+    """
+    if fmt not in FORMATS:
+        raise InputError(f"unknown output format '{fmt}'; known formats: {', '.join(FORMATS)}")
+    path, fmt = resolve_output(path, fmt)
     return [path] + [path.with_suffix(suffix) for suffix in FORMATS[fmt][1:]]
 
 
@@ -57,14 +103,20 @@ def write_parametrized(result: Parametrized, path: str | os.PathLike, fmt: str =
     result
         From :func:`gnnff.assign_parameters`.
     path
-        Main output file; its companion (``.inpcrd`` / ``.gro``) goes beside it.
+        Main output file, with the format's suffix or none (then added); its
+        companion (``.inpcrd`` / ``.gro``) goes beside it.
     fmt
         One of :data:`FORMATS`.
 
     Returns
     -------
     list of Path
-        The files written.
+        The files written (main file first).
+
+    Raises
+    ------
+    InputError
+        ``path`` has another format's suffix or an unknown one (see :func:`resolve_output`).
     """
     from gnnff.export import atomic_write_text, write_xml
 
@@ -102,7 +154,8 @@ def _write_parmed(result: Parametrized, files: list[Path], fmt: str) -> None:
     def write_main(tmp: str) -> None:
         structure.save(tmp, format=main_format, overwrite=True)
         if fmt == "gromacs":
-            text = Path(tmp).read_text()
+            # ParmEd's header names the file it wrote: the temporary one, not the output
+            text = Path(tmp).read_text().replace(f"File {tmp} ", f"File {os.path.abspath(files[0])} ", 1)
             Path(tmp).write_text(_precise_bonds(text, result))
 
     # The coordinates first, the main file last: an existing main file (what a resumed
