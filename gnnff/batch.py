@@ -8,15 +8,23 @@ trained model), in this process or in worker processes, and yields the rows as
 chunks finish; :func:`write_report` writes them as CSV and JSON.
 
 Outputs are written atomically by the ``write`` callable, so an output that exists
-is complete: a second run skips it (resume) unless told to overwrite.
+is complete. Each output gets a provenance record beside it, ``.NAME.gnnff.json``
+(:func:`provenance_path`), written after the output: the molecule it was made from
+(SMILES and a SHA-256 of the atoms in input order and their coordinates), the model's
+fingerprint, the format and the gnnff version. A second run skips an output (resume)
+only when its record shows the same molecule and :class:`Work`; an output made from
+other work, or without a record, fails its row (``--overwrite`` replaces it), so a
+rerun never passes off an old file as the answer to a new question.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -24,13 +32,16 @@ from typing import Any
 
 from rdkit import Chem
 
+from gnnff._version import __version__
 from gnnff.api import Parametrized, assign_parameters_many
 from gnnff.errors import GnnffError
 from gnnff.export import atomic_write_text
+from gnnff.formats import output_files
 from gnnff.models import ParameterSource
 from gnnff.molecule import Record, net_charge
 
-__all__ = ["REPORT_COLUMNS", "Job", "Row", "one_line", "plan", "report_text", "run", "write_report"]
+__all__ = ["REPORT_COLUMNS", "Job", "Row", "Work", "molecule_identity", "one_line", "plan", "provenance_path",
+           "report_text", "run", "write_report"]
 
 #: Writes one parametrized molecule to a path (atomically); must be picklable for workers.
 Writer = Callable[[Parametrized, Path], Any]
@@ -74,13 +85,63 @@ REPORT_COLUMNS = tuple(f.name for f in fields(Row))
 
 @dataclass(frozen=True)
 class Job:
-    """One record to parametrize: its molecule as RDKit binary (properties kept)."""
+    """One record to parametrize: its molecule as RDKit binary (properties kept), and
+    its identity (:func:`molecule_identity`) for the provenance record."""
 
     record: int
     label: str
     name: str
     mol: bytes
     output: str
+    smiles: str
+    identity: str
+
+
+@dataclass(frozen=True)
+class Work:
+    """How the outputs of a run are made, besides their molecules: what a rerun compares
+    with an output's provenance record before it skips that output.
+
+    Attributes
+    ----------
+    format
+        Output format, a key of :data:`gnnff.formats.FORMATS`.
+    model
+        Name of the parameter source (for messages).
+    model_fingerprint
+        :func:`gnnff.openmm.model_fingerprint` of the source: the checkpoint's SHA-256
+        for a trained model, else its name and options.
+    version
+        gnnff version.
+    """
+
+    format: str
+    model: str
+    model_fingerprint: str
+    version: str = __version__
+
+
+def provenance_path(output: str | os.PathLike) -> Path:
+    """The provenance record of ``output``: ``.NAME.gnnff.json`` beside it (hidden)."""
+    output = Path(output)
+    return output.with_name(f".{output.name}.gnnff.json")
+
+
+def molecule_identity(mol: Chem.Mol) -> tuple[str, str]:
+    """Canonical SMILES of ``mol`` (for messages) and the SHA-256 of everything its
+    outputs depend on: the atom-mapped SMILES (elements, charges, bonds, stereo and
+    hydrogens, atoms in input order) and the coordinates of every conformer."""
+    mapped = Chem.Mol(mol)
+    for atom in mapped.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    digest = hashlib.sha256(Chem.MolToSmiles(mapped, isomericSmiles=True).encode())
+    for conformer in mol.GetConformers():
+        digest.update(conformer.GetPositions().astype("<f8").tobytes())
+    try:
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
+    except Exception:  # noqa: BLE001 - the SMILES is only shown in messages
+        smiles = Chem.MolToSmiles(mol)
+    return smiles, digest.hexdigest()
 
 
 def one_line(message: str) -> str:
@@ -96,9 +157,46 @@ def _name(record: Record) -> str:
     return record.label[start + 3:-2] if start >= 0 and record.label.endswith("')") else ""
 
 
-def plan(records: Iterable[Record], paths: Iterable[Path], *,
-         overwrite: bool) -> Iterator[Job | Row]:
-    """A :class:`Job` for each record to do, or its final :class:`Row` (unreadable, or skipped)."""
+def _short(smiles: object, limit: int = 60) -> str:
+    text = str(smiles)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _other_work(path: Path, label: str, smiles: str, identity: str, work: Work) -> str | None:
+    """Why the existing output ``path`` is not this record's under ``work``; None when it is."""
+    sidecar = provenance_path(path)
+    fix = "--overwrite replaces it, or choose another output (-o)"
+    try:
+        old = json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return (f"{label}: {path} exists but has no provenance record {sidecar.name} (made by an older gnnff, "
+                f"another program, or a run that stopped while writing it), so it may hold another molecule "
+                f"or model; {fix}")
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        return f"{label}: {path} exists but its provenance record {sidecar.name} is unreadable; {fix}"
+    differences = []
+    if old.get("molecule_sha256") != identity:
+        differences.append(f"molecule {_short(old.get('smiles'))}, not {_short(smiles)}"
+                           if old.get("smiles") != smiles else "the same molecule in other coordinates or atom order")
+    if old.get("model_fingerprint") != work.model_fingerprint:
+        differences.append(f"model '{old.get('model')}', not '{work.model}'" if old.get("model") != work.model
+                           else f"model '{work.model}' with other weights or options")
+    if old.get("format") != work.format:
+        differences.append(f"format {old.get('format')}, not {work.format}")
+    if old.get("gnnff_version") != work.version:
+        differences.append(f"gnnff {old.get('gnnff_version')}, not {work.version}")
+    if not differences:
+        return None
+    return f"{label}: {path} exists but was made from other work ({'; '.join(differences)}); {fix}"
+
+
+def plan(records: Iterable[Record], paths: Iterable[Path], *, overwrite: bool,
+         work: Work) -> Iterator[Job | Row]:
+    """A :class:`Job` for each record to do, or its final :class:`Row`: unreadable, output
+    in the way (a folder, or a file made from other work or of unknown origin), or
+    skipped (its outputs exist, made from the same molecule and ``work``)."""
     for record, path in zip(records, paths):
         if record.error is not None:
             yield Row(record.index, _name(record), "failed", str(path), None, None, one_line(str(record.error)))
@@ -108,15 +206,23 @@ def plan(records: Iterable[Record], paths: Iterable[Path], *,
             yield Row(record.index, _name(record), "failed", str(path), atoms, charge,
                       one_line(f"{record.label}: cannot write {path}: it is a folder; "
                                "remove it or choose another output (-o)"))
-        elif path.is_file() and not overwrite:
-            yield Row(record.index, _name(record), "skipped", str(path), atoms, charge,
-                      "output exists (from an earlier run); --overwrite redoes it")
-        else:
-            yield Job(record.index, record.label, _name(record),
-                      record.mol.ToBinary(Chem.PropertyPickleOptions.AllProps), str(path))
+            continue
+        smiles, identity = molecule_identity(record.mol)
+        if path.is_file() and not overwrite:
+            conflict = _other_work(path, record.label, smiles, identity, work)
+            if conflict is not None:
+                yield Row(record.index, _name(record), "failed", str(path), atoms, charge, one_line(conflict))
+                continue
+            if all(f.is_file() for f in output_files(path, work.format)):
+                yield Row(record.index, _name(record), "skipped", str(path), atoms, charge,
+                          "output exists, made from the same molecule, model, format and gnnff version; "
+                          "--overwrite redoes it")
+                continue
+        yield Job(record.index, record.label, _name(record),
+                  record.mol.ToBinary(Chem.PropertyPickleOptions.AllProps), str(path), smiles, identity)
 
 
-def _do(jobs: Sequence[Job], model: Any, write: Writer, batch_atoms: int) -> list[Row]:
+def _do(jobs: Sequence[Job], model: Any, write: Writer, work: Work, batch_atoms: int) -> list[Row]:
     """Parametrize and write a chunk of jobs; every job gives one row."""
     mols = [Chem.Mol(job.mol) for job in jobs]
     try:
@@ -124,20 +230,42 @@ def _do(jobs: Sequence[Job], model: Any, write: Writer, batch_atoms: int) -> lis
                                          batch_atoms=batch_atoms)
     except Exception as err:  # noqa: BLE001 - one bad molecule must cost one record, not the batch
         if len(jobs) > 1:
-            return [row for job in jobs for row in _do([job], model, write, batch_atoms)]
+            return [row for job in jobs for row in _do([job], model, write, work, batch_atoms)]
         results = [err if isinstance(err, GnnffError) else GnnffError(
             f"{jobs[0].label}: internal error ({type(err).__name__}: {err}); "
             "please report it with this molecule as a gnnff bug")]
-    return [_finish(job, mol, result, write) for job, mol, result in zip(jobs, mols, results)]
+    return [_finish(job, mol, result, write, work) for job, mol, result in zip(jobs, mols, results)]
 
 
-def _finish(job: Job, mol: Chem.Mol, result: Parametrized | GnnffError, write: Writer) -> Row:
+def _provenance(job: Job, work: Work, files: Sequence[Path]) -> str:
+    """The provenance record of ``job``'s output, as JSON text."""
+    document = {"gnnff_version": work.version, "format": work.format, "files": [f.name for f in files],
+                "model": work.model, "model_fingerprint": work.model_fingerprint, "input": job.label,
+                "smiles": job.smiles, "molecule_sha256": job.identity}
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+
+
+def _write_with_provenance(result: Parametrized, job: Job, write: Writer, work: Work) -> None:
+    """Write the output, then its provenance record; on failure leave neither (raises)."""
+    path, sidecar = Path(job.output), provenance_path(job.output)
+    files = output_files(path, work.format)
+    sidecar.unlink(missing_ok=True)  # until the new output is complete, no record may vouch for the old one
+    write(result, path)
+    try:
+        atomic_write_text(sidecar, _provenance(job, work, files))
+    except BaseException:
+        for file in files:
+            file.unlink(missing_ok=True)
+        raise
+
+
+def _finish(job: Job, mol: Chem.Mol, result: Parametrized | GnnffError, write: Writer, work: Work) -> Row:
     atoms, charge = mol.GetNumAtoms(), net_charge(mol)
     if isinstance(result, GnnffError):
         return Row(job.record, job.name, "failed", job.output, atoms, charge, one_line(str(result)))
     path = Path(job.output)
     try:
-        write(result, path)
+        _write_with_provenance(result, job, write, work)
     except GnnffError as err:
         return Row(job.record, job.name, "failed", job.output, atoms, charge, one_line(str(err)))
     except OSError as err:
@@ -162,7 +290,8 @@ def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(model: str | None, options: dict[str, Any], write: Writer, batch_atoms: int) -> None:
+def _init_worker(model: str | None, options: dict[str, Any], write: Writer, work: Work,
+                 batch_atoms: int) -> None:
     import signal
 
     import torch
@@ -171,15 +300,15 @@ def _init_worker(model: str | None, options: dict[str, Any], write: Writer, batc
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool and reports
     torch.set_num_threads(1)  # the processes share the cores
-    _WORKER.update(source=get_model(model, **options), write=write, batch_atoms=batch_atoms)
+    _WORKER.update(source=get_model(model, **options), write=write, work=work, batch_atoms=batch_atoms)
 
 
 def _work(jobs: list[Job]) -> list[Row]:
-    return _do(jobs, _WORKER["source"], _WORKER["write"], _WORKER["batch_atoms"])
+    return _do(jobs, _WORKER["source"], _WORKER["write"], _WORKER["work"], _WORKER["batch_atoms"])
 
 
 def run(jobs: Iterable[Job], *, model: str | ParameterSource | None, model_options: dict[str, Any],
-        write: Writer, workers: int = 1, batch_atoms: int | None = None,
+        write: Writer, work: Work, workers: int = 1, batch_atoms: int | None = None,
         chunk: int = CHUNK) -> Iterator[list[Row]]:
     """Parametrize ``jobs`` and write their outputs; yield the rows of each finished chunk.
 
@@ -190,6 +319,9 @@ def run(jobs: Iterable[Job], *, model: str | ParameterSource | None, model_optio
         name or path (each worker loads it), with one also a ParameterSource.
     write
         ``write(result, path)``: writes one output atomically.
+    work
+        Format, model fingerprint and version, recorded in each output's provenance
+        record (written after the output).
     workers
         Processes; 1 works in this process. Workers use one thread each.
     batch_atoms
@@ -203,14 +335,14 @@ def run(jobs: Iterable[Job], *, model: str | ParameterSource | None, model_optio
     if workers <= 1:
         source = model if isinstance(model, ParameterSource) else get_model(model, **model_options)
         for part in chunks:
-            yield _do(part, source, write, batch_atoms)
+            yield _do(part, source, write, work, batch_atoms)
         return
     if model is not None and not isinstance(model, str):
         raise ValueError("worker processes need the model as a name or path, not an object")
     get_model(model, **model_options)  # a bad model fails here, once, not in every worker
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_init_worker,
-                      initargs=(model, model_options, write, batch_atoms)) as pool:
+                      initargs=(model, model_options, write, work, batch_atoms)) as pool:
         yield from pool.imap(_work, chunks)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -37,15 +39,18 @@ def _parser() -> argparse.ArgumentParser:
         "parametrize", help="write an OpenMM System XML for each molecule of the input",
         description="Parametrize molecules and write one OpenMM System XML per molecule. Several "
                     "molecules go to a folder with report.csv and report.json (one row per record: ok, "
-                    "failed or skipped); a rerun skips outputs that exist (resume) unless --overwrite. "
+                    "failed or skipped). Each output gets a provenance record beside it (.NAME.gnnff.json: "
+                    "molecule, model, format, gnnff version); a rerun skips outputs made from the same "
+                    "ones (resume) and refuses to replace others unless --overwrite. "
                     "A salt or other multi-component record is one System, each component keeping its "
                     "own net charge.",
     )
     p.add_argument("input", metavar="INPUT",
                    help="SDF (.sdf, .sdf.gz, .mol), MOL2 or SMILES (.smi) file, or a SMILES string")
     p.add_argument("-o", "--output", metavar="OUTPUT",
-                   help="output .xml file (one molecule), folder or .xml pattern (several: numbered "
-                        "files); default: INPUT's stem (.xml for one molecule, a folder for several)")
+                   help="output file (one molecule; .xml, .ffxml, .prmtop or .top, none: --format's), "
+                        "folder or file pattern (several: numbered files); default: INPUT's stem (a file "
+                        "for one molecule, a folder for several), or for a SMILES string a name made from it")
     p.add_argument("--model", metavar="NAME_OR_PATH", default=None,
                    help="parameter source (default: the package default); `gnnff models` lists them")
     p.add_argument("--charges", metavar="METHOD", default=None,
@@ -54,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="xml: OpenMM System (default); ffxml: ForceField residue template; amber: prmtop + "
                         "inpcrd; gromacs: top + gro (default: from the -o suffix .ffxml/.prmtop/.top, else xml)")
     p.add_argument("--overwrite", action="store_true",
-                   help="redo records whose output file exists (default: skip them, so a rerun resumes)")
+                   help="redo records whose output exists (default: skip those made from the same molecule, "
+                        "model and format, so a rerun resumes, and fail those made from other work)")
     p.add_argument("--workers", default="auto", metavar="N|auto",
                    help="worker processes; auto (default): one per idle core for 500 molecules or more "
                         "(then 1.6x faster on 2 idle cores), else this process alone")
@@ -189,27 +195,55 @@ def _records(source: str) -> tuple[str, int, Iterator]:
         record = Record(1, f"SMILES '{source}'", mol=load_molecule(source, name=source))
     except GnnffError as err:
         record = Record(1, f"SMILES '{source}'", error=err)
-    return "molecule", 1, iter([record])
+    return _slug(source), 1, iter([record])
+
+
+def _slug(smiles: str, limit: int = 48) -> str:
+    """A file name stem for a SMILES string: the SMILES itself when it holds only letters,
+    digits, ``=``, ``+`` and ``-`` (``CCO``); else its runs of those characters joined by
+    ``_`` and 8 hex digits of its SHA-256, so that different SMILES get different names
+    (``[NH3+]CC(=O)[O-]`` -> ``NH3+_CC_=O_O-_..``)."""
+    smiles = smiles.strip()
+    safe = re.sub(r"[^A-Za-z0-9=+-]+", "_", smiles).strip("_-=+")
+    if safe == smiles and len(smiles) <= limit:
+        return smiles
+    digest = hashlib.sha256(smiles.encode()).hexdigest()[:8]
+    return f"{safe[:limit].rstrip('_')}_{digest}" if safe else digest
 
 
 def _output_paths(stem: str, output: str | None, count: int,
-                  suffix: str = ".xml") -> tuple[Iterator[Path], Path | None]:
-    """Output path of record 1, 2, ... and the report's path stem (None for one output file).
+                  fmt: str | None = None) -> tuple[list[Path], Path | None, str]:
+    """Output path of record 1, 2, ..., the report's path stem (None for one output file)
+    and the output format (``fmt``, else the suffix's, else xml).
 
-    One record goes to ``output`` (default ``STEM.xml``). Several records, or an
-    ``output`` that is an existing folder or ends with ``/``, go to a folder
-    (``FOLDER/0001.xml`` ..., report ``FOLDER/report.csv``), or to numbered files from
-    an ``.xml`` pattern (``lig.xml`` -> ``lig-0001.xml`` ..., report ``lig-report.csv``).
+    One record goes to ``output`` (default ``STEM`` + the format's suffix); an output
+    without a suffix gets the format's (``-o lig --format amber``: ``lig.prmtop`` +
+    ``lig.inpcrd``) and an unknown suffix is an InputError
+    (:func:`gnnff.formats.resolve_output`). Several records, or an ``output`` that is
+    an existing folder or ends with ``/``, go to a folder (``FOLDER/0001.xml`` ...,
+    report ``FOLDER/report.csv``; default folder ``STEM``), or to numbered files from
+    a file name (``lig.xml`` -> ``lig-0001.xml`` ..., report ``lig-report.csv``).
     """
-    folder = output is not None and (output.endswith(("/", os.sep)) or Path(output).is_dir())
+    from gnnff.formats import FORMATS, resolve_output
+
     width = max(4, len(str(count)))
-    if count == 1 and not folder:
-        return iter([Path(output) if output else Path(f"{stem}{suffix}")]), None
-    target = Path(output) if output else Path(stem)
-    if not folder and target.suffix.lower() == suffix:
-        paths = (target.with_name(f"{target.stem}-{i:0{width}d}{suffix}") for i in range(1, count + 1))
-        return paths, target.with_name(f"{target.stem}-report")
-    return (target / f"{i:0{width}d}{suffix}" for i in range(1, count + 1)), target / "report"
+    folder = output is not None and (output.endswith(("/", os.sep)) or Path(output).is_dir())
+    if output is None:
+        if count == 1:
+            fmt = fmt or "xml"
+            return [Path(f"{stem}{FORMATS[fmt][0]}")], None, fmt
+        folder, output = True, stem
+    elif count > 1 and not Path(output).suffix:
+        folder = True
+    if folder:
+        fmt = fmt or "xml"
+        target = Path(output)
+        return [target / f"{i:0{width}d}{FORMATS[fmt][0]}" for i in range(1, count + 1)], target / "report", fmt
+    main, fmt = resolve_output(output, fmt)
+    if count == 1:
+        return [main], None, fmt
+    paths = [main.with_name(f"{main.stem}-{i:0{width}d}{main.suffix}") for i in range(1, count + 1)]
+    return paths, main.with_name(f"{main.stem}-report"), fmt
 
 
 def _prepare_output(first: Path, report: Path | None) -> None:
@@ -229,11 +263,12 @@ def _prepare_output(first: Path, report: Path | None) -> None:
                          "choose a writable output (-o)") from None
 
 
-def _write(result, path: Path, fmt: str = "xml") -> None:
-    """Write one parametrized molecule to ``path`` atomically (the one place outputs are written)."""
+def _write(result, path: Path, fmt: str = "xml") -> list[Path]:
+    """Write one parametrized molecule to ``path`` atomically (the one place outputs are
+    written); return the files written."""
     from gnnff.formats import write_parametrized
 
-    write_parametrized(result, path, fmt)
+    return write_parametrized(result, path, fmt)
 
 
 def _parametrize(args: argparse.Namespace) -> int:
@@ -242,17 +277,15 @@ def _parametrize(args: argparse.Namespace) -> int:
         raise InputError("--charges applies to the classical model: add --model sage")
     requested = _requested_workers(args.workers)
     stem, count, records = _records(args.input)  # a bad input file fails before the model loads
-    from gnnff.formats import FORMATS, format_from_path
-
-    fmt = args.format or (format_from_path(args.output) if args.output else None) or "xml"
-    paths, report = _output_paths(stem, args.output, count, suffix=FORMATS[fmt][0])
-    paths = list(paths)
+    paths, report, fmt = _output_paths(stem, args.output, count, args.format)  # so does a bad -o
     from tqdm import tqdm
 
     import gnnff
-    from gnnff.batch import Row, one_line, plan, run  # torch and the network: after the cheap checks
+    from gnnff.batch import Row, Work, one_line, plan, run  # torch and the network: after the cheap checks
+    from gnnff.openmm import model_fingerprint
 
     model = gnnff.get_model(args.model, **options)
+    work = Work(format=fmt, model=model.name, model_fingerprint=model_fingerprint(model))
     _prepare_output(paths[0], report)
     say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=sys.stdout))
     rows: list[Row] = []
@@ -265,14 +298,15 @@ def _parametrize(args: argparse.Namespace) -> int:
             if row.status == "failed":
                 tqdm.write(f"gnnff: error: {one_line(row.error)}", file=sys.stderr)
             elif row.status == "skipped":
-                say(f"skipped {row.output}  record {row.record}: output exists (--overwrite redoes it)")
+                say(f"skipped {row.output}  record {row.record}: output exists, made from the same molecule, "
+                    "model and format (--overwrite redoes it)")
             else:
                 say(f"wrote {row.output}  record {row.record}{f' ({row.name})' if row.name else ''}  "
                     f"{row.atoms} atoms  net charge {row.net_charge:+d}  model {model.name}")
         bar.update(len(new))
 
     def jobs():
-        for item in plan(records, paths, overwrite=args.overwrite):
+        for item in plan(records, paths, overwrite=args.overwrite, work=work):
             if isinstance(item, Row):
                 record([item])
             else:
@@ -284,7 +318,7 @@ def _parametrize(args: argparse.Namespace) -> int:
     try:
         with _one_torch_thread():
             for done in run(jobs(), model=model if workers == 1 else args.model, model_options=options,
-                            write=functools.partial(cli._write, fmt=fmt), workers=workers):
+                            write=functools.partial(cli._write, fmt=fmt), work=work, workers=workers):
                 record(done)
     finally:
         bar.close()

@@ -46,6 +46,11 @@ def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
+def _outputs(*names: str) -> set[str]:
+    """Output files and each one's provenance record (``.NAME.gnnff.json``)."""
+    return {*names, *(f".{name}.gnnff.json" for name in names)}
+
+
 def check(outcome: Outcome, code: int, *patterns: str) -> list[str]:
     """Exit code, one-line errors matching ``patterns`` in order, nothing else on stderr."""
     assert outcome.code == code, (outcome.code, outcome.stderr)
@@ -211,7 +216,7 @@ def test_broken_record_among_good_ones(tmp_path, cli):
     (tmp_path / "mixed.sdf").write_text(_sdf(_ETHANOL, "\n".join(cut.split("\n")[:7]), _molblock("CC=O", name="ald")))
     outcome = cli("mixed.sdf", "-o", "out", "-q")
     check(outcome, 1, r"^gnnff: error: mixed\.sdf record 2 \('cut'\): the record is truncated .*export it again$")
-    assert _files(tmp_path / "out") == {"0001.xml", "0003.xml", "report.csv", "report.json"}
+    assert _files(tmp_path / "out") == _outputs("0001.xml", "0003.xml") | {"report.csv", "report.json"}
     rows = _report(tmp_path / "out")
     assert [(r["record"], r["name"], r["status"]) for r in rows] == [
         ("1", "ethanol", "ok"), ("2", "cut", "failed"), ("3", "ald", "ok")]
@@ -229,7 +234,7 @@ def test_broken_record_in_mol2(tmp_path, cli):
     broken = text.replace("     1     1     2 1", "     1     1    42 1", 1)  # bond to a missing atom
     (tmp_path / "two.mol2").write_text(broken)
     check(cli("two.mol2", "-q"), 1, r"two\.mol2 record 1 \('ethanol'\): RDKit cannot parse the MOL2 record \(check")
-    assert _files(tmp_path / "two") == {"0002.xml", "report.csv", "report.json"}
+    assert _files(tmp_path / "two") == _outputs("0002.xml") | {"report.csv", "report.json"}
 
 
 def test_smiles_syntax_error(tmp_path, cli):
@@ -375,13 +380,13 @@ def test_name_that_is_not_utf8(tmp_path, cli):
 def test_windows_line_endings(tmp_path, cli):
     (tmp_path / "crlf.sdf").write_bytes(_sdf(_ETHANOL, _ETHANOL).replace("\n", "\r\n").encode())
     check(cli("crlf.sdf", "-q"), 0)
-    assert _files(tmp_path / "crlf") == {"0001.xml", "0002.xml", "report.csv", "report.json"}
+    assert _files(tmp_path / "crlf") == _outputs("0001.xml", "0002.xml") | {"report.csv", "report.json"}
 
 
 def test_output_is_an_existing_folder(tmp_path, cli):
     (tmp_path / "results").mkdir()
     check(cli("CCO", "-o", "results", "-q"), 0)  # an existing folder is a folder target, even for one molecule
-    assert _files(tmp_path / "results") == {"0001.xml", "report.csv", "report.json"}
+    assert _files(tmp_path / "results") == _outputs("0001.xml") | {"report.csv", "report.json"}
 
 
 def test_numbered_output_taken_by_a_folder(tmp_path, cli):
@@ -389,7 +394,7 @@ def test_numbered_output_taken_by_a_folder(tmp_path, cli):
     (tmp_path / "out" / "0002.xml").mkdir(parents=True)
     check(cli("in.smi", "-o", "out", "-q"), 1,
           r"in\.smi record 2 \('b'\): cannot write out/0002\.xml: it is a folder; remove it or choose another output")
-    assert _files(tmp_path / "out") == {"0001.xml", "0002.xml", "0003.xml", "report.csv", "report.json"}
+    assert _files(tmp_path / "out") == _outputs("0001.xml", "0003.xml") | {"0002.xml", "report.csv", "report.json"}
     assert (tmp_path / "out" / "0002.xml").is_dir()
 
 

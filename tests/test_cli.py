@@ -52,8 +52,9 @@ def test_mol2_several_records_go_to_a_folder(tmp_path):
     result = run("parametrize", str(DATA / "ethanol_acetate.mol2"), "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = sorted(p.name for p in (tmp_path / "ethanol_acetate").iterdir())
-    assert written == ["0001.xml", "0002.xml", "report.csv", "report.json"]
-    for record, name in zip(read_records(DATA / "ethanol_acetate.mol2"), written[:2]):
+    assert written == [".0001.xml.gnnff.json", ".0002.xml.gnnff.json",  # provenance, for resume
+                       "0001.xml", "0002.xml", "report.csv", "report.json"]
+    for record, name in zip(read_records(DATA / "ethanol_acetate.mol2"), written[2:4]):
         _assert_same_energy(tmp_path / "ethanol_acetate" / name, record.mol)
 
 
