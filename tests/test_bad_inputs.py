@@ -137,7 +137,7 @@ FILE_CASES = {
     "--charges without --model sage": (None, ["CCO", "--charges", "am1bcc"], 2,
                                        r"--charges applies to the classical model: add --model sage"),
     "unknown charge method": (None, ["CCO", "--model", "sage", "--charges", "resp"], 2,
-                              r"unknown charge method 'resp'; known: am1bcc, am1bcc-fast, mmff94 \(the charges option of model 'sage'\)"),
+                              r"unknown charge method 'resp'; known: am1bcc, am1bcc-fast, am1bcc-mmff, mmff94 \(the charges option of model 'sage'\)"),
     "output under a file": (_write("blocker", "a file where a folder should be\n"), ["CCO", "-o", "blocker/x.xml"], 2,
                             r"cannot write blocker/x\.xml: blocker is a file, not a folder; choose another output \(-o\)"),
     "read-only output folder": (_read_only_target, ["CCO", "-o", None], 2,
