@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see; at run time these load on f
     from gnnff.models import available_models, get_model, register_model
     from gnnff.molecule import load_molecule, read_records
     from gnnff.schema import TERMS, ForceFieldParameters
+    from gnnff.threads import set_inference_threads
     from gnnff.topology import Topology, build_topology
 
 #: Public name -> module that defines it (imported on first attribute access).
@@ -53,6 +54,7 @@ _LAZY: dict[str, str] = {
     "read_records": "gnnff.molecule",
     "TERMS": "gnnff.schema",
     "ForceFieldParameters": "gnnff.schema",
+    "set_inference_threads": "gnnff.threads",
     "Topology": "gnnff.topology",
     "build_topology": "gnnff.topology",
 }
@@ -79,6 +81,7 @@ __all__ = [
     "parametrize",
     "read_records",
     "register_model",
+    "set_inference_threads",
     "to_openmm",
     "to_xml",
     "total_energy",

@@ -24,6 +24,7 @@ from gnnff.ions import library_charges
 from gnnff.molecule import check_elements
 from gnnff.network import Graph, NetworkConfig, build_network
 from gnnff.schema import TERMS, ForceFieldParameters
+from gnnff.threads import inference_threads
 from gnnff.topology import Topology
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "GNNSource"]
@@ -132,7 +133,7 @@ class GNNSource:
     def parameters(self, mol: Chem.Mol, topology: Topology) -> ForceFieldParameters:
         label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
         self._check(mol, label)
-        with torch.no_grad():
+        with torch.no_grad(), inference_threads(topology.n_atoms):
             return self._library(mol, self.network(_graph([mol], [topology], self.config.features)))
 
     def _check(self, mol: Chem.Mol, label: str) -> None:
@@ -176,7 +177,7 @@ class GNNSource:
             except GnnffError as err:
                 out[i] = err
         if todo:
-            with torch.no_grad():
+            with torch.no_grad(), inference_threads(sum(topologies[i].n_atoms for i in todo)):
                 batch = self.network(_graph([mols[i] for i in todo], [topologies[i] for i in todo],
                                             self.config.features))
             for i, parameters in zip(todo, _split(batch, [topologies[i] for i in todo])):
