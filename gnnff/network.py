@@ -230,11 +230,17 @@ def _two_point(raw: torch.Tensor, start: tuple[float, float], anchors: tuple[flo
 
 def _signed_torsion(raw: torch.Tensor, threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``|k|`` (soft-thresholded: ``max(|k| - threshold, 0)``, exact zeros below it) and
-    phase 0 or pi from the sign of ``k``."""
+    phase 0 or pi from the sign of ``k``.
+
+    The threshold's gradient is passed straight through (as if it were ``|k| - threshold``
+    everywhere): a pruned cosine still feels the loss and comes back when the energy needs
+    it, instead of sitting in a dead zone where nothing moves it.
+    """
     k = TORSION_SCALE * raw
     magnitude = k.abs()
     if threshold > 0.0:
-        magnitude = torch.relu(magnitude - threshold)
+        shifted = magnitude - threshold
+        magnitude = torch.relu(shifted) + (shifted - shifted.detach()) * (shifted <= 0).to(raw.dtype)
     return magnitude, math.pi * (k < 0).to(raw.dtype)
 
 

@@ -264,3 +264,15 @@ def test_nonbonded_stage_lowers_held_out_error(tmp_path):
     assert after["sigma_rel_rmse"] < 0.7 * before["sigma_rel_rmse"]
     again = train_nonbonded(build_network(V1).nonbonded, stage, features="v1", exclude=set(), output=tmp_path)
     assert again == json.loads((tmp_path / "nonbonded.json").read_text())  # a finished stage is loaded, not redone
+
+
+def test_pruned_torsions_still_get_gradient():
+    """The threshold passes gradients straight through: a cosine below it can come back."""
+    from gnnff.network import _signed_torsion
+
+    raw = torch.tensor([0.01, -0.02, 1.0], requires_grad=True)
+    k, phase = _signed_torsion(raw, threshold=0.2)
+    assert k[0].item() == 0.0 and k[1].item() == 0.0 and k[2].item() == pytest.approx(2.0 - 0.2)
+    assert phase.tolist() == [0.0, math.pi, 0.0]
+    k.sum().backward()
+    assert torch.all(raw.grad.abs() > 0)
