@@ -270,7 +270,7 @@ def test_pruned_torsions_still_get_gradient():
     """The threshold passes gradients straight through: a cosine below it can come back."""
     from gnnff.network import _signed_torsion
 
-    raw = torch.tensor([0.01, -0.02, 1.0], requires_grad=True)
+    raw = torch.tensor([0.01, -0.02, 1.0], dtype=torch.float64, requires_grad=True)
     k, phase = _signed_torsion(raw, threshold=0.2)
     assert k[0].item() == 0.0 and k[1].item() == 0.0 and k[2].item() == pytest.approx(2.0 - 0.2)
     assert phase.tolist() == [0.0, math.pi, 0.0]
