@@ -30,7 +30,7 @@ from gnnff.energy import nonbonded_pairs
 from gnnff.errors import GnnffError, InputError
 from gnnff.export import atomic_write_text
 from gnnff.features import atom_features
-from gnnff.molecule import prepare
+from gnnff.molecule import mol_from_mapped_smiles, prepare
 from gnnff.schema import NONBONDED
 from gnnff.topology import Topology, build_topology
 from gnnff.units import ANGSTROM_TO_NM, BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
@@ -108,22 +108,6 @@ def molecule_key(mol: Chem.Mol) -> str:
     return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=True)
 
 
-def _mol_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
-    params = Chem.SmilesParserParams()
-    params.removeHs = False
-    mol = Chem.MolFromSmiles(smiles, params)
-    if mol is None:
-        raise InputError(f"{label}: cannot parse SMILES '{smiles}'")
-    maps = [a.GetAtomMapNum() for a in mol.GetAtoms()]
-    if sorted(maps) != list(range(1, mol.GetNumAtoms() + 1)):
-        raise InputError(f"{label}: SMILES must map every atom 1..N to give the atom order")
-    order = [maps.index(i + 1) for i in range(mol.GetNumAtoms())]
-    mol = Chem.RenumberAtoms(mol, order)
-    for atom in mol.GetAtoms():
-        atom.SetAtomMapNum(0)
-    return mol
-
-
 def read_spice_hdf5(path: str | os.PathLike, *, dataset: str | None = None,
                     limit: int | None = None) -> list[MoleculeData]:
     """Read a SPICE-layout HDF5 file (hartree, bohr converted to kJ/mol, nm)."""
@@ -138,7 +122,7 @@ def read_spice_hdf5(path: str | os.PathLike, *, dataset: str | None = None,
             label = f"{path.name}:{group_name}"
             smiles = group["smiles"][0]
             smiles = smiles.decode() if isinstance(smiles, bytes) else str(smiles)
-            mol = prepare(_mol_from_mapped_smiles(smiles, label), label=label)
+            mol = prepare(mol_from_mapped_smiles(smiles, label), label=label)
             z = np.asarray(group["atomic_numbers"])
             if not np.array_equal(z, [a.GetAtomicNum() for a in mol.GetAtoms()]):
                 raise InputError(f"{label}: atomic_numbers disagree with the mapped SMILES")

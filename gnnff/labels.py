@@ -29,38 +29,19 @@ from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
 from gnnff.errors import GnnffError, InputError, first_line
+from gnnff.molecule import mapped_smiles
 
-__all__ = ["LABEL_METHOD", "label_molecule", "label_nonbonded", "read_labels", "mapped_smiles",
-           "mol_from_mapped_smiles"]
+__all__ = ["LABEL_METHOD", "label_molecule", "label_nonbonded", "read_labels", "mol_from_mapped_smiles"]
 
 #: The charge method of gnnff-v1's labels.
 LABEL_METHOD = "am1bcc-mmff"
 
 
-def mapped_smiles(mol: Chem.Mol) -> str:
-    """SMILES with every atom (hydrogens included) mapped to its index + 1: the molecule
-    and its atom order in one string."""
-    copy = Chem.Mol(mol)
-    for atom in copy.GetAtoms():
-        atom.SetAtomMapNum(atom.GetIdx() + 1)
-    return Chem.MolToSmiles(copy, isomericSmiles=True, allHsExplicit=True)
-
-
 def mol_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
-    """The molecule of a mapped SMILES, atoms in map-number order, maps cleared, prepared."""
-    from gnnff.molecule import prepare
+    """The prepared molecule of a mapped SMILES, atoms in map-number order, named ``label``."""
+    from gnnff.molecule import mol_from_mapped_smiles as parse, prepare
 
-    params = Chem.SmilesParserParams()
-    params.removeHs = False
-    mol = Chem.MolFromSmiles(smiles, params)
-    if mol is None:
-        raise InputError(f"{label}: cannot parse SMILES '{smiles}'")
-    maps = [a.GetAtomMapNum() for a in mol.GetAtoms()]
-    if sorted(maps) != list(range(1, mol.GetNumAtoms() + 1)):
-        raise InputError(f"{label}: SMILES '{smiles}' is not mapped 1..N on every atom")
-    mol = Chem.RenumberAtoms(mol, [int(i) for i in np.argsort(maps)])
-    for atom in mol.GetAtoms():
-        atom.SetAtomMapNum(0)
+    mol = parse(smiles, label)
     mol.SetProp("_Name", label)
     return prepare(mol, label=label)
 

@@ -450,3 +450,30 @@ def check_elements(mol: Chem.Mol, allowed: frozenset[int], *, label: str, owner:
                 f"supported: {known}; leave the molecule out or use a model that covers "
                 f"{atom.GetSymbol()} (`gnnff models` lists them)"
             )
+
+
+def mapped_smiles(mol: Chem.Mol) -> str:
+    """SMILES with every atom (hydrogens included) mapped to its index + 1: the molecule
+    and its atom order in one string."""
+    copy = Chem.Mol(mol)
+    for atom in copy.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    return Chem.MolToSmiles(copy, isomericSmiles=True, allHsExplicit=True)
+
+
+def mol_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
+    """The molecule of a SMILES whose atoms are all mapped 1..N, in map-number order, maps
+    cleared (not prepared)."""
+    params = Chem.SmilesParserParams()
+    params.removeHs = False
+    mol = Chem.MolFromSmiles(smiles, params)
+    if mol is None:
+        raise InputError(f"{label}: cannot parse SMILES '{smiles}'")
+    maps = [a.GetAtomMapNum() for a in mol.GetAtoms()]
+    if sorted(maps) != list(range(1, mol.GetNumAtoms() + 1)):
+        raise InputError(f"{label}: SMILES must map every atom 1..N to give the atom order")
+    order = [maps.index(i + 1) for i in range(mol.GetNumAtoms())]
+    mol = Chem.RenumberAtoms(mol, order)
+    for atom in mol.GetAtoms():
+        atom.SetAtomMapNum(0)
+    return mol

@@ -29,6 +29,7 @@ from gnnff.api import Parametrized
 from gnnff.errors import GnnffError, InputError, ModelError, first_line
 from gnnff.export import atomic_write_text
 from gnnff.models import ParameterSource, get_model
+from gnnff.molecule import mapped_smiles
 
 __all__ = [
     "DEFAULT_FORCE_FIELDS",
@@ -60,15 +61,6 @@ def require(module: str, what: str) -> Any:
     except ImportError as err:
         raise ModelError(f"{what} needs the Python module '{module}' ({err}); "
                          "install the benchmark extra: pip install 'gnnff[bench]'") from None
-
-
-def mapped_smiles(mol: Chem.Mol) -> str:
-    """SMILES with every atom (hydrogens included) mapped to its index + 1: the molecule
-    and its atom order in one string."""
-    copy = Chem.Mol(mol)
-    for atom in copy.GetAtoms():
-        atom.SetAtomMapNum(atom.GetIdx() + 1)
-    return Chem.MolToSmiles(copy, isomericSmiles=True, allHsExplicit=True)
 
 
 class ChargeCache:

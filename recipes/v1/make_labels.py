@@ -65,7 +65,7 @@ def industry_parts(config_path: Path) -> tuple[list[str], set[str]]:
     data = drop_broken(read_qcarchive_sdf(sdf.path, dataset=sdf.name, limit=sdf.limit))
     fractions = (1.0 - config.split.validation - config.split.test, config.split.validation, config.split.test)
     train, validation, test = split_by_molecule(data, fractions, config.split.seed)
-    from gnnff.labels import mapped_smiles
+    from gnnff.molecule import mapped_smiles
 
     return [mapped_smiles(d.mol) for d in train], {plain(d.key) for d in validation + test}
 
