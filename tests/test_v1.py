@@ -23,7 +23,7 @@ from gnnff.features import atom_features
 from gnnff.labels import label_molecule, label_nonbonded, read_labels
 from gnnff.molecule import positions_nm, with_conformer
 from gnnff.network import Graph, NetworkConfig, build_network
-from gnnff.schema import ANGLES, PROPERS
+from gnnff.schema import PROPERS
 from gnnff.topology import build_topology
 
 V1 = NetworkConfig(width=32, depth=2, head_width=32, head_depth=1, features="v1", nonbonded_width=32,
