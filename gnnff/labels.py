@@ -31,13 +31,13 @@ from tqdm import tqdm
 from gnnff.errors import GnnffError, InputError, first_line
 from gnnff.molecule import mapped_smiles
 
-__all__ = ["LABEL_METHOD", "label_molecule", "label_nonbonded", "read_labels", "mol_from_mapped_smiles"]
+__all__ = ["LABEL_METHOD", "label_molecule", "label_nonbonded", "read_labels", "prepared_from_mapped_smiles"]
 
 #: The charge method of gnnff-v1's labels.
 LABEL_METHOD = "am1bcc-mmff"
 
 
-def mol_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
+def prepared_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
     """The prepared molecule of a mapped SMILES, atoms in map-number order, named ``label``."""
     from gnnff.molecule import mol_from_mapped_smiles as parse, prepare
 
@@ -58,7 +58,7 @@ def label_molecule(smiles: str, source: str = "", method: str = LABEL_METHOD) ->
     try:
         if ":" in smiles and "[" in smiles:
             try:
-                mol = mol_from_mapped_smiles(smiles, smiles)
+                mol = prepared_from_mapped_smiles(smiles, smiles)
             except InputError:
                 mol = load_molecule(smiles, name=smiles)
         else:

@@ -28,11 +28,11 @@ from tqdm import tqdm
 from gnnff.errors import GnnffError, InputError
 from gnnff.export import atomic_write, atomic_write_text
 from gnnff.features import atom_features
-from gnnff.labels import mol_from_mapped_smiles, read_labels
+from gnnff.labels import prepared_from_mapped_smiles, read_labels
 from gnnff.network import Graph, NonbondedNetwork
 from gnnff.topology import Topology, build_topology
 
-__all__ = ["LabelledMolecule", "load_labelled", "train_nonbonded", "nonbonded_metrics"]
+__all__ = ["LabelledMolecule", "load_labelled", "lj_residuals", "train_nonbonded", "nonbonded_metrics"]
 
 _CHARGE_SCALE = 0.01  # e
 _LJ_SCALE = 0.01  # relative
@@ -60,7 +60,7 @@ def load_labelled(path: str | Path, *, features: str, exclude: set[str] = frozen
     entries = [e for e in read_labels(path) if "error" not in e and e.get("key") not in exclude]
     for entry in tqdm(entries[:limit], desc=f"read {path.name}", unit="mol", disable=None):
         try:
-            mol = mol_from_mapped_smiles(entry["smiles"], entry["smiles"])
+            mol = prepared_from_mapped_smiles(entry["smiles"], entry["smiles"])
         except GnnffError:
             continue
         if len(entry["charges"]) != mol.GetNumAtoms():
@@ -82,21 +82,26 @@ class _Batch:
     charges: torch.Tensor
     sigma: torch.Tensor
     epsilon: torch.Tensor
-    atomic_numbers: np.ndarray
 
 
 def _batch(items: Sequence[LabelledMolecule], dtype: torch.dtype) -> _Batch:
     topology = Topology.batch([m.topology for m in items]) if len(items) > 1 else items[0].topology
     graph = Graph.from_topology(topology, np.concatenate([m.features for m in items]), dtype)
     cat = lambda name: torch.as_tensor(np.concatenate([getattr(m, name) for m in items]), dtype=dtype)  # noqa: E731
-    return _Batch(graph, cat("charges"), cat("sigma"), cat("epsilon"), topology.atomic_numbers)
+    return _Batch(graph, cat("charges"), cat("sigma"), cat("epsilon"))
+
+
+def lj_residuals(sigma: torch.Tensor, epsilon: torch.Tensor, sigma_ref: torch.Tensor,
+                 epsilon_ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relative sigma error ``sigma/sigma_ref - 1`` and log epsilon error ``ln eps - ln eps_ref``
+    (the Lennard-Jones terms of both training stages' losses)."""
+    return sigma / sigma_ref.clamp(min=1e-6) - 1.0, epsilon.log() - epsilon_ref.clamp(min=1e-8).log()
 
 
 def _loss(network: NonbondedNetwork, batch: _Batch, weights: tuple[float, float]) -> tuple[torch.Tensor, dict]:
     p = network(batch.graph)
     dq = p.charge - batch.charges
-    ds = p.sigma / batch.sigma.clamp(min=1e-6) - 1.0
-    de = p.epsilon.log() - batch.epsilon.clamp(min=1e-8).log()
+    ds, de = lj_residuals(p.sigma, p.epsilon, batch.sigma, batch.epsilon)
     loss = (weights[0] * (dq**2).mean() / _CHARGE_SCALE**2
             + weights[1] * ((ds**2).mean() + (de**2).mean()) / _LJ_SCALE**2)
     sums = {"q": float((dq.detach() ** 2).sum()), "sigma": float((ds.detach() ** 2).sum()),

@@ -30,7 +30,7 @@ from gnnff.data import (MoleculeData, ReferenceCache, drop_broken, drop_distorte
 from gnnff.energy import energy_and_forces
 from gnnff.export import atomic_write_text
 from gnnff.network import Graph, build_network
-from gnnff.nonbonded_training import label_elements, train_nonbonded
+from gnnff.nonbonded_training import label_elements, lj_residuals, train_nonbonded
 from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
 from gnnff.topology import Topology
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
@@ -159,9 +159,8 @@ def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metr
         loss = loss + w.torsion_l2 * (torsions**2).mean() + w.torsion_l1 * torsions.mean()
     if dq.numel() and q.requires_grad:  # a frozen nonbonded network cannot learn from these
         known = ~torch.isnan(sigma_ref)
-        loss = loss + w.charges * (dq**2).mean() + w.lj_prior * (
-            ((sigma[known] / sigma_ref[known] - 1.0) ** 2).mean()
-            + ((eps[known].log() - eps_ref[known].clamp(min=1e-8).log()) ** 2).mean())
+        d_sigma, d_eps = lj_residuals(sigma[known], eps[known], sigma_ref[known], eps_ref[known])
+        loss = loss + w.charges * (dq**2).mean() + w.lj_prior * ((d_sigma**2).mean() + (d_eps**2).mean())
     metrics.loss += float(loss.detach())
     metrics.batches += 1
     metrics.energy_sse += float((de.detach() ** 2).sum())
