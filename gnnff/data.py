@@ -30,7 +30,7 @@ from gnnff.energy import nonbonded_pairs
 from gnnff.errors import GnnffError, InputError
 from gnnff.export import atomic_write_text
 from gnnff.features import atom_features
-from gnnff.molecule import mol_from_mapped_smiles, prepare
+from gnnff.molecule import mol_from_mapped_smiles, molecule_key, prepare
 from gnnff.schema import NONBONDED
 from gnnff.topology import Topology, build_topology
 from gnnff.units import ANGSTROM_TO_NM, BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
@@ -101,11 +101,6 @@ class MoleculeData:
     @property
     def n_conformations(self) -> int:
         return int(self.energies.shape[0])
-
-
-def molecule_key(mol: Chem.Mol) -> str:
-    """Canonical isomeric SMILES without hydrogens: the identity used for splits."""
-    return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=True)
 
 
 def read_spice_hdf5(path: str | os.PathLike, *, dataset: str | None = None,

@@ -13,7 +13,12 @@ A line is either a label::
 
 or a failure ``{"input": ..., "source": ..., "error": "..."}``. ``smiles`` is the mapped,
 explicit-hydrogen SMILES of the labelled molecule (its atom order); ``key`` is
-:func:`gnnff.data.molecule_key`.
+:func:`gnnff.molecule.molecule_key`.
+
+The two halves can run apart: ``lennard_jones=False`` writes charge-only entries (this
+needs only RDKit and AmberTools, so it runs on a machine without OpenMM or the OpenFF
+toolkit, e.g. a many-core box), and :func:`add_lennard_jones` completes them here
+(Sage typing, ~15 ms per molecule).
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from tqdm import tqdm
 from gnnff.errors import GnnffError, InputError, first_line
 from gnnff.molecule import mapped_smiles
 
-__all__ = ["LABEL_METHOD", "label_molecule", "label_nonbonded", "read_labels", "prepared_from_mapped_smiles"]
+__all__ = ["LABEL_METHOD", "add_lennard_jones", "label_molecule", "label_nonbonded", "read_labels",
+           "prepared_from_mapped_smiles"]
 
 #: The charge method of gnnff-v1's labels.
 LABEL_METHOD = "am1bcc-mmff"
@@ -46,12 +52,12 @@ def prepared_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
     return prepare(mol, label=label)
 
 
-def label_molecule(smiles: str, source: str = "", method: str = LABEL_METHOD) -> dict[str, Any]:
-    """Label one molecule given by SMILES (mapped or plain); a failure becomes an ``error`` entry."""
+def label_molecule(smiles: str, source: str = "", method: str = LABEL_METHOD,
+                   lennard_jones: bool = True) -> dict[str, Any]:
+    """Label one molecule given by SMILES (mapped or plain); a failure becomes an ``error``
+    entry. ``lennard_jones=False`` leaves out sigma and epsilon (see :func:`add_lennard_jones`)."""
     from gnnff.charges import assign_charges
-    from gnnff.classical import SageSource
-    from gnnff.data import molecule_key
-    from gnnff.molecule import load_molecule, with_conformer
+    from gnnff.molecule import load_molecule, molecule_key, with_conformer
 
     RDLogger.DisableLog("rdApp.*")
     start = time.perf_counter()
@@ -66,16 +72,58 @@ def label_molecule(smiles: str, source: str = "", method: str = LABEL_METHOD) ->
         if len(Chem.GetMolFrags(mol)) > 1:
             raise InputError(f"{smiles}: several components; label each on its own")
         charges = assign_charges(with_conformer(mol), method)
-        sigma, epsilon = SageSource().lennard_jones(mol)
+        entry = {"input": smiles, "source": source, "smiles": mapped_smiles(mol), "key": molecule_key(mol),
+                 "charges": np.round(charges, 6).tolist(), "method": method}
+        if lennard_jones:
+            entry.update(_lennard_jones(mol))
     except (GnnffError, ValueError, RuntimeError) as err:
         return {"input": smiles, "source": source, "error": first_line(err)}
-    return {"input": smiles, "source": source, "smiles": mapped_smiles(mol), "key": molecule_key(mol),
-            "charges": np.round(charges, 6).tolist(), "sigma": np.round(sigma, 7).tolist(),
-            "epsilon": np.round(epsilon, 7).tolist(), "method": method,
-            "seconds": round(time.perf_counter() - start, 3)}
+    entry["seconds"] = round(time.perf_counter() - start, 3)
+    return entry
 
 
-def _label_task(task: tuple[str, str, str]) -> dict[str, Any]:
+def _lennard_jones(mol: Chem.Mol) -> dict[str, list[float]]:
+    from gnnff.classical import SageSource
+
+    sigma, epsilon = SageSource().lennard_jones(mol)
+    return {"sigma": np.round(sigma, 7).tolist(), "epsilon": np.round(epsilon, 7).tolist()}
+
+
+def add_lennard_jones(source: str | os.PathLike, path: str | os.PathLike) -> dict[str, int]:
+    """Append the entries of the label file ``source`` to ``path``, with Sage sigma and
+    epsilon added where they are missing (charge-only entries), resuming.
+
+    Inputs already in ``path`` are skipped; failures are copied as they are; an entry
+    whose molecule Sage cannot type becomes a failure. Returns counts ``done``,
+    ``labelled``, ``failed``.
+    """
+    RDLogger.DisableLog("rdApp.*")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_tail(path)
+    seen = {entry["input"] for entry in read_labels(path)}
+    todo = [entry for entry in read_labels(source) if entry["input"] not in seen]
+    counts = {"done": 0, "labelled": 0, "failed": 0}
+    counts["done"] = sum(1 for _ in read_labels(source)) - len(todo)
+
+    def completed() -> Iterator[dict[str, Any]]:
+        for entry in todo:
+            if "error" in entry or "sigma" in entry:
+                yield entry
+                continue
+            try:
+                mol = prepared_from_mapped_smiles(entry["smiles"], entry["input"])
+                yield {**entry, **_lennard_jones(mol)}
+            except (GnnffError, ValueError, RuntimeError) as err:
+                yield {"input": entry["input"], "source": entry.get("source", ""), "error": first_line(err)}
+
+    with open(path, "a", encoding="utf-8") as handle:
+        _append(handle, tqdm(completed(), total=len(todo), desc="Sage Lennard-Jones", unit="mol",
+                             disable=None), counts)
+    return counts
+
+
+def _label_task(task: tuple[str, str, str, bool]) -> dict[str, Any]:
     return label_molecule(*task)
 
 
@@ -95,12 +143,13 @@ def read_labels(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 
 def label_nonbonded(molecules: Iterable[tuple[str, str]], path: str | os.PathLike, *,
-                    method: str = LABEL_METHOD, workers: int = 1, limit: int | None = None) -> dict[str, int]:
+                    method: str = LABEL_METHOD, workers: int = 1, limit: int | None = None,
+                    lennard_jones: bool = True) -> dict[str, int]:
     """Label ``(smiles, source)`` pairs into the JSON Lines file ``path``, resuming.
 
     Inputs already in the file (labelled or failed) are not redone. ``limit`` caps the
-    number of new molecules of this call. Returns counts: ``done`` (already there),
-    ``labelled``, ``failed`` (this call).
+    number of new molecules of this call; ``lennard_jones=False`` writes charge-only
+    entries. Returns counts: ``done`` (already there), ``labelled``, ``failed`` (this call).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,11 +161,11 @@ def label_nonbonded(molecules: Iterable[tuple[str, str]], path: str | os.PathLik
             skipped += 1
             continue
         seen.add(smiles)
-        todo.append((smiles, source, method))
+        todo.append((smiles, source, method, lennard_jones))
         if limit is not None and len(todo) >= limit:
             break
     counts = {"done": skipped, "labelled": 0, "failed": 0}
-    progress = dict(total=len(todo), desc=f"labels ({method} + Sage LJ)", unit="mol", disable=None)
+    progress = dict(total=len(todo), desc=f"labels ({method}{' + Sage LJ' if lennard_jones else ''})", unit="mol", disable=None)
     with open(path, "a", encoding="utf-8") as handle:
         if workers > 1 and len(todo) > 1:
             import multiprocessing

@@ -452,6 +452,12 @@ def check_elements(mol: Chem.Mol, allowed: frozenset[int], *, label: str, owner:
             )
 
 
+def molecule_key(mol: Chem.Mol) -> str:
+    """Canonical isomeric SMILES without hydrogens: the identity used for data splits and
+    label files."""
+    return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=True)
+
+
 def mapped_smiles(mol: Chem.Mol) -> str:
     """SMILES with every atom (hydrogens included) mapped to its index + 1: the molecule
     and its atom order in one string."""

@@ -20,7 +20,7 @@ from gnnff.energy import compute_energy
 from gnnff.errors import InputError
 from gnnff.export import to_openmm
 from gnnff.features import atom_features
-from gnnff.labels import label_molecule, label_nonbonded, read_labels
+from gnnff.labels import add_lennard_jones, label_molecule, label_nonbonded, read_labels
 from gnnff.molecule import positions_nm, with_conformer
 from gnnff.network import Graph, NetworkConfig, build_network
 from gnnff.schema import PROPERS
@@ -224,6 +224,21 @@ def test_labels_resume_and_record_failures(tmp_path):
     acetate = entries[1]
     assert sum(acetate["charges"]) == pytest.approx(-1.0, abs=1e-5)
     assert len(acetate["sigma"]) == len(acetate["charges"]) == 7
+
+
+def test_charge_only_labels_completed_with_sage_lennard_jones(tmp_path):
+    part, merged = tmp_path / "part.jsonl", tmp_path / "labels.jsonl"
+    counts = label_nonbonded([("CC(=O)[O-]", "t"), ("C[NH3+].[Cl-]", "t")], part, method="mmff94",
+                             lennard_jones=False)
+    assert counts == {"done": 0, "labelled": 1, "failed": 1}
+    charge_only = next(read_labels(part))
+    assert "sigma" not in charge_only and len(charge_only["charges"]) == 7
+    assert add_lennard_jones(part, merged) == {"done": 0, "labelled": 1, "failed": 1}
+    assert add_lennard_jones(part, merged) == {"done": 2, "labelled": 0, "failed": 0}  # resumes
+    complete = next(read_labels(merged))
+    direct = label_molecule("CC(=O)[O-]", "t", "mmff94")
+    assert complete["charges"] == charge_only["charges"]
+    assert complete["sigma"] == direct["sigma"] and complete["epsilon"] == direct["epsilon"]
 
 
 def test_label_of_a_salt_is_refused_with_a_message():

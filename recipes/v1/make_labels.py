@@ -10,6 +10,14 @@ and Sage physical-property molecule, and the molecules ``benchmarks/charges.py``
 (40 and 200 with its default seed). Output: labels.jsonl beside this file; it resumes.
 
     python recipes/v1/make_labels.py [--workers 2] [--limit N]
+
+On a many-core machine without OpenMM/OpenFF (only RDKit, AmberTools, numpy, tqdm), the
+charges can be computed apart and merged back here, where Sage's LJ is added:
+
+    python recipes/v1/make_labels.py --write-todo todo.tsv             # here
+    python recipes/v1/make_labels.py --todo todo.tsv --shard 0/2 \
+        --charges-only --workers 16 -o part0.jsonl                      # there
+    python recipes/v1/make_labels.py --merge part0.jsonl               # here
 """
 
 from __future__ import annotations
@@ -24,10 +32,8 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from gnnff.config import load_config
-from gnnff.data import drop_broken, read_qcarchive_sdf, split_by_molecule
 from gnnff.ions import ION_SMILES
-from gnnff.labels import label_nonbonded
+from gnnff.labels import add_lennard_jones, label_nonbonded
 
 #: Monatomic ions Sage 2.2 has parameters for (its LJ labels them).
 MONATOMIC = ("[Li+]", "[Na+]", "[K+]", "[Rb+]", "[Cs+]", "[F-]", "[Cl-]", "[Br-]", "[I-]")
@@ -60,6 +66,9 @@ def held_out(shared: Path) -> set[str]:
 
 def industry_parts(config_path: Path) -> tuple[list[str], set[str]]:
     """Mapped SMILES of the training molecules and plain keys of validation + test."""
+    from gnnff.config import load_config
+    from gnnff.data import drop_broken, read_qcarchive_sdf, split_by_molecule
+
     config = load_config(config_path)
     sdf = config.data[0]
     data = drop_broken(read_qcarchive_sdf(sdf.path, dataset=sdf.name, limit=sdf.limit))
@@ -76,15 +85,8 @@ def smiles_file(path: Path) -> list[str]:
         return [line.split()[0] for line in handle if line.strip()]
 
 
-def main() -> None:
-    RDLogger.DisableLog("rdApp.*")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--limit", type=int, help="label at most N new molecules in this run")
-    parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("-o", "--output", default=str(HERE / "labels.jsonl"))
-    args = parser.parse_args()
-    shared = Path(args.shared)
+def labelling_order(shared: Path) -> list[tuple[str, str]]:
+    """Every ``(smiles, source)`` to label, in the fixed interleaved order."""
     exclude = held_out(shared)
     industry, industry_held = industry_parts(HERE / "train.yaml")
     exclude |= industry_held
@@ -113,8 +115,49 @@ def main() -> None:
             streams[k] = None
             continue
         order.append(item)
-    counts = label_nonbonded(order, args.output, workers=args.workers, limit=args.limit)
-    print(f"{args.output}: {counts['labelled']} labelled, {counts['failed']} failed, {counts['done']} already there")
+    return order
+
+
+def main() -> None:
+    RDLogger.DisableLog("rdApp.*")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--limit", type=int, help="label at most N new molecules in this run")
+    parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("-o", "--output", default=str(HERE / "labels.jsonl"))
+    parser.add_argument("--write-todo", metavar="TSV", help="write the molecules not yet in OUTPUT (in order) and stop")
+    parser.add_argument("--todo", metavar="TSV", help="label the molecules of a --write-todo file")
+    parser.add_argument("--shard", default="0/1", metavar="K/N", help="with --todo: every N-th molecule from K")
+    parser.add_argument("--charges-only", action="store_true", help="leave out Sage LJ (add it with --merge)")
+    parser.add_argument("--merge", nargs="+", metavar="JSONL", help="add Sage LJ to these label files "
+                        "and append them to OUTPUT")
+    args = parser.parse_args()
+    output = Path(args.output)
+    if args.merge:
+        for part in args.merge:
+            counts = add_lennard_jones(part, output)
+            print(f"{part} -> {output}: {counts['labelled']} labelled, {counts['failed']} failed, "
+                  f"{counts['done']} already there")
+        return
+    if args.todo:
+        with open(args.todo, encoding="utf-8") as handle:
+            order = [tuple(line.rstrip("\n").split("\t")) for line in handle if line.strip()]
+        k, n = (int(x) for x in args.shard.split("/"))
+        order = order[k::n]
+    else:
+        order = labelling_order(Path(args.shared))
+    if args.write_todo:
+        from gnnff.labels import read_labels
+
+        seen = {entry["input"] for entry in read_labels(output)}
+        todo = [(s, source) for s, source in order if s not in seen]
+        with open(args.write_todo, "w", encoding="utf-8") as handle:
+            handle.writelines(f"{s}\t{source}\n" for s, source in todo)
+        print(f"{args.write_todo}: {len(todo)} molecules not yet in {output}")
+        return
+    counts = label_nonbonded(order, output, workers=args.workers, limit=args.limit,
+                             lennard_jones=not args.charges_only)
+    print(f"{output}: {counts['labelled']} labelled, {counts['failed']} failed, {counts['done']} already there")
 
 
 if __name__ == "__main__":
