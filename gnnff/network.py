@@ -45,7 +45,7 @@ from gnnff.schema import (
 from gnnff.topology import Topology
 
 __all__ = ["NetworkConfig", "Graph", "GNNForceField", "NonbondedNetwork", "ARCHITECTURES", "build_network",
-           "LJ_BOUNDS", "linear_angles", "nonbonded_parameters"]
+           "LJ_BOUNDS", "linear_angles", "linear_propers", "nonbonded_parameters"]
 
 BOND_ANCHORS = (0.08, 0.32)  # nm
 ANGLE_ANCHORS = (0.0, math.pi)  # rad
@@ -101,7 +101,8 @@ class NetworkConfig:
     nonbonded_depth: int = 4
     #: soft threshold (kJ/mol) on torsion force constants: smaller ones are exactly zero
     torsion_threshold: float = 0.0
-    #: angles at sp centres (alkynes, nitriles, allenes, azides) get theta0 = pi exactly
+    #: angles at sp centres (alkynes, nitriles, allenes, azides) get theta0 = pi exactly,
+    #: and propers about such a centre get no terms (their dihedral is undefined there)
     linear_angles: bool = False
 
     @classmethod
@@ -142,6 +143,9 @@ class Graph:
         term name -> ``(n, arity)`` atom tuples
     linear_angles
         ``(n_angles,)`` bool: the angle's vertex is an sp centre (degree 2)
+    linear_propers
+        ``(n_propers,)`` bool: a central atom of the proper is such a centre, so the
+        dihedral is undefined at the linear geometry
     """
 
     features: torch.Tensor
@@ -151,6 +155,7 @@ class Graph:
     edges: torch.Tensor
     tuples: dict[str, torch.Tensor]
     linear_angles: torch.Tensor
+    linear_propers: torch.Tensor
 
     @staticmethod
     def from_topology(topology: Topology, features: np.ndarray, dtype: torch.dtype = torch.float32) -> "Graph":
@@ -163,15 +168,27 @@ class Graph:
             edges=torch.cat([bonds.T, bonds.flip(1).T], dim=1),
             tuples={term.name: torch.as_tensor(topology.indices(term)) for term in TERMS},
             linear_angles=torch.as_tensor(linear_angles(topology)),
+            linear_propers=torch.as_tensor(linear_propers(topology)),
         )
 
 
-def linear_angles(topology: Topology) -> np.ndarray:
-    """``(n_angles,)`` bool: angles whose vertex is sp-hybridised with two neighbours (the
-    middle atom of an alkyne, nitrile, allene, ketene, azide, diazo or CO2 group)."""
-    vertex = topology.angles[:, 1]
+def _linear_centres(topology: Topology) -> np.ndarray:
+    """``(n_atoms,)`` bool: sp-hybridised atoms with two neighbours (the middle atom of an
+    alkyne, nitrile, allene, ketene, azide, diazo or CO2 group)."""
     degree = np.bincount(topology.bonds.ravel(), minlength=topology.n_atoms)
-    return (topology.hybridization[vertex] == 1) & (degree[vertex] == 2)
+    return (topology.hybridization == 1) & (degree == 2)
+
+
+def linear_angles(topology: Topology) -> np.ndarray:
+    """``(n_angles,)`` bool: angles whose vertex is a linear centre."""
+    return _linear_centres(topology)[topology.angles[:, 1]]
+
+
+def linear_propers(topology: Topology) -> np.ndarray:
+    """``(n_propers,)`` bool: propers i-j-k-l with j or k a linear centre. Their dihedral is
+    undefined when i-j-k or j-k-l is straight, and its force diverges near it."""
+    centres = _linear_centres(topology)
+    return centres[topology.propers[:, 1]] | centres[topology.propers[:, 2]]
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -331,6 +348,8 @@ class GNNForceField(nn.Module):
             angle = torch.where(graph.linear_angles, torch.full_like(angle, math.pi), angle)
         threshold = self.config.torsion_threshold
         k_p, phase_p = _signed_torsion(raw[PROPERS.name], threshold)
+        if self.config.linear_angles:  # no torsion about a straight angle
+            k_p = torch.where(graph.linear_propers[:, None], torch.zeros_like(k_p), k_p)
         k_i, phase_i = _signed_torsion(raw[IMPROPERS.name], threshold)
         if self.config.separate_nonbonded:
             nonbonded = self.nonbonded(graph)

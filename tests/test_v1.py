@@ -119,6 +119,18 @@ def test_linear_centres_get_theta0_pi_exactly(smiles, vertices):
     assert [a == math.pi for a in exported] == at_vertex.tolist()
 
 
+@pytest.mark.parametrize("smiles, centres", [("CC#N", {1}), ("CC#CC", {1, 2}), ("CN=[N+]=[N-]", {2})])
+def test_no_torsion_about_a_linear_centre(smiles, centres):
+    _, topology, p = _parameters(_random_network(V1), smiles)
+    about_centre = np.array([j in centres or k in centres for _, j, k, _ in topology.propers], dtype=bool)
+    k = p.propers.k.numpy()
+    assert np.all(k[about_centre] == 0.0)
+    system = to_openmm(topology, p)
+    force = next(f for f in system.getForces() if isinstance(f, openmm.PeriodicTorsionForce))
+    exported = {tuple(force.getTorsionParameters(i)[:4]) for i in range(force.getNumTorsions())}
+    assert not any(t[1] in centres or t[2] in centres for t in exported)
+
+
 def test_v0_networks_keep_theta0_below_pi():
     """The option is off for gnnff-industry-v0's architecture: its outputs do not change."""
     config = NetworkConfig(width=32, depth=2, head_width=32, head_depth=1)
