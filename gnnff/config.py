@@ -7,6 +7,7 @@ file's folder. The resolved config is written next to the outputs it produces.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass
@@ -81,6 +82,10 @@ class NonbondedStage:
     limit: int | None = None
 
 
+#: Learning-rate schedules of :class:`OptimConfig`.
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """Optimisation: epochs, molecules per batch, Adam learning rate, early stopping."""
@@ -92,6 +97,18 @@ class OptimConfig:
     patience: int = 10
     seed: int = 0
     threads: int = 2
+    #: learning rate per epoch: "constant", or "cosine" (from learning_rate down to
+    #: final_learning_rate at the last epoch)
+    schedule: str = "constant"
+    final_learning_rate: float = 1e-5
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (1-based)."""
+        if self.schedule == "constant" or self.epochs <= 1:
+            return self.learning_rate
+        progress = (min(epoch, self.epochs) - 1) / (self.epochs - 1)
+        return self.final_learning_rate + (self.learning_rate - self.final_learning_rate) * 0.5 * (
+            1.0 + math.cos(math.pi * progress))
 
 
 @dataclass(frozen=True)
@@ -189,6 +206,8 @@ def load_config(source: str | os.PathLike | dict) -> TrainConfig:
     nonbonded = config.nonbonded
     if nonbonded is not None:
         nonbonded = dataclasses.replace(nonbonded, labels=_resolve(nonbonded.labels, base))
+    if config.optim.schedule not in SCHEDULES:
+        raise InputError(f"config: optim.schedule '{config.optim.schedule}' is not one of {', '.join(SCHEDULES)}")
     if config.network.separate_nonbonded and nonbonded is None:
         raise InputError("config: network.nonbonded_width > 0 needs a 'nonbonded' section with the "
                          "label file (nonbonded: {labels: labels.jsonl})")

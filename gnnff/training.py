@@ -262,6 +262,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     for epoch in range(state["epoch"] + 1, config.optim.epochs + 1):
         start = time.perf_counter()
         rng = np.random.default_rng(config.optim.seed + epoch)
+        for group in optimizer.param_groups:  # set per epoch, so a resumed run follows the same schedule
+            group["lr"] = config.optim.learning_rate_at(epoch)
         train_batches = [make_batch(b, features=features)
                          for b in _batches(parts["train"], config.optim.batch_molecules, rng)]
         train_metrics = run_epoch(network, train_batches, config, optimizer, desc=f"epoch {epoch}")

@@ -131,6 +131,17 @@ def test_config_rejects_unknown_keys(tmp_path):
         load_config({"data": [{"path": "x.sdf"}]})
 
 
+def test_cosine_schedule_runs_from_the_learning_rate_to_the_final_one(tmp_path):
+    config = load_config(_config(tmp_path, optim={"epochs": 5, "learning_rate": 1e-3, "schedule": "cosine",
+                                                  "final_learning_rate": 1e-5}))
+    rates = [config.optim.learning_rate_at(e) for e in range(1, 6)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert rates[2] == pytest.approx(0.5 * (1e-3 + 1e-5)) and all(np.diff(rates) < 0)
+    assert load_config(_config(tmp_path)).optim.learning_rate_at(4) == load_config(_config(tmp_path)).optim.learning_rate
+    with pytest.raises(InputError, match="optim.schedule 'linear' is not one of constant, cosine"):
+        load_config(_config(tmp_path, optim={"schedule": "linear"}))
+
+
 def test_qcarchive_reader_units_and_grouping():
     if not SHARED_SDF.is_file():
         pytest.skip("shared data absent")
