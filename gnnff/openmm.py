@@ -20,30 +20,42 @@ Lorentz-Berthelot in one ``NonbondedForce``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
 import os
-from collections import Counter
-from collections.abc import Iterable
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from xml.etree import ElementTree as ET
 
 import networkx as nx
+import numpy as np
+import openmm
+import torch
 from openmm import app
 from openmm.app.element import Element
 from rdkit import Chem
 
+try:
+    import fcntl
+except ImportError:  # Windows: the JSON cache is not locked
+    fcntl = None
+
 from gnnff._version import __version__
 from gnnff.api import Parametrized, assign_parameters
-from gnnff.errors import ParametrizationError
+from gnnff.errors import InputError, ModelError, ParametrizationError, first_line
 from gnnff.export import atomic_write_text
-from gnnff.models import ParameterSource, get_model
+from gnnff.models import ParameterSource, available_models, get_model
 from gnnff.molecule import (
     components,
     load_molecule,
     looks_like_path,
     name_of,
+    net_charge,
     read_records,
 )
 from gnnff.schema import (
@@ -200,6 +212,55 @@ def _comment(result: Parametrized) -> ET.Element:
     return source
 
 
+# --------------------------------------------------------------------------------------
+# The template generator
+
+
+try:  # optional: openmmforcefields' SystemGenerator looks for generators among its base's subclasses
+    from openmmforcefields.generators.template_generators import SmallMoleculeTemplateGenerator as _PeerBase
+except ImportError:  # without openmmforcefields the generator works on its own, with ForceField
+    _PeerBase = object
+
+
+class _UnknownForceField(ModelError, ValueError):
+    """A force field name or file gnnff cannot load. Also a ValueError: the signal on which
+    openmmforcefields' ``SystemGenerator`` goes on to the next generator."""
+
+
+class _ClassProperty:
+    """A read-only class attribute computed on access (``INSTALLED_FORCEFIELDS``)."""
+
+    def __init__(self, fget: Any) -> None:
+        self.fget = fget
+        self.__doc__ = fget.__doc__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self.fget(owner if owner is not None else type(obj))
+
+
+def _installed_forcefields(cls: type) -> list[str]:
+    """Force field names the generator answers to: every model of
+    :func:`gnnff.models.available_models`, ``gnnff-`` prefixed where its name lacks it."""
+    return [name if name.startswith("gnnff") else f"gnnff-{name}" for name in available_models()]
+
+
+def _model_name(forcefield: Any) -> Any:
+    """The model behind a force field name: ``gnnff-sage`` is model ``sage``."""
+    if isinstance(forcefield, str) and forcefield.startswith("gnnff-"):
+        known = available_models()
+        if forcefield not in known and forcefield[len("gnnff-"):] in known:
+            return forcefield[len("gnnff-"):]
+    return forcefield
+
+
+class _Entry(NamedTuple):
+    """A registered molecule: prepared molecule, its graph, user charges ``(n_atoms,)`` in e or None."""
+
+    mol: Chem.Mol
+    graph: nx.Graph
+    charges: np.ndarray | None
+
+
 def _graph_of_mol(mol: Chem.Mol) -> nx.Graph:
     graph = nx.Graph()
     graph.add_nodes_from((a.GetIdx(), {"z": a.GetAtomicNum()}) for a in mol.GetAtoms())
@@ -207,27 +268,168 @@ def _graph_of_mol(mol: Chem.Mol) -> nx.Graph:
     return graph
 
 
-def _graph_of_residue(residue: app.topology.Residue) -> nx.Graph | None:
-    atoms = list(residue.atoms())
+def _whole_molecule(residue: app.topology.Residue) -> tuple[list[app.topology.Residue], nx.Graph | None]:
+    """The residues of the molecule ``residue`` belongs to (itself, or every residue joined
+    to it by bonds: a capped peptide, a ligand split over residues), as OpenMM's ForceField
+    merges them, and that molecule's graph (None when an atom has no element)."""
+    bonds = list(residue.chain.topology.bonds())
+    joined: dict[Any, set] = defaultdict(set)
+    for a, b in bonds:
+        if a.residue is not b.residue:
+            joined[a.residue].add(b.residue)
+            joined[b.residue].add(a.residue)
+    found, stack = {residue}, [residue]
+    while stack:
+        for other in joined.get(stack.pop(), ()):
+            if other not in found:
+                found.add(other)
+                stack.append(other)
+    residues = sorted(found, key=lambda r: r.index)
+    atoms = [a for r in residues for a in r.atoms()]
     if any(a.element is None for a in atoms):
-        return None
+        return residues, None
     index = {a: i for i, a in enumerate(atoms)}
     graph = nx.Graph()
     graph.add_nodes_from((i, {"z": a.element.atomic_number}) for i, a in enumerate(atoms))
-    graph.add_edges_from((index[a], index[b]) for a, b in residue.internal_bonds())
-    return graph
+    graph.add_edges_from((index[a], index[b]) for a, b in bonds if a in index and b in index)
+    return residues, graph
+
+
+def _label(residues: list[app.topology.Residue]) -> str:
+    first, last = residues[0], residues[-1]
+    if len(residues) == 1:
+        return f"residue {first.name} {first.id} (chain {first.chain.id})"
+    return (f"residues {first.name} {first.id} to {last.name} {last.id} (chain {first.chain.id}; one molecule "
+            f"of {len(residues)} residues)")
 
 
 def _formula(counts: Counter) -> str:
     return "".join(f"{Element.getByAtomicNumber(z).symbol}{n}" for z, n in sorted(counts.items()))
 
 
-class GNNFFTemplateGenerator:
+def _user_charges(item: Any, mol: Chem.Mol) -> np.ndarray | None:
+    """The partial charges (e, in atom order) set on an OpenFF ``Molecule``, or None when
+    it has none or all are zero (openmmforcefields' convention for "no user charges")."""
+    if not type(item).__module__.startswith("openff.toolkit") or getattr(item, "partial_charges", None) is None:
+        return None
+    charges = np.asarray(item.partial_charges.m_as("elementary_charge"), dtype=np.float64)
+    if np.allclose(charges, 0.0):
+        return None
+    if charges.shape != (mol.GetNumAtoms(),):
+        raise InputError(f"{name_of(mol)}: {charges.size} partial charges for {mol.GetNumAtoms()} atoms; "
+                         "set one charge per atom, or partial_charges = None for gnnff's charges")
+    return charges
+
+
+def _warn_charge_sum(mol: Chem.Mol, charges: np.ndarray) -> None:
+    total, net = float(charges.sum()), net_charge(mol)
+    if abs(total - net) > 1e-5:
+        warnings.warn(f"{name_of(mol)}: the user partial charges sum to {total:.6f} e, not the net charge {net} e; "
+                      "they are used as given (correct them, or set partial_charges = None for gnnff's charges)",
+                      UserWarning, stacklevel=3)
+
+
+def _with_charges(result: Parametrized, charges: np.ndarray) -> Parametrized:
+    """``result`` with its partial charges replaced by ``charges`` (e)."""
+    parameters = result.parameters.map(
+        lambda term, name, x: torch.as_tensor(charges, dtype=x.dtype) if (term is NONBONDED and name == "charge")
+        else x)
+    return Parametrized(result.mol, result.topology, parameters, result.model)
+
+
+class _FolderCache:
+    """One ffxml file per template, ``DIGEST.xml``, written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+
+    def get(self, digest: str) -> str | None:
+        path = self.path / f"{digest}.xml"
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def put(self, digest: str, key: str, text: str) -> None:
+        atomic_write_text(self.path / f"{digest}.xml", text)
+
+
+class _JsonCache:
+    """One JSON file in the TinyDB layout of openmmforcefields' caches (``cache="db.json"``):
+    gnnff's templates in table ``gnnff``, other generators' tables kept as they are.
+    Readers hold a shared and writers an exclusive ``flock`` on the file, so processes can
+    share it (no locking where ``fcntl`` is missing)."""
+
+    TABLE = "gnnff"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked(exclusive=False) as handle:
+            self._load(handle)  # a file that is not such a cache is refused now, not mid-createSystem
+
+    @contextlib.contextmanager
+    def _locked(self, *, exclusive: bool) -> Iterator[Any]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        with os.fdopen(fd, "r+", encoding="utf-8") as handle:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield handle  # closing the file releases the lock
+
+    def _load(self, handle: Any) -> dict:
+        handle.seek(0)
+        text = handle.read()
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except ValueError as err:
+            data = err
+        if not isinstance(data, dict) or not isinstance(data.get(self.TABLE, {}), dict):
+            why = f" ({first_line(data)})" if isinstance(data, ValueError) else ""
+            raise InputError(f"{self.path}: not a JSON template cache{why}; give a folder or a .json file for cache=, "
+                             "or remove the file")
+        return data
+
+    def get(self, digest: str) -> str | None:
+        with self._locked(exclusive=False) as handle:
+            table = self._load(handle).get(self.TABLE, {})
+        return next((e["ffxml"] for e in table.values() if e.get("key") == digest), None)
+
+    def put(self, digest: str, key: str, text: str) -> None:
+        with self._locked(exclusive=True) as handle:
+            data = self._load(handle)
+            table = data.setdefault(self.TABLE, {})
+            if any(e.get("key") == digest for e in table.values()):
+                return  # another process wrote it meanwhile
+            table[str(max(map(int, table), default=0) + 1)] = {"key": digest, "smiles": key, "ffxml": text}
+            handle.seek(0)
+            handle.truncate()
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _open_cache(path: str | os.PathLike) -> _FolderCache | _JsonCache:
+    """A folder (existing, or a new path without ``.json``) or a single JSON file."""
+    path = Path(path)
+    if path.is_dir():
+        return _FolderCache(path)
+    if path.exists() or path.suffix.lower() == ".json":
+        return _JsonCache(path)
+    return _FolderCache(path)
+
+
+class GNNFFTemplateGenerator(_PeerBase):
     """Residue template generator for ``openmm.app.ForceField``, backed by a gnnff model.
 
-    Residues without a template are matched against the registered molecules by
-    graph (elements and bonds; any atom order, any atom names); a match is
-    parametrized with ``model`` and loaded as an ffxml template.
+    Residues without a template are matched against the registered molecules by graph
+    (elements and bonds; any atom order, any atom names). A residue bonded to others
+    (a capped peptide, a ligand split over residues) is matched as the whole molecule
+    it belongs to, and that molecule gets one template. A match is parametrized with
+    the model and loaded as an ffxml template; a residue no registered molecule has is
+    left to the next generator (``generator`` returns False).
+
+    When openmmforcefields is installed the class is one of its
+    ``SmallMoleculeTemplateGenerator`` s, so ``SystemGenerator(...,
+    small_molecule_forcefield="gnnff-industry-v0")`` finds it once ``gnnff.openmm`` has
+    been imported; the names it answers to are :attr:`INSTALLED_FORCEFIELDS`.
 
     Parameters
     ----------
@@ -236,13 +438,29 @@ class GNNFFTemplateGenerator:
         OpenFF ``Molecule``, SMILES or molecule file (every record of an SDF/MOL2/SMI
         file). A multi-component record (a salt) registers each component, since each is
         its own residue. More can be added with :meth:`add_molecules`.
-    model
-        Model name, checkpoint path or ParameterSource (default: gnnff's default).
+    forcefield
+        Model name (one of :attr:`INSTALLED_FORCEFIELDS`, or a name of
+        :func:`gnnff.models.available_models`), checkpoint path or ParameterSource;
+        default gnnff's default model. ``model`` is the same option under its older name.
     cache
-        Optional folder for an on-disk cache of ffxml templates, keyed by molecule
-        and model (files written atomically, so two processes can share it).
+        Optional on-disk cache of ffxml templates, keyed by molecule, charges and model: a
+        folder (one file per template, written atomically) or a single ``.json`` file
+        (openmmforcefields' format, e.g. ``"db.json"``; locked while read or written). Both
+        can be shared by several processes.
+    template_generator_kwargs
+        Options of the model (what ``SystemGenerator(template_generator_kwargs=...)``
+        passes on), e.g. ``{"charges": "mmff94"}`` for ``"gnnff-sage"``.
+    user_charges
+        Use the non-zero ``partial_charges`` of an OpenFF ``Molecule`` (as
+        openmmforcefields' generators do; a warning when they do not sum to the net charge)
+        instead of the model's. False: always the model's.
     **model_options
-        Options of the named model (e.g. ``charges="am1bcc-fast"`` for ``"sage"``).
+        More options of the model.
+
+    Attributes
+    ----------
+    debug_ffxml_filename
+        None, or a file to which each template is written when it is loaded.
 
     Examples
     --------
@@ -252,15 +470,28 @@ class GNNFFTemplateGenerator:
     >>> system = forcefield.createSystem(pdb.topology, nonbondedMethod=app.PME)  # doctest: +SKIP
     """
 
-    def __init__(self, molecules: Any = None, *, model: str | ParameterSource | None = None,
-                 cache: str | os.PathLike | None = None, **model_options: Any) -> None:
-        self.source = get_model(model, **model_options)
+    INSTALLED_FORCEFIELDS = _ClassProperty(_installed_forcefields)
+
+    def __init__(self, molecules: Any = None, *, forcefield: str | ParameterSource | None = None,
+                 cache: str | os.PathLike | None = None, template_generator_kwargs: dict | None = None,
+                 model: str | ParameterSource | None = None, user_charges: bool = True,
+                 **model_options: Any) -> None:
+        if forcefield is not None and model is not None and forcefield is not model and forcefield != model:
+            raise ModelError(f"forcefield={forcefield!r} and model={model!r} disagree; give one of them "
+                             "(model= is the older name of forcefield=)")
+        name = forcefield if forcefield is not None else model
+        try:
+            self.source = get_model(_model_name(name), **{**(template_generator_kwargs or {}), **model_options})
+        except ModelError as err:
+            raise _UnknownForceField(str(err)) from None
+        self._forcefield = name if isinstance(name, str) else self.source.name
+        self.user_charges = user_charges
         self.cache = Path(cache) if cache is not None else None
-        if self.cache is not None:
-            self.cache.mkdir(parents=True, exist_ok=True)
+        self._store = _open_cache(cache) if cache is not None else None
+        self.debug_ffxml_filename: str | os.PathLike | None = None
         self._fingerprint: str | None = None
-        #: key (canonical SMILES) -> (molecule, its graph), in order of addition
-        self._registered: dict[str, tuple[Chem.Mol, nx.Graph]] = {}
+        #: key (canonical SMILES) -> registered molecule, in order of addition
+        self._registered: dict[str, _Entry] = {}
         self._ffxml: dict[str, str] = {}
         self.add_molecules(molecules)
 
@@ -270,12 +501,18 @@ class GNNFFTemplateGenerator:
         return self.source.name
 
     @property
+    def forcefield(self) -> str:
+        """The force field (model) name as given, e.g. ``"gnnff-industry-v0"``."""
+        return self._forcefield
+
+    @property
     def molecules(self) -> list[Chem.Mol]:
         """The registered molecules (prepared RDKit molecules), in order of addition."""
-        return [mol for mol, _ in self._registered.values()]
+        return [entry.mol for entry in self._registered.values()]
 
-    def add_molecules(self, molecules: Any) -> None:
-        """Register more molecules (same forms as the ``molecules`` argument).
+    def add_molecules(self, molecules: Any = None) -> None:
+        """Register more molecules (same forms as the ``molecules`` argument). A molecule
+        registered before keeps its first registration (and charges).
 
         Raises
         ------
@@ -287,43 +524,50 @@ class GNNFFTemplateGenerator:
         if isinstance(molecules, (str, os.PathLike)) or not isinstance(molecules, Iterable):
             molecules = [molecules]
         for item in molecules:
-            for record in self._read(item):
+            for record, charges in self._read(item):
                 # A salt or solvate is several residues in a topology: register each component.
-                for _, mol in components(record):
-                    self._registered.setdefault(molecule_key(mol), (mol, _graph_of_mol(mol)))
+                for indices, mol in components(record):
+                    part = None if charges is None else charges[indices]
+                    key = molecule_key(mol)
+                    if key not in self._registered:
+                        if part is not None:
+                            _warn_charge_sum(mol, part)
+                        self._registered[key] = _Entry(mol, _graph_of_mol(mol), part)
 
-    @staticmethod
-    def _read(item: Any) -> list[Chem.Mol]:
+    def _read(self, item: Any) -> list[tuple[Chem.Mol, np.ndarray | None]]:
         if isinstance(item, (str, os.PathLike)) and looks_like_path(str(item)):
             mols = []
             for record in read_records(item):
                 if record.error is not None:
                     raise record.error
-                mols.append(record.mol)
+                mols.append((record.mol, None))
             return mols
-        return [load_molecule(item)]
+        mol = load_molecule(item)
+        return [(mol, _user_charges(item, mol) if self.user_charges else None)]
 
     def generator(self, forcefield: app.ForceField, residue: app.topology.Residue) -> bool:
         """The function to pass to ``ForceField.registerTemplateGenerator``.
 
-        Returns True after loading a template for ``residue``, False when no
-        registered molecule has its atoms (so other generators can try).
+        Returns True after loading a template for the molecule ``residue`` belongs to,
+        False when no registered molecule is that molecule (so other generators can try).
+        A registered molecule with its heavy atoms but other hydrogens, or its atoms but
+        other bonds, gives a warning that names the residue and what differs.
 
         Raises
         ------
         ParametrizationError
-            A registered molecule has the residue's atoms but not its bonds or
-            hydrogens (the message names the residue and what differs), or the
-            ForceField's 1-4 scales are not gnnff's.
+            The ForceField's 1-4 scales are not gnnff's.
         """
-        graph = _graph_of_residue(residue)
+        residues, graph = _whole_molecule(residue)
         if graph is None:
             return False
-        label = f"residue {residue.name} {residue.id} (chain {residue.chain.id})"
+        label = _label(residues)
         key = self._match(graph, label)
         if key is None:
             return False
         text = self._template(key)
+        if self.debug_ffxml_filename is not None:
+            Path(self.debug_ffxml_filename).write_text(text, encoding="utf-8")
         try:
             forcefield.loadFile(io.StringIO(text))
         except ValueError as err:
@@ -336,27 +580,26 @@ class GNNFFTemplateGenerator:
         return True
 
     def _match(self, graph: nx.Graph, label: str) -> str | None:
-        """Key of the registered molecule whose graph is ``graph``'s, else None."""
+        """Key of the registered molecule whose graph is ``graph``'s, else None (with a
+        warning when one nearly is)."""
         counts = Counter(nx.get_node_attributes(graph, "z").values())
         heavy = Counter({z: n for z, n in counts.items() if z != 1})
         near = None
-        for key, (mol, reference) in self._registered.items():
-            ref_counts = Counter(nx.get_node_attributes(reference, "z").values())
+        for key, entry in self._registered.items():
+            ref_counts = Counter(nx.get_node_attributes(entry.graph, "z").values())
             if ref_counts == counts:
-                if nx.is_isomorphic(graph, reference, node_match=lambda a, b: a["z"] == b["z"]):
+                if nx.is_isomorphic(graph, entry.graph, node_match=lambda a, b: a["z"] == b["z"]):
                     return key
-                near = near or (mol, ("the same atoms but different bonds (is the ligand missing CONECT "
-                                     "records? build the topology from the molecule file instead)"))
+                near = near or (entry.mol, ("the same atoms but different bonds (is the ligand missing CONECT "
+                                            "records? build the topology from the molecule file instead)"))
             elif Counter({z: n for z, n in ref_counts.items() if z != 1}) == heavy:
-                near = near or (mol, (f"the same heavy atoms but {ref_counts[1]} hydrogens instead of "
-                                     f"{counts[1]} (add the hydrogens the molecule has, or register the "
-                                     f"protonation state you simulate)"))
+                near = near or (entry.mol, (f"the same heavy atoms but {ref_counts[1]} hydrogens instead of "
+                                            f"{counts[1]} (add the hydrogens the molecule has, or register the "
+                                            f"protonation state you simulate)"))
         if near is not None:
             mol, why = near
-            raise ParametrizationError(
-                f"{label} ({_formula(counts)}) matches no registered molecule: molecule "
-                f"'{name_of(mol, molecule_key(mol))}' has {why}"
-            )
+            warnings.warn(f"gnnff: {label} ({_formula(counts)}) matches no registered molecule: molecule "
+                          f"'{name_of(mol, molecule_key(mol))}' has {why}", UserWarning, stacklevel=3)
         return None
 
     def _template(self, key: str) -> str:
@@ -365,18 +608,37 @@ class GNNFFTemplateGenerator:
             return self._ffxml[key]
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.source)
-        digest = hashlib.sha256(f"{FFXML_VERSION}|{__version__}|{self._fingerprint}|{key}".encode()).hexdigest()
-        path = self.cache / f"{digest}.xml" if self.cache is not None else None
-        text = None
-        if path is not None and path.is_file():
-            text = path.read_text(encoding="utf-8")
+        entry = self._registered[key]
+        what = f"{FFXML_VERSION}|{__version__}|{self._fingerprint}|{key}"
+        if entry.charges is not None:  # user charges: their own templates
+            what += "|charges:" + hashlib.sha256(entry.charges.tobytes()).hexdigest()
+        digest = hashlib.sha256(what.encode()).hexdigest()
+        text = self._store.get(digest) if self._store is not None else None
         if text is None:
-            mol = self._registered[key][0]
-            result = assign_parameters(mol, model=self.source, name=name_of(mol, key))
+            result = assign_parameters(entry.mol, model=self.source, name=name_of(entry.mol, key))
+            if entry.charges is not None:
+                result = _with_charges(result, entry.charges)
             text = ffxml(result, template_name=f"gnnff-{digest[:12]}")
-            if path is not None:
-                atomic_write_text(path, text)
+            if self._store is not None:
+                self._store.put(digest, key, text)
         self._ffxml[key] = text
         return text
 
+    def get_openmm_system(self, molecule: Any) -> openmm.System | None:
+        """The System (vacuum, no cutoff, no constraints) of ``molecule``'s template, in
+        ``molecule``'s atom order, or None when this generator has not made its template
+        yet (openmmforcefields' convention; for tests and checks).
 
+        Parameters
+        ----------
+        molecule
+            Any form :func:`gnnff.load_molecule` reads (OpenFF ``Molecule``, RDKit
+            ``Mol``, SMILES, file).
+        """
+        mol = load_molecule(molecule)
+        text = self._ffxml.get(molecule_key(mol))
+        if text is None:
+            return None
+        return app.ForceField(io.StringIO(text)).createSystem(
+            to_openmm_topology(mol), nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False,
+            removeCMMotion=False)
