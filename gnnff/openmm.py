@@ -12,6 +12,12 @@ values, so the template loads beside ``amber14-all.xml`` / ``amber14/tip3p.xml``
 the ligand's Lennard-Jones parameters combine with the protein's and water's by
 Lorentz-Berthelot in one ``NonbondedForce``.
 
+With openmmforcefields installed the generator is one of its
+``SmallMoleculeTemplateGenerator`` s: ``SystemGenerator(small_molecule_forcefield=
+"gnnff-industry-v0")`` finds it once this module is imported. A molecule spanning several
+residues gets one template; a residue the generator does not know is left to the next
+generator registered with the ForceField.
+
 >>> from openmm import app
 >>> generator = GNNFFTemplateGenerator(molecules="ligand.sdf")  # doctest: +SKIP
 >>> forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")  # doctest: +SKIP
@@ -20,14 +26,12 @@ Lorentz-Berthelot in one ``NonbondedForce``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import json
 import os
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 from xml.etree import ElementTree as ET
@@ -40,15 +44,10 @@ from openmm import app
 from openmm.app.element import Element
 from rdkit import Chem
 
-try:
-    import fcntl
-except ImportError:  # Windows: the JSON cache is not locked
-    fcntl = None
-
+from gnnff._template_cache import open_cache
 from gnnff._version import __version__
 from gnnff.api import Parametrized, assign_parameters
-from gnnff.errors import InputError, ModelError, ParametrizationError, first_line
-from gnnff.export import atomic_write_text
+from gnnff.errors import InputError, ModelError, ParametrizationError
 from gnnff.models import ParameterSource, available_models, get_model
 from gnnff.molecule import (
     components,
@@ -67,6 +66,14 @@ from gnnff.schema import (
     NONBONDED,
     PROPERS,
 )
+
+try:  # optional: openmmforcefields' SystemGenerator looks for generators among its base's subclasses
+    from openmmforcefields.generators.template_generators import (
+        SmallMoleculeTemplateGenerator as _PeerBase,
+    )
+except ImportError:  # without openmmforcefields the generator works on its own, with ForceField
+    _PeerBase = object
+
 
 __all__ = ["GNNFFTemplateGenerator", "ffxml", "molecule_key", "to_openmm_topology"]
 
@@ -216,12 +223,6 @@ def _comment(result: Parametrized) -> ET.Element:
 # The template generator
 
 
-try:  # optional: openmmforcefields' SystemGenerator looks for generators among its base's subclasses
-    from openmmforcefields.generators.template_generators import SmallMoleculeTemplateGenerator as _PeerBase
-except ImportError:  # without openmmforcefields the generator works on its own, with ForceField
-    _PeerBase = object
-
-
 class _UnknownForceField(ModelError, ValueError):
     """A force field name or file gnnff cannot load. Also a ValueError: the signal on which
     openmmforcefields' ``SystemGenerator`` goes on to the next generator."""
@@ -337,85 +338,6 @@ def _with_charges(result: Parametrized, charges: np.ndarray) -> Parametrized:
     return Parametrized(result.mol, result.topology, parameters, result.model)
 
 
-class _FolderCache:
-    """One ffxml file per template, ``DIGEST.xml``, written atomically."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-
-    def get(self, digest: str) -> str | None:
-        path = self.path / f"{digest}.xml"
-        return path.read_text(encoding="utf-8") if path.is_file() else None
-
-    def put(self, digest: str, key: str, text: str) -> None:
-        atomic_write_text(self.path / f"{digest}.xml", text)
-
-
-class _JsonCache:
-    """One JSON file in the TinyDB layout of openmmforcefields' caches (``cache="db.json"``):
-    gnnff's templates in table ``gnnff``, other generators' tables kept as they are.
-    Readers hold a shared and writers an exclusive ``flock`` on the file, so processes can
-    share it (no locking where ``fcntl`` is missing)."""
-
-    TABLE = "gnnff"
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked(exclusive=False) as handle:
-            self._load(handle)  # a file that is not such a cache is refused now, not mid-createSystem
-
-    @contextlib.contextmanager
-    def _locked(self, *, exclusive: bool) -> Iterator[Any]:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        with os.fdopen(fd, "r+", encoding="utf-8") as handle:
-            if fcntl is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield handle  # closing the file releases the lock
-
-    def _load(self, handle: Any) -> dict:
-        handle.seek(0)
-        text = handle.read()
-        try:
-            data = json.loads(text) if text.strip() else {}
-        except ValueError as err:
-            data = err
-        if not isinstance(data, dict) or not isinstance(data.get(self.TABLE, {}), dict):
-            why = f" ({first_line(data)})" if isinstance(data, ValueError) else ""
-            raise InputError(f"{self.path}: not a JSON template cache{why}; give a folder or a .json file for cache=, "
-                             "or remove the file")
-        return data
-
-    def get(self, digest: str) -> str | None:
-        with self._locked(exclusive=False) as handle:
-            table = self._load(handle).get(self.TABLE, {})
-        return next((e["ffxml"] for e in table.values() if e.get("key") == digest), None)
-
-    def put(self, digest: str, key: str, text: str) -> None:
-        with self._locked(exclusive=True) as handle:
-            data = self._load(handle)
-            table = data.setdefault(self.TABLE, {})
-            if any(e.get("key") == digest for e in table.values()):
-                return  # another process wrote it meanwhile
-            table[str(max(map(int, table), default=0) + 1)] = {"key": digest, "smiles": key, "ffxml": text}
-            handle.seek(0)
-            handle.truncate()
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
-def _open_cache(path: str | os.PathLike) -> _FolderCache | _JsonCache:
-    """A folder (existing, or a new path without ``.json``) or a single JSON file."""
-    path = Path(path)
-    if path.is_dir():
-        return _FolderCache(path)
-    if path.exists() or path.suffix.lower() == ".json":
-        return _JsonCache(path)
-    return _FolderCache(path)
-
-
 class GNNFFTemplateGenerator(_PeerBase):
     """Residue template generator for ``openmm.app.ForceField``, backed by a gnnff model.
 
@@ -487,7 +409,7 @@ class GNNFFTemplateGenerator(_PeerBase):
         self._forcefield = name if isinstance(name, str) else self.source.name
         self.user_charges = user_charges
         self.cache = Path(cache) if cache is not None else None
-        self._store = _open_cache(cache) if cache is not None else None
+        self._store = open_cache(cache) if cache is not None else None
         self.debug_ffxml_filename: str | os.PathLike | None = None
         self._fingerprint: str | None = None
         #: key (canonical SMILES) -> registered molecule, in order of addition

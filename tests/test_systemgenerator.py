@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import openmm
 import pytest
+from conftest import embedded
 from openmm import app, unit
 from openmm.app.element import Element
-from conftest import embedded
 from rdkit import Chem
 
 import gnnff
@@ -42,7 +42,7 @@ def _assert_same(a: dict, b: dict, what: str) -> None:
         np.testing.assert_allclose(fa, fb, atol=1e-6, rtol=0, err_msg=f"{what}: {name} forces")
 
 
-def _offmol(smiles: str, charges: list[float] | None = None) -> "Molecule":
+def _offmol(smiles: str, charges: list[float] | None = None) -> Molecule:
     mol = Molecule.from_smiles(smiles)
     mol.generate_conformers(n_conformers=1)
     if charges is not None:
@@ -61,7 +61,7 @@ def _particle_charges(system: openmm.System) -> np.ndarray:
     return np.array([force.getParticleParameters(i)[0]._value for i in range(system.getNumParticles())])
 
 
-def _build(forcefield: app.ForceField, offmol: "Molecule") -> openmm.System:
+def _build(forcefield: app.ForceField, offmol: Molecule) -> openmm.System:
     return forcefield.createSystem(offmol.to_topology().to_openmm(), nonbondedMethod=app.NoCutoff, constraints=None)
 
 
@@ -285,6 +285,6 @@ def test_works_without_openmmforcefields(tmp_path):
             print(forcefield.createSystem(to_openmm_topology(mol)).getNumParticles())
     """)
     run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "folder"), str(tmp_path / "db.json")],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["7", "7"]
