@@ -229,8 +229,21 @@ class SymmetricHead(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, h: torch.Tensor, tuples: torch.Tensor) -> torch.Tensor:
-        outs = [self.mlp(h[tuples[:, list(perm)]].flatten(1)) for perm in self.term.symmetry]
-        return torch.stack(outs).mean(0)
+        # The first layer acts on the concatenation [h_t0, h_t1, ...], i.e. it is a sum of
+        # one block of its weight per tuple position: those blocks are applied once per
+        # atom and gathered, not once per tuple and ordering (the same function, about
+        # arity x fewer multiply-adds in the largest layer).
+        first, rest = self.mlp[0], self.mlp[1:]
+        arity, width = self.term.arity, h.shape[1]
+        hidden = first.out_features
+        blocks = first.weight.view(hidden, arity, width).permute(2, 1, 0).reshape(width, arity * hidden)
+        per_atom = (h @ blocks).view(-1, arity, hidden)
+        symmetry = self.term.symmetry
+        x = torch.cat([
+            first.bias + sum(per_atom[tuples[:, source], position] for position, source in enumerate(perm))
+            for perm in symmetry
+        ])
+        return rest(x).view(len(symmetry), tuples.shape[0], rest[-1].out_features).mean(0)
 
 
 def _two_point(raw: torch.Tensor, start: tuple[float, float], anchors: tuple[float, float]):
