@@ -119,3 +119,39 @@ def test_cli_formats_from_option_and_suffix(tmp_path):
     app.ForceField(str(tmp_path / "asp.ffxml"))
     run = gnnff_cli("CCO", "--format", "pdb")
     assert run.returncode == 2 and "invalid choice: 'pdb'" in run.stderr
+
+
+@pytest.mark.parametrize("smiles", ["CC(=O)Oc1ccccc1C(=O)O", "C#CC(=O)[O-]", "O", "CC(C)(C)c1ccc(cc1)S(=O)(=O)N"])
+@pytest.mark.parametrize("model", ["gnnff-industry-v0", "sage"])
+def test_system_xml_is_the_serializers_text(smiles, model):
+    """The XML written from parameter arrays is character for character what
+    XmlSerializer writes for the built System (so it deserializes to the same System)."""
+    from gnnff.export import system_xml, to_xml
+
+    result = gnnff.assign_parameters(smiles, model=model)
+    text = system_xml(result.topology, result.parameters)
+    assert text == to_xml(result.to_openmm())
+    assert to_xml(openmm.XmlSerializer.deserialize(text)) == text
+
+
+def test_system_xml_of_sparse_torsions_unusual_numbers_and_two_components():
+    """Pruned cosines (exact zeros), huge/tiny/negative-zero values, and a record of two
+    molecules (one topology, several components)."""
+    from gnnff.export import system_xml, to_openmm, to_xml
+
+    result = gnnff.assign_parameters("CC(=O)[O-].C[NH3+]", model="sage")
+
+    def edit(term, name, x):
+        x = x.clone()
+        if term.name == "propers" and name == "k":
+            x[::2] = 0.0
+            x[1, 1], x[3, 0] = 1e-7, 1.5e16
+        if term.name == "nonbonded" and name == "charge":
+            x[0] = -0.0
+        return x
+
+    parameters = result.parameters.map(edit)
+    assert int((parameters.propers.k == 0).sum()) > 0
+    text = system_xml(result.topology, parameters)
+    assert text == to_xml(to_openmm(result.topology, parameters))
+    assert 'k="1e-07"' in text and 'k="1.5e+16"' in text
