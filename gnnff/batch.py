@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -41,7 +42,7 @@ from gnnff.models import ParameterSource
 from gnnff.molecule import Record, net_charge
 
 __all__ = ["REPORT_COLUMNS", "Job", "Row", "Work", "molecule_identity", "one_line", "plan", "provenance_path",
-           "report_text", "run", "write_report"]
+           "report_text", "run", "run_dask", "write_report"]
 
 #: Writes one parametrized molecule to a path (atomically); must be picklable for workers.
 Writer = Callable[[Parametrized, Path], Any]
@@ -222,19 +223,22 @@ def plan(records: Iterable[Record], paths: Iterable[Path], *, overwrite: bool,
                   record.mol.ToBinary(Chem.PropertyPickleOptions.AllProps), str(path), smiles, identity)
 
 
-def _do(jobs: Sequence[Job], model: Any, write: Writer, work: Work, batch_atoms: int) -> list[Row]:
-    """Parametrize and write a chunk of jobs; every job gives one row."""
+def _do(jobs: Sequence[Job], model: Any, write: Writer, work: Work, batch_atoms: int,
+        base: str = "") -> list[Row]:
+    """Parametrize and write a chunk of jobs; every job gives one row. Outputs are written
+    to ``base / job.output`` (``base``: the client's folder, for workers elsewhere); rows
+    and messages name ``job.output`` as planned."""
     mols = [Chem.Mol(job.mol) for job in jobs]
     try:
         results = assign_parameters_many(mols, model=model, names=[job.label for job in jobs],
                                          batch_atoms=batch_atoms)
     except Exception as err:  # noqa: BLE001 - one bad molecule must cost one record, not the batch
         if len(jobs) > 1:
-            return [row for job in jobs for row in _do([job], model, write, work, batch_atoms)]
+            return [row for job in jobs for row in _do([job], model, write, work, batch_atoms, base)]
         results = [err if isinstance(err, GnnffError) else GnnffError(
             f"{jobs[0].label}: internal error ({type(err).__name__}: {err}); "
             "please report it with this molecule as a gnnff bug")]
-    return [_finish(job, mol, result, write, work) for job, mol, result in zip(jobs, mols, results)]
+    return [_finish(job, mol, result, write, work, base) for job, mol, result in zip(jobs, mols, results)]
 
 
 def _provenance(job: Job, work: Work, files: Sequence[Path]) -> str:
@@ -245,9 +249,10 @@ def _provenance(job: Job, work: Work, files: Sequence[Path]) -> str:
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
 
-def _write_with_provenance(result: Parametrized, job: Job, write: Writer, work: Work) -> None:
+def _write_with_provenance(result: Parametrized, job: Job, write: Writer, work: Work, base: str) -> None:
     """Write the output, then its provenance record; on failure leave neither (raises)."""
-    path, sidecar = Path(job.output), provenance_path(job.output)
+    path = Path(base, job.output)
+    sidecar = provenance_path(path)
     files = output_files(path, work.format)
     sidecar.unlink(missing_ok=True)  # until the new output is complete, no record may vouch for the old one
     write(result, path)
@@ -259,13 +264,14 @@ def _write_with_provenance(result: Parametrized, job: Job, write: Writer, work: 
         raise
 
 
-def _finish(job: Job, mol: Chem.Mol, result: Parametrized | GnnffError, write: Writer, work: Work) -> Row:
+def _finish(job: Job, mol: Chem.Mol, result: Parametrized | GnnffError, write: Writer, work: Work,
+            base: str = "") -> Row:
     atoms, charge = mol.GetNumAtoms(), net_charge(mol)
     if isinstance(result, GnnffError):
         return Row(job.record, job.name, "failed", job.output, atoms, charge, one_line(str(result)))
     path = Path(job.output)
     try:
-        _write_with_provenance(result, job, write, work)
+        _write_with_provenance(result, job, write, work, base)
     except GnnffError as err:
         return Row(job.record, job.name, "failed", job.output, atoms, charge, one_line(str(err)))
     except OSError as err:
@@ -344,6 +350,92 @@ def run(jobs: Iterable[Job], *, model: str | ParameterSource | None, model_optio
     with context.Pool(workers, initializer=_init_worker,
                       initargs=(model, model_options, write, work, batch_atoms)) as pool:
         yield from pool.imap(_work, chunks)
+
+
+# Parameter sources loaded in a dask worker process, by (model, options): loaded by the
+# first chunk a worker gets, then reused by every later one (never pickled per task).
+_SOURCES: dict[tuple[str | None, tuple[tuple[str, Any], ...]], ParameterSource] = {}
+
+
+def _dask_chunk(jobs: list[Job], model: str | None, options: tuple[tuple[str, Any], ...], write: Writer,
+                work: Work, batch_atoms: int, base: str) -> list[Row]:
+    """One chunk in a dask worker: :func:`_do` with this worker's copy of the model."""
+    key = (model, options)
+    if key not in _SOURCES:
+        import torch
+
+        from gnnff.models import get_model
+
+        torch.set_num_threads(1)  # the worker's processes share the cores, as in run()
+        _SOURCES[key] = get_model(model, **dict(options))
+    return _do(jobs, _SOURCES[key], write, work, batch_atoms, base)
+
+
+def _crashed(jobs: Sequence[Job], err: BaseException) -> list[Row]:
+    """Rows of a single job whose dask task failed outside gnnff (its worker died)."""
+    return [Row(job.record, job.name, "failed", job.output, None, None,
+                one_line(f"{job.label}: the dask task failed ({type(err).__name__}: {err}); the worker may have "
+                         "run out of memory or crashed on this molecule; a rerun retries it"))
+            for job in jobs]
+
+
+def run_dask(jobs: Iterable[Job], *, client: Any, model: str | None, model_options: dict[str, Any],
+             write: Writer, work: Work, batch_atoms: int | None = None, chunk: int = CHUNK,
+             in_flight: int | None = None) -> Iterator[list[Row]]:
+    """:func:`run` on a dask.distributed cluster: yield the rows of each chunk as it finishes.
+
+    The chunks and the per-chunk work are :func:`run`'s, so the outputs, rows and messages
+    are the same. Workers write the outputs themselves, so they must see the client's
+    files (a shared filesystem); relative outputs are resolved against this process's
+    folder. ``jobs`` is read lazily: at most ``in_flight`` chunks (default two per worker
+    thread) are submitted and not yet collected, so a library of millions of records is
+    never held in memory. A chunk whose task fails outside gnnff (a worker died) is
+    retried one job per task; a job that fails again gets a failed row. Closing the
+    iterator (an interrupt) cancels the chunks not yet collected.
+
+    Parameters
+    ----------
+    client
+        A connected ``distributed.Client``.
+    model
+        The parameter source's name or path (each worker loads it once).
+    in_flight
+        Chunks submitted at a time.
+    """
+    from distributed import as_completed
+
+    from gnnff.api import BATCH_ATOMS
+
+    batch_atoms = BATCH_ATOMS if batch_atoms is None else batch_atoms
+    in_flight = in_flight or max(2, 2 * sum(client.nthreads().values()))
+    options = tuple(sorted(model_options.items()))
+    base = os.getcwd()
+
+    submitted: dict[str, tuple[Any, list[Job]]] = {}  # by key: the future and its jobs, until collected
+
+    def submit(part: list[Job]) -> Any:
+        future = client.submit(_dask_chunk, part, model, options, write, work, batch_atoms, base, pure=False)
+        submitted[future.key] = (future, part)
+        return future
+
+    chunks = _chunks(jobs, chunk)
+    pending = as_completed([submit(part) for part in itertools.islice(chunks, in_flight)])
+    try:
+        for future in pending:
+            _, part = submitted.pop(future.key)
+            try:
+                rows = future.result()
+            except Exception as err:  # noqa: BLE001 - a dead worker costs its chunk's molecules one retry each
+                if len(part) > 1:
+                    pending.update([submit([job]) for job in part])
+                    continue
+                rows = _crashed(part, err)
+            finally:
+                future.release()
+            pending.update([submit(part) for part in itertools.islice(chunks, max(0, in_flight - len(submitted)))])
+            yield rows
+    finally:
+        client.cancel([future for future, _ in submitted.values()])
 
 
 def report_text(rows: Sequence[Row]) -> tuple[str, str]:

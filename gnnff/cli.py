@@ -61,9 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="redo records whose output exists (default: skip those made from the same molecule, "
                         "model and format, so a rerun resumes, and fail those made from other work)")
-    p.add_argument("--workers", default="auto", metavar="N|auto",
+    p.add_argument("--workers", default=None, metavar="N|auto",
                    help="worker processes; auto (default): one per idle core for 500 molecules or more "
                         "(then 1.6x faster on 2 idle cores), else this process alone")
+    p.add_argument("--dask", default=None, metavar="ADDRESS|local[:N]",
+                   help="run on a dask.distributed cluster instead of --workers: a scheduler's address "
+                        "(tcp://host:8786), or local[:N] for N single-threaded worker processes here "
+                        "(default one per core). Workers load the model once and write the outputs "
+                        "themselves, so they must see the input's and outputs' folders (a shared "
+                        "filesystem); needs pip install 'gnnff[dask]'")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     commands.add_parser("models", help="list the known models")
     t = commands.add_parser("train", help="train a model from a YAML config",
@@ -275,13 +281,14 @@ def _parametrize(args: argparse.Namespace) -> int:
     options = {"charges": args.charges} if args.charges else {}
     if options and args.model is None:
         raise InputError("--charges applies to the classical model: add --model sage")
-    requested = _requested_workers(args.workers)
+    requested = _requested_workers(args.workers or "auto")
+    local = _dask_option(args.dask, args.workers)  # before any file is read: a bad --dask is exit 2
     stem, count, records = _records(args.input)  # a bad input file fails before the model loads
     paths, report, fmt = _output_paths(stem, args.output, count, args.format)  # so does a bad -o
     from tqdm import tqdm
 
     import gnnff
-    from gnnff.batch import Row, Work, one_line, plan, run  # torch and the network: after the cheap checks
+    from gnnff.batch import Row, Work, one_line, plan, run, run_dask  # torch and the network: after the cheap checks
     from gnnff.openmm import model_fingerprint
 
     model = gnnff.get_model(args.model, **options)
@@ -314,12 +321,19 @@ def _parametrize(args: argparse.Namespace) -> int:
 
     from gnnff import cli  # _write by its module name, so worker processes can import it
 
-    workers = _workers(requested, count)
+    write = functools.partial(cli._write, fmt=fmt)
+    workers = _workers(requested, count) if args.dask is None else 0
     try:
-        with _one_torch_thread():
-            for done in run(jobs(), model=model if workers == 1 else args.model, model_options=options,
-                            write=functools.partial(cli._write, fmt=fmt), work=work, workers=workers):
-                record(done)
+        with _one_torch_thread(), _dask_client(args.dask, local) as client:
+            if client is None:
+                batches = run(jobs(), model=model if workers == 1 else args.model, model_options=options,
+                              write=write, work=work, workers=workers)
+            else:
+                batches = run_dask(jobs(), client=client, model=_model_for_workers(args.model),
+                                   model_options=options, write=write, work=work)
+            with contextlib.closing(batches):  # an interrupt cancels the chunks in flight first
+                for done in batches:
+                    record(done)
     finally:
         bar.close()
         reported = report is None or _report(rows, report)
@@ -330,6 +344,71 @@ def _parametrize(args: argparse.Namespace) -> int:
         + (f"; {counts['failed']} failed" if counts["failed"] else "")
         + (f"; report {report}.csv" if report is not None else ""))
     return 0 if counts["failed"] == 0 and reported else 1
+
+
+_DASK_INSTALL = "pip install 'gnnff[dask]'"
+
+
+def _dask_option(value: str | None, workers: str | None) -> int | None:
+    """Check ``--dask`` (and that dask.distributed is installed) before anything is read;
+    return the number of local workers for ``local:N`` (0 for ``local``), None for an address."""
+    if value is None:
+        return None
+    if workers is not None:
+        raise InputError("--workers and --dask exclude each other: use --dask local:N for N local workers")
+    try:
+        import distributed  # noqa: F401 - checked here, used in _dask_client
+    except ImportError:
+        raise InputError(f"--dask needs dask.distributed, which is not installed: {_DASK_INSTALL}") from None
+    name, _, number = value.partition(":")
+    if name != "local":
+        if not value.strip():
+            raise InputError("--dask needs a scheduler address (tcp://host:8786) or local[:N]")
+        return None
+    if not number:
+        return 0
+    if not number.isdigit() or int(number) < 1:
+        raise InputError(f"--dask local:N needs a number of workers of at least 1, not '{number}'")
+    return int(number)
+
+
+@contextlib.contextmanager
+def _dask_client(value: str | None, local: int | None) -> Iterator:
+    """A dask.distributed Client for ``--dask`` (None without): connected to the scheduler
+    at ``value``, or to a LocalCluster of ``local`` single-threaded worker processes (0: one
+    per core) that is shut down after."""
+    if value is None:
+        yield None
+        return
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if local is None:
+        try:
+            client = Client(value, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as err:
+            raise InputError(f"--dask {value}: cannot connect to a dask scheduler ({_reason(err)}); "
+                             "start one (dask scheduler) and its workers, or use --dask local") from None
+        with client:
+            yield client
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with LocalCluster(n_workers=local or cores, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _reason(err: BaseException) -> str:
+    """``err`` as one line."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _model_for_workers(model: str | None) -> str | None:
+    """``--model`` as workers load it: a checkpoint file by its absolute path (their folder may differ)."""
+    if model is not None and Path(model).is_file():
+        return str(Path(model).resolve())
+    return model
 
 
 #: Below this many molecules, starting worker processes (~3 s) costs more than it saves.
