@@ -394,7 +394,7 @@ def _dask_client(value: str | None, local: int | None) -> Iterator:
             yield client
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    with LocalCluster(n_workers=local or cores, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=local or cores, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 

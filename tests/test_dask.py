@@ -1,0 +1,224 @@
+"""``gnnff parametrize --dask``: the same outputs, report, resume and errors as one process.
+
+One LocalCluster of two single-threaded worker processes serves the module. The library
+holds an unreadable record, elements the default model lacks (U, B), a duplicate and a
+salt; on dask it must give byte-identical files and the same report rows as the
+single-process run, and an interrupted run must resume without redoing or losing a
+finished record.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import gnnff
+from gnnff import cli
+from gnnff.batch import Row, Work, plan, provenance_path, run, run_dask
+from gnnff.cli import main
+from gnnff.molecule import read_records
+from gnnff.openmm import model_fingerprint
+
+try:
+    import distributed
+except ImportError:
+    distributed = None
+
+needs_dask = pytest.mark.skipif(distributed is None, reason="dask.distributed not installed (pip install 'gnnff[dask]')")
+
+LIBRARY = """\
+CCO ethanol
+C1CC broken
+[U] uranium
+OB(O)c1ccccc1 phenylboronic-acid
+CCO ethanol-again
+c1ccccc1O phenol
+CC(=O)[O-] acetate
+CC(=O)Nc1ccc(O)cc1 paracetamol
+C[NH3+].[Cl-] methylammonium-chloride
+CCOC(=O)C ethyl-acetate
+c1ccncc1 pyridine
+CS(=O)(=O)N methanesulfonamide
+FC(F)(F)c1ccccc1 benzotrifluoride
+"""
+STATUSES = ["ok", "failed", "failed", "failed", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok"]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every output and provenance record under ``folder`` (not the report) with its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith("report")}
+
+
+NUMBER = re.compile(rb"-?\d*\.?\d+(?:[eE][-+]?\d+)?")
+
+
+def _numbers(text: bytes) -> list[float]:
+    return [float(x) for x in NUMBER.findall(text)]
+
+
+def report(folder: Path) -> list[tuple[str, ...]]:
+    """The report's rows, without the output column (its folder differs between runs)."""
+    with (folder / "report.csv").open(encoding="utf-8") as handle:
+        return [tuple(v for k, v in row.items() if k != "output") for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    """The library, and beside it ``serial/``: the single-process run's outputs."""
+    folder = tmp_path_factory.mktemp("library")
+    (folder / "lib.smi").write_text(LIBRARY)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert main(["parametrize", "lib.smi", "-o", "serial/", "-q"]) == 1
+    finally:
+        os.chdir(cwd)
+    assert [row[2] for row in report(folder / "serial")] == STATUSES
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture
+def work() -> Work:
+    model = gnnff.get_model()
+    return Work(format="xml", model=model.name, model_fingerprint=model_fingerprint(model))
+
+
+def _plan(folder: Path, output: str, work: Work) -> tuple[list[Row], list]:
+    records = list(read_records(folder / "lib.smi"))
+    paths = [Path(output) / f"{i:04d}.xml" for i in range(1, len(records) + 1)]
+    rows, jobs = [], []
+    for item in plan(records, paths, overwrite=False, work=work):
+        (rows if isinstance(item, Row) else jobs).append(item)
+    return rows, jobs
+
+
+def _idle(client) -> None:
+    """Wait until no task runs on the cluster (a cancelled chunk still finishes its writes)."""
+    deadline = time.monotonic() + 60
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@needs_dask
+def test_dask_rows_and_files_equal_one_process(library, client, work, monkeypatch):
+    monkeypatch.chdir(library)
+    (library / "direct").mkdir()
+    write = functools.partial(cli._write, fmt="xml")
+    rows, jobs = _plan(library, "direct", work)
+    for done in run_dask(jobs, client=client, model=None, model_options={}, write=write, work=work, chunk=2,
+                         in_flight=2):  # six chunks over two workers, two in flight
+        rows += done
+    serial_rows, serial_jobs = _plan(library, "direct-serial", work)
+    (library / "direct-serial").mkdir()
+    for done in run(serial_jobs, model=None, model_options={}, write=write, work=work, chunk=2):
+        serial_rows += done
+    assert sorted(rows, key=lambda r: r.record) == [
+        Row(r.record, r.name, r.status, r.output.replace("direct-serial", "direct"), r.atoms, r.net_charge,
+            r.error) for r in sorted(serial_rows, key=lambda r: r.record)]
+    # the same chunks as one process (the network's float32 sums depend on which molecules
+    # share a batch, in the last digits, so the comparison is at equal chunk size)
+    assert snapshot(library / "direct") == snapshot(library / "direct-serial")
+
+
+@needs_dask
+def test_cli_on_a_scheduler_address_writes_the_same_report(library, client, monkeypatch, capsys):
+    monkeypatch.chdir(library)  # the workers' folder is another: outputs go under this one
+    assert main(["parametrize", "lib.smi", "-o", "address/", "-q", "--dask", client.scheduler.address]) == 1
+    assert report(library / "address") == report(library / "serial")
+    assert snapshot(library / "address") == snapshot(library / "serial")
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 3 and all(line.startswith("gnnff: error: lib.smi record ") for line in errors)
+
+
+@needs_dask
+def test_interrupted_run_resumes_without_redoing_or_losing(library, client, work, monkeypatch):
+    monkeypatch.chdir(library)
+    (library / "stopped").mkdir()
+    _, jobs = _plan(library, "stopped", work)
+    batches = run_dask(jobs, client=client, model=None, model_options={}, write=cli._write, work=work,
+                       chunk=2, in_flight=2)
+    next(batches)
+    batches.close()  # as an interrupt does: the chunks not yet collected are cancelled
+    _idle(client)
+    finished = {p: p.stat().st_mtime_ns for p in (library / "stopped").glob("*.xml")}
+    assert 2 <= len(finished) < 10
+    assert all(provenance_path(p).is_file() for p in finished)
+
+    assert main(["parametrize", "lib.smi", "-o", "stopped/", "-q", "--dask", client.scheduler.address]) == 1
+    rows = report(library / "stopped")
+    done = {f"{int(row[0]):04d}.xml" for row in rows if row[2] == "skipped"}
+    assert done == {p.name for p in finished}  # each finished record skipped, none redone
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    assert [("ok" if row[2] == "skipped" else row[2]) for row in rows] == STATUSES
+    resumed, serial = snapshot(library / "stopped"), snapshot(library / "serial")
+    assert resumed.keys() == serial.keys()  # nothing lost
+    for name in serial:  # other chunks than the serial run's: the same to float64 round-off
+        assert _numbers(resumed[name]) == pytest.approx(_numbers(serial[name]), rel=1e-12, abs=1e-15), name
+        assert NUMBER.sub(b"", resumed[name]) == NUMBER.sub(b"", serial[name]), name
+    assert not list(library.rglob("*.tmp"))
+
+
+@needs_dask
+def test_cli_local_cluster_in_a_subprocess(library):
+    result = subprocess.run([sys.executable, "-m", "gnnff.cli", "parametrize", "lib.smi", "-o", "local/",
+                             "--dask", "local:2"], cwd=library, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert report(library / "local") == report(library / "serial")
+    assert snapshot(library / "local") == snapshot(library / "serial")
+    assert "parametrized 10 of 13 molecule(s)" in result.stdout and "3 failed" in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "parametrize:" not in line]
+    assert all(line.startswith("gnnff: error: lib.smi record ") for line in lines), result.stderr
+
+
+def test_without_dask_the_option_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    assert main(["parametrize", "CCO", "--dask", "local"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("gnnff: error: --dask needs dask.distributed, which is not installed: "
+                   "pip install 'gnnff[dask]'\n")
+    assert not list(tmp_path.iterdir())
+
+
+@needs_dask
+@pytest.mark.parametrize("args, message", [
+    (["--dask", "local", "--workers", "2"], "--workers and --dask exclude each other"),
+    (["--dask", "local:0"], "--dask local:N needs a number of workers of at least 1, not '0'"),
+    (["--dask", "local:two"], "not 'two'"),
+])
+def test_bad_dask_options_are_one_line_errors(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["parametrize", "CCO", "-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gnnff: error: ") and message in err
+    assert not list(tmp_path.iterdir())
+
+
+@needs_dask
+def test_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    def refuse(address, **options):
+        raise OSError(f"Timed out trying to connect to {address} after 20 s")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(distributed, "Client", refuse)  # as a scheduler that is not there answers, at once
+    assert main(["parametrize", "CCO", "-q", "--dask", "tcp://127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err == (
+        "gnnff: error: --dask tcp://127.0.0.1:1: cannot connect to a dask scheduler (Timed out trying to "
+        "connect to tcp://127.0.0.1:1 after 20 s); start one (dask scheduler) and its workers, or use "
+        "--dask local\n")
+    assert not list(tmp_path.glob("*.xml"))
