@@ -1,0 +1,74 @@
+"""Library throughput of ``gnnff parametrize``: one process, and ``--dask local:1`` / ``local:2``.
+
+    python benchmarks/dask_throughput.py [--molecules 300] [--dask local:1 local:2] [--keep DIR]
+
+Writes the first N SMILES of ``../shared/data/spice-pubchem-sets1-6.smi.gz`` to a ``.smi``
+file (not timed) and runs, each in a fresh folder, ``gnnff parametrize lib.smi -o out/ -q``
+with the default model and XML output: ``--workers 1`` (this process alone), then each
+``--dask`` value (a LocalCluster of single-threaded worker processes, started and shut down
+by the command). For each it prints the wall time of the whole command (Python start,
+imports, model load, cluster start and shutdown included), the run time the command reports
+(from the first record to the report; cluster start included), molecules written per second
+of each, and the report's counts. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spice-pubchem-sets1-6.smi.gz"
+
+
+def write_library(path: Path, n: int) -> int:
+    """The first ``n`` SMILES lines of the shared PubChem set, numbered, to ``path``."""
+    with gzip.open(SHARED, "rt", encoding="utf-8") as source:
+        lines = [f"{line.split()[0]} pubchem-{i}" for i, line in zip(range(1, n + 1), source) if line.strip()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines)
+
+
+def time_run(folder: Path, extra: list[str]) -> dict:
+    """Run ``gnnff parametrize`` on ``folder/lib.smi``; its timings and report counts."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "gnnff.cli", "parametrize", "lib.smi", "-o", "out/", *extra],
+                            cwd=folder, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"gnnff parametrize {' '.join(extra)} failed: {result.stderr.strip()[-500:]}")
+    reported = re.search(r" in ([\d.]+) s", result.stdout)
+    summary = json.loads((folder / "out" / "report.json").read_text(encoding="utf-8"))["summary"]
+    return {"wall": wall, "run": float(reported.group(1)) if reported else float("nan"), **summary}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--molecules", type=int, default=300)
+    parser.add_argument("--dask", nargs="*", default=["local:1", "local:2"], help="--dask values to time")
+    parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep the outputs")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="gnnff-dask-bench-"))
+    print(f"{args.molecules} molecules of {SHARED.name}; {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f} at the start")
+    print(f"{'backend':18s} {'wall s':>8s} {'mol/s':>7s} {'run s':>8s} {'mol/s':>7s}  ok/failed/skipped")
+    for name, extra in [("one process", ["--workers", "1"])] + [(f"--dask {d}", ["--dask", d]) for d in args.dask]:
+        folder = root / re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_library(folder / "lib.smi", args.molecules)
+        r = time_run(folder, extra)
+        print(f"{name:18s} {r['wall']:8.1f} {r['ok'] / r['wall']:7.1f} {r['run']:8.1f} {r['ok'] / r['run']:7.1f}"
+              f"  {r['ok']}/{r['failed']}/{r['skipped']}")
+    print(f"outputs in {root}" if args.keep else "")
+
+
+if __name__ == "__main__":
+    main()
