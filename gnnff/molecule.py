@@ -106,43 +106,71 @@ def _record_label(path: Path, index: int, name: str) -> str:
 def read_records(path: str | os.PathLike) -> Iterator[Record]:
     """Read every molecule of a file, lazily, one :class:`Record` each.
 
-    A record that cannot be read or prepared is yielded with its ``error`` set, so a
-    batch can go on past it. Problems with the file as a whole (missing, unreadable,
-    unsupported format, no molecule in it) raise :class:`InputError`.
+    The file is streamed: one record's text is in memory at a time, so a library of
+    millions of molecules can be read. A record that cannot be read or prepared is
+    yielded with its ``error`` set, so a batch can go on past it. Problems with the file
+    as a whole (missing, unreadable, unsupported format, no molecule in it) raise
+    :class:`InputError`.
     """
     path = Path(path)
-    blocks, text = _open(path)
+    blocks, lines = _open(path)
     count = 0
-    for index, (name, parse) in enumerate(blocks(text), start=1):
-        count += 1
-        label = _record_label(path, index, name)
-        try:
+    with lines() as handle:
+        for index, (name, parse) in enumerate(blocks(_checked(handle, path)), start=1):
+            count += 1
+            label = _record_label(path, index, name)
             try:
-                mol = parse()
-            except _Unparsable as err:
-                raise InputError(f"{label}: {err}") from None
-            yield Record(index, label, mol=prepare(mol, label=label))
-        except GnnffError as err:
-            yield Record(index, label, error=err)
+                try:
+                    mol = parse()
+                except _Unparsable as err:
+                    raise InputError(f"{label}: {err}") from None
+                yield Record(index, label, mol=prepare(mol, label=label))
+            except GnnffError as err:
+                yield Record(index, label, error=err)
     if count == 0:
         raise InputError(f"{path}: no molecule found in the file")
 
 
 def count_records(path: str | os.PathLike) -> int:
-    """Number of records :func:`read_records` will yield, without parsing them.
+    """Number of records :func:`read_records` will yield, without parsing them (streamed).
 
     Raises the same :class:`InputError` as :func:`read_records` for a bad file.
     """
     path = Path(path)
-    blocks, text = _open(path)
-    count = sum(1 for _ in blocks(text))
+    blocks, lines = _open(path)
+    with lines() as handle:
+        count = sum(1 for _ in blocks(_checked(handle, path)))
     if count == 0:
         raise InputError(f"{path}: no molecule found in the file")
     return count
 
 
-def _open(path: Path) -> tuple[Any, str]:
-    """Check and read a molecule file; return its record splitter and its text."""
+def _read_error(path: Path, suffix: str, err: BaseException) -> InputError:
+    reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+    return InputError(f"{path}: cannot read file ({reason}); check that it is a complete, readable {suffix} file")
+
+
+_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _lines(path: Path, suffix: str):
+    """The file's text lines (universal newlines, undecodable bytes replaced), as a context manager."""
+    if suffix == ".sdf.gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return path.open(encoding="utf-8", errors="replace")
+
+
+def _checked(handle: Any, path: Path) -> Iterator[str]:
+    """The lines of ``handle``; a read error part way is an :class:`InputError` naming the file."""
+    try:
+        yield from handle
+    except _READ_ERRORS as err:
+        raise _read_error(path, _suffix(path), err) from None
+
+
+def _open(path: Path) -> tuple[Any, Any]:
+    """Check a molecule file (its first 64 kB); return its record splitter and a callable
+    opening its lines."""
     suffix = _suffix(path)
     if suffix not in SUPPORTED_SUFFIXES:
         raise InputError(
@@ -154,21 +182,22 @@ def _open(path: Path) -> tuple[Any, str]:
     if not path.is_file():
         raise InputError(f"{path}: no such file; check the path")
     try:
-        raw = path.read_bytes()
-        if suffix == ".sdf.gz":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
-        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
-        raise InputError(f"{path}: cannot read file ({reason}); check that it is a complete, "
-                         f"readable {suffix} file") from None
-    text = raw.decode("utf-8", errors="replace")
-    if not text.strip():
+        with _lines(path, suffix) as handle:
+            head = handle.read(65536)
+            while head and not head.strip():  # only blank so far: is there anything after?
+                more = handle.read(65536)
+                if not more:
+                    break
+                head = more
+    except _READ_ERRORS as err:
+        raise _read_error(path, suffix, err) from None
+    if not head.strip():
         raise InputError(f"{path}: file is empty; it must hold at least one molecule")
-    if "\x00" in text or _looks_binary(text):
+    if "\x00" in head or _looks_binary(head):
         raise InputError(f"{path}: binary data, not a {suffix} text file; give a text molecule file")
     blocks = {".sdf": _sdf_blocks, ".sdf.gz": _sdf_blocks, ".mol": _sdf_blocks,
               ".mol2": _mol2_blocks, ".smi": _smiles_lines, ".smiles": _smiles_lines}[suffix]
-    return blocks, text
+    return blocks, lambda: _lines(path, suffix)
 
 
 _TEXT_CONTROLS = frozenset("\t\n\r\f\v")
@@ -210,11 +239,20 @@ def _molblock_problem(block: str) -> str:
     return "RDKit cannot parse the record; check its atom and bond blocks (atom indices, bond types, charges)"
 
 
-def _sdf_blocks(text: str) -> Iterator[tuple[str, Any]]:
-    chunks = text.replace("\r\n", "\n").split("$$$$\n")
-    if chunks and chunks[-1].strip() in ("", "$$$$"):
-        chunks = chunks[:-1]
-    for chunk in chunks:
+def _sdf_blocks(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+    """The records of SDF lines: each up to its ``$$$$`` line, or to the end of the file."""
+    def blocks() -> Iterator[str]:
+        chunk: list[str] = []
+        for line in lines:
+            if line.rstrip() == "$$$$":
+                yield "".join(chunk)
+                chunk = []
+            else:
+                chunk.append(line)
+        if "".join(chunk).strip():
+            yield "".join(chunk) + ("" if not chunk or chunk[-1].endswith("\n") else "\n")
+
+    for chunk in blocks():
         name = chunk.split("\n", 1)[0].strip()
 
         def parse(chunk=chunk):
@@ -229,12 +267,24 @@ def _sdf_blocks(text: str) -> Iterator[tuple[str, Any]]:
         yield name, parse
 
 
-def _mol2_blocks(text: str) -> Iterator[tuple[str, Any]]:
+def _mol2_blocks(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+    """The records of MOL2 lines: each from its ``@<TRIPOS>MOLECULE`` to the next."""
     marker = "@<TRIPOS>MOLECULE"
-    parts = text.split(marker)[1:]
-    for part in parts:
-        lines = part.strip("\n").split("\n")
-        name = lines[0].strip() if lines else ""
+
+    def parts() -> Iterator[str]:
+        part: list[str] | None = None  # text before the first marker is not a record
+        for line in lines:
+            if line.startswith(marker):
+                if part is not None:
+                    yield "".join(part)
+                part = [line[len(marker):]]
+            elif part is not None:
+                part.append(line)
+        if part is not None:
+            yield "".join(part)
+
+    for part in parts():
+        name = part.strip("\n").split("\n")[0].strip()
 
         def parse(block=marker + part):
             with rdBase.BlockLogs():
@@ -246,8 +296,8 @@ def _mol2_blocks(text: str) -> Iterator[tuple[str, Any]]:
         yield name, parse
 
 
-def _smiles_lines(text: str) -> Iterator[tuple[str, Any]]:
-    for line in text.splitlines():
+def _smiles_lines(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+    for line in lines:
         fields = line.split(maxsplit=1)
         if not fields or fields[0].startswith("#"):
             continue

@@ -24,7 +24,7 @@ import gnnff
 from gnnff import cli
 from gnnff.batch import Row, Work, plan, provenance_path, run, run_dask
 from gnnff.cli import main
-from gnnff.molecule import read_records
+from gnnff.molecule import count_records, read_records
 from gnnff.openmm import model_fingerprint
 
 try:
@@ -222,3 +222,45 @@ def test_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch, capsys
         "connect to tcp://127.0.0.1:1 after 20 s); start one (dask scheduler) and its workers, or use "
         "--dask local\n")
     assert not list(tmp_path.glob("*.xml"))
+
+
+# Library-scale input: the reader streams the file, one record's text at a time.
+
+def test_reading_a_library_streams_it(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "big.smi"
+    path.write_text("".join(f"c1ccccc1{'C' * (i % 7)} mol-{i}\n" for i in range(200_000)))  # 4 MB
+    tracemalloc.start()
+    try:
+        assert count_records(path) == 200_000
+        first = next(read_records(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert first.label == "big.smi record 1 ('mol-0')" and first.mol is not None
+    assert peak < path.stat().st_size / 4, f"peak {peak} bytes: the file was read whole"
+
+
+def test_streamed_sdf_records_are_rdkits(tmp_path):
+    from rdkit import Chem
+
+    blocks = [Chem.MolToMolBlock(Chem.AddHs(Chem.MolFromSmiles(s))) for s in ("CCO", "c1ccccc1", "CC(=O)[O-]")]
+    text = f"{blocks[0]}$$$$\r\n{blocks[1]}$$$$\n$$$$\n{blocks[2]}"  # CRLF, an empty record, no final $$$$
+    (tmp_path / "mixed.sdf").write_bytes(text.encode())
+    records = list(read_records(tmp_path / "mixed.sdf"))
+    assert count_records(tmp_path / "mixed.sdf") == len(records) == 4
+    assert [Chem.MolToSmiles(Chem.RemoveHs(r.mol)) for r in records if r.mol is not None] == \
+        ["CCO", "c1ccccc1", "CC(=O)[O-]"]
+    assert records[2].error is not None and "mixed.sdf record 3" in str(records[2].error)
+
+
+def test_a_truncated_gzip_library_is_a_one_line_error(tmp_path):
+    import gzip
+
+    from gnnff.errors import InputError
+
+    whole = gzip.compress(("".join(f"CCO{'C' * (i % 9)}\n" for i in range(20_000))).encode())
+    (tmp_path / "cut.sdf.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"cut\.sdf\.gz: cannot read file \(.*\); check that it is a complete"):
+        count_records(tmp_path / "cut.sdf.gz")
