@@ -169,13 +169,17 @@ def main() -> None:
     for k, smiles in enumerate(tqdm(chosen, desc="charges", unit="mol")):
         key = f"{k:04d}"
         done = store.load(key)
-        if done is None or done.get("smiles") != smiles or set(done["methods"]) < set(per_method):
+        if done is None or done.get("smiles") != smiles:
+            done = None
+        missing = [m for m in methods if done is None or force_field_label(m) not in done["methods"]]
+        if missing:  # a new method is computed beside the stored ones
             try:
                 mol = with_conformer(gnnff.load_molecule(smiles, name=smiles))
                 reference = cache.get(mol)
                 x = positions_nm(mol)[0]
-                done = {"smiles": smiles, "reference_seconds": cache.seconds(mol), "methods": {}}
-                for method in methods:
+                if done is None:
+                    done = {"smiles": smiles, "reference_seconds": cache.seconds(mol), "methods": {}}
+                for method in missing:
                     charges, seconds = method_charges(method, smiles, mol)
                     metrics = compare_charges(mol, charges, reference, x)
                     metrics.update(charges=charges.tolist(), reference=reference.tolist(), seconds=seconds,
