@@ -9,7 +9,9 @@ with the default model and XML output: ``--workers 1`` (this process alone), the
 by the command). For each it prints the wall time of the whole command (Python start,
 imports, model load, cluster start and shutdown included), the run time the command reports
 (from the first record to the report; cluster start included), molecules written per second
-of each, and the report's counts. Nothing is asserted.
+of each, and the report's counts; then, for each ``local:N``, the time to start and shut down
+that LocalCluster alone (part of the command's time; a cluster started once serves any
+number of runs through ``--dask ADDRESS``). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -67,7 +69,20 @@ def main() -> None:
         r = time_run(folder, extra)
         print(f"{name:18s} {r['wall']:8.1f} {r['ok'] / r['wall']:7.1f} {r['run']:8.1f} {r['ok'] / r['run']:7.1f}"
               f"  {r['ok']}/{r['failed']}/{r['skipped']}")
+    for value in args.dask:
+        if value.startswith("local:"):
+            print(f"LocalCluster of {value[6:]} worker(s): {cluster_seconds(int(value[6:])):.1f} s to start and stop")
     print(f"outputs in {root}" if args.keep else "")
+
+
+def cluster_seconds(workers: int) -> float:
+    """Seconds to start and shut down a LocalCluster of ``workers`` single-threaded processes."""
+    code = ("import logging, time; from distributed import Client, LocalCluster; t = time.perf_counter()\n"
+            f"with LocalCluster(n_workers={workers}, threads_per_worker=1, dashboard_address=':0', "
+            "silence_logs=logging.ERROR) as c, Client(c): pass\n"
+            "print(time.perf_counter() - t)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(result.stdout.split()[-1])
 
 
 if __name__ == "__main__":
