@@ -371,6 +371,17 @@ def _dask_chunk(jobs: list[Job], model: str | None, options: tuple[tuple[str, An
     return _do(jobs, _SOURCES[key], write, work, batch_atoms, base)
 
 
+def dask_setup(worker: Any) -> None:
+    """distributed's preload hook, run by workers started with ``preload=["gnnff.batch"]``:
+    they ignore Ctrl-C, which is the client's (it cancels the chunks in flight and reports),
+    as :func:`run`'s worker processes do."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _crashed(jobs: Sequence[Job], err: BaseException) -> list[Row]:
     """Rows of a single job whose dask task failed outside gnnff (its worker died)."""
     return [Row(job.record, job.name, "failed", job.output, None, None,
