@@ -126,6 +126,10 @@ class TrainConfig:
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     nonbonded: NonbondedStage | None = None
+    #: start from this checkpoint's weights (same architecture; options such as
+    #: torsion_threshold may differ): fine-tuning. Its nonbonded network, if separate,
+    #: is kept and frozen, and no nonbonded stage runs.
+    init: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -211,5 +215,7 @@ def load_config(source: str | os.PathLike | dict) -> TrainConfig:
     if config.network.separate_nonbonded and nonbonded is None:
         raise InputError("config: network.nonbonded_width > 0 needs a 'nonbonded' section with the "
                          "label file (nonbonded: {labels: labels.jsonl})")
+    if config.init is not None:
+        config = dataclasses.replace(config, init=_resolve(config.init, base))
     return dataclasses.replace(config, data=data, output=_resolve(config.output, base),
                                reference_cache=_resolve(config.reference_cache, base), nonbonded=nonbonded)

@@ -28,6 +28,7 @@ from gnnff.config import TrainConfig
 from gnnff.data import (MoleculeData, ReferenceCache, drop_broken, drop_distorted, drop_high_energy, read_dataset,
                         split_by_molecule)
 from gnnff.energy import energy_and_forces
+from gnnff.errors import InputError, first_line
 from gnnff.export import atomic_write_text
 from gnnff.network import Graph, build_network
 from gnnff.nonbonded_training import label_elements, lj_residuals, train_nonbonded
@@ -220,6 +221,18 @@ def _elements(items) -> list[int]:
     return sorted({int(z) for d, _ in items for z in d.topology.atomic_numbers})
 
 
+def _load_init(network: torch.nn.Module, path: str) -> dict[str, Any]:
+    """Copy a checkpoint's weights into ``network`` (fine-tuning); a clear error when the
+    architectures differ."""
+    payload = load_checkpoint(path)
+    try:
+        network.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise InputError(f"config: init checkpoint {path} does not fit the configured network "
+                         f"({first_line(err)}); use the checkpoint's own network sizes") from None
+    return payload
+
+
 def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     """Train a network as configured; write checkpoints, metrics.csv and the resolved config.
 
@@ -237,7 +250,15 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     elements = _elements(parts["train"])
     trainable = list(network.parameters())
     stage_one, ions_only = None, []
-    if config.network.separate_nonbonded:
+    if config.init is not None:
+        init = _load_init(network, config.init)
+        if config.network.separate_nonbonded:
+            stage_one = (init.get("training") or {}).get("nonbonded") or {"best": None, "molecules": None}
+            ions_only = list(init["domain"].get("ions_only", []))
+            network.nonbonded.requires_grad_(False)
+            trainable = network.valence_parameters()
+            elements = sorted(set(elements) | set(init["domain"].get("elements", [])))
+    elif config.network.separate_nonbonded:
         held = {d.key for name in ("validation", "test") for d, _ in parts[name]}
         stage_one = train_nonbonded(network.nonbonded, config.nonbonded, features=config.network.features,
                                     exclude=held, output=out, seed=config.optim.seed)

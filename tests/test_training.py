@@ -63,6 +63,19 @@ def test_training_lowers_validation_error(trained):
         assert (tmp / "run" / name).is_file()
 
 
+def test_init_starts_from_a_checkpoint(trained):
+    """Fine-tuning: the run starts where the checkpoint ended (its validation loss before
+    any step equals the checkpoint's best); another architecture is a clear error."""
+    tmp, result = trained
+    tuned = load_config(_config(tmp / "tuned", init=result["model"], optim={"epochs": 1, "learning_rate": 1e-12}))
+    train(tuned)
+    start = float(_metrics(Path(tuned.output))[0]["validation_loss"])
+    assert start == pytest.approx(result["best_validation_loss"], rel=1e-6)
+    other = load_config(_config(tmp / "other", init=result["model"], network={"width": 32}))
+    with pytest.raises(InputError, match=r"init checkpoint .*model.pt does not fit the configured network"):
+        train(other)
+
+
 def test_splits_are_by_molecule(trained):
     tmp, _ = trained
     splits = json.loads((tmp / "run" / "splits.json").read_text())
