@@ -111,7 +111,8 @@ def _simulate_parser(commands) -> None:
                     "final.pdb and summary.json. Stops with an error if the system blows up.",
     )
     m.add_argument("input", metavar="INPUT", help="ligand file with 3D coordinates (or a SMILES string, vacuum/water only)")
-    m.add_argument("-o", "--output", metavar="DIR", help="run folder (default: INPUT-stem-md)")
+    m.add_argument("-o", "--output", metavar="DIR", help="run folder (default: INPUT-stem-md, or a SMILES-derived "
+                   "name; an existing run there is refused unless --overwrite)")
     m.add_argument("--protein", metavar="PDB", help="protein with hydrogens, in the ligand's frame (Amber ff14SB)")
     m.add_argument("--solvent", choices=("water", "vacuum"), default="water", help="default: %(default)s")
     m.add_argument("--ns", type=float, default=1.0, help="production length in ns (default: %(default)s)")
@@ -123,8 +124,11 @@ def _simulate_parser(commands) -> None:
     m.add_argument("--report-ps", type=float, default=10.0, help="log/frame/check interval (default: %(default)s ps)")
     m.add_argument("--platform", default=None, help="OpenMM platform: CPU, CUDA, OpenCL, Reference (default: fastest)")
     m.add_argument("--model", metavar="NAME_OR_PATH", default=None, help="ligand model (default: the package default)")
-    m.add_argument("--minimize-iterations", type=int, default=0, help="limit of the minimisation (0: until converged)")
+    m.add_argument("--minimize-iterations", type=int, default=2000,
+                   help="limit of the minimisation (default: %(default)s; 0: until converged)")
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
+    m.add_argument("-q", "--quiet", action="store_true", help="no stage lines or progress bars")
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -136,9 +140,10 @@ def _simulate(args: argparse.Namespace) -> int:
         temperature_k=args.temperature, padding_nm=args.padding, box_nm=args.box, report_ps=args.report_ps,
         platform=args.platform, seed=args.seed,
         minimize_iterations=args.minimize_iterations)
-    stem = Path(args.input).name.split(".")[0] if looks_like_path(args.input) else "molecule"
+    stem = Path(args.input).name.split(".")[0] if looks_like_path(args.input) else _slug(args.input)
     output = args.output or f"{stem}-md"
-    summary = simulate(args.input, output, config=config, protein=args.protein, model=args.model)
+    summary = simulate(args.input, output, config=config, protein=args.protein, model=args.model,
+                       progress=not args.quiet, overwrite=args.overwrite)
     print(f"simulated {summary['production_ns']:g} ns of {summary['atoms']} atoms on {summary['platform']} at "
           f"{summary['ns_per_day']:.1f} ns/day; outputs in {output}/")
     return 0

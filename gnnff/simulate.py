@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import openmm
@@ -66,7 +67,8 @@ class SimulationConfig:
     seed
         Seed of velocities and the integrator.
     minimize_iterations
-        Limit of the energy minimisation (0: until converged).
+        Limit of the energy minimisation (0: until converged, which for a solvated
+        protein can take many minutes).
     """
 
     solvent: str = "water"
@@ -81,7 +83,7 @@ class SimulationConfig:
     report_ps: float = 10.0
     platform: str | None = None
     seed: int = 1
-    minimize_iterations: int = 0
+    minimize_iterations: int = 2000
 
     def __post_init__(self) -> None:
         if self.solvent not in SOLVENTS:
@@ -91,6 +93,8 @@ class SimulationConfig:
                 raise InputError(f"simulation setting {name} must be positive (got {getattr(self, name)})")
         if self.equilibration_ps < 0 or self.padding_nm <= 0 or self.ionic_strength_molar < 0:
             raise InputError("equilibration_ps and ionic_strength_molar must be >= 0, padding_nm > 0")
+        if self.minimize_iterations < 0:
+            raise InputError(f"minimize_iterations must be >= 0 (0: until converged), got {self.minimize_iterations}")
         if self.box_nm is not None and self.box_nm < 1.8:
             raise InputError(f"box_nm must be at least 1.8 nm (twice the 0.9 nm cutoff), got {self.box_nm}")
 
@@ -101,7 +105,8 @@ class SimulationConfig:
 
 
 def build_simulation_system(molecule: Any, *, config: SimulationConfig, protein: str | os.PathLike | None = None,
-                            model: Any = None) -> tuple[app.Topology, Any, openmm.System]:
+                            model: Any = None, say: Callable[[str], None] = lambda message: None,
+                            ) -> tuple[app.Topology, Any, openmm.System]:
     """Topology, positions and System of the ligand (in a protein, in water if asked).
 
     Parameters
@@ -116,6 +121,8 @@ def build_simulation_system(molecule: Any, *, config: SimulationConfig, protein:
         in the same frame as the ligand coordinates.
     model
         gnnff model for the ligand.
+    say
+        Called with a line for each stage (reading, solvating, building the System).
     """
     from gnnff.molecule import load_molecule, name_of, positions_nm, with_conformer
     from gnnff.openmm import GNNFFTemplateGenerator, to_openmm_topology
@@ -128,6 +135,7 @@ def build_simulation_system(molecule: Any, *, config: SimulationConfig, protein:
     forcefield = app.ForceField(*files)
     forcefield.registerTemplateGenerator(GNNFFTemplateGenerator(mol, model=model).generator)
     if protein is not None:
+        say(f"reading the protein {protein}")
         try:
             pdb = app.PDBFile(str(protein))
         except (OSError, ValueError, KeyError, IndexError) as err:
@@ -138,6 +146,8 @@ def build_simulation_system(molecule: Any, *, config: SimulationConfig, protein:
         modeller = app.Modeller(to_openmm_topology(mol), positions_nm(mol)[0] * unit.nanometer)
     try:
         if config.solvent == "water":
+            say("solvating (TIP3P" + (f", {config.ionic_strength_molar:g} M NaCl" if config.ionic_strength_molar else "")
+                + ", neutralising ions)")
             size = ({"boxSize": openmm.Vec3(1.0, 1.0, 1.0) * config.box_nm * unit.nanometer}
                     if config.box_nm else {"padding": config.padding_nm * unit.nanometer})
             modeller.addSolvent(forcefield, model="tip3p", **size,
@@ -147,6 +157,7 @@ def build_simulation_system(molecule: Any, *, config: SimulationConfig, protein:
                                              rigidWater=True)
             system.addForce(openmm.MonteCarloBarostat(1.0 * unit.bar, config.temperature_k * unit.kelvin))
         else:
+            say(f"building the System: {modeller.topology.getNumAtoms()} atoms (vacuum, no cutoff)")
             system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff,
                                              constraints=app.HBonds, rigidWater=True)
     except ValueError as err:  # OpenMM's template errors name the residue
@@ -199,6 +210,36 @@ class _StabilityCheck:
                     "or check the input geometry")
 
 
+class _MinimizationProgress(openmm.MinimizationReporter):
+    """A progress bar over OpenMM's minimiser iterations (energy in the postfix)."""
+
+    def __init__(self, bar) -> None:
+        super().__init__()
+        self.bar = bar
+
+    def report(self, iteration, x, grad, args):
+        self.bar.update(iteration + 1 - self.bar.n)
+        if iteration % 10 == 0:
+            self.bar.set_postfix_str(f"E = {args['system energy']:.4g} kJ/mol", refresh=False)
+        return False  # go on
+
+
+#: Files a run folder gets.
+RUN_FILES = ("system.xml", "start.pdb", "trajectory.dcd", "log.csv", "final.pdb", "summary.json")
+
+
+def _prepare_folder(out: Path, overwrite: bool) -> None:
+    """Create the run folder; an existing run (any of :data:`RUN_FILES`) is an error
+    unless ``overwrite``, which removes those files first (nothing stale is left)."""
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise InputError(f"{out}/ already holds a run ({', '.join(existing)}); choose another -o folder or "
+                         "pass --overwrite to replace it")
+    for name in existing:
+        (out / name).unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
 def _write_pdb(path: Path, topology: app.Topology, positions) -> None:
     import io
 
@@ -208,7 +249,8 @@ def _write_pdb(path: Path, topology: app.Topology, positions) -> None:
 
 
 def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConfig | None = None,
-             protein: str | os.PathLike | None = None, model: Any = None, progress: bool = True) -> dict:
+             protein: str | os.PathLike | None = None, model: Any = None, progress: bool = True,
+             overwrite: bool = False) -> dict:
     """Build, minimise, equilibrate and run MD; write the run folder ``output``.
 
     Parameters
@@ -220,7 +262,9 @@ def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConf
     config
         Settings; default :class:`SimulationConfig`.
     progress
-        Show a progress bar (stderr).
+        Say each stage and show progress bars for the minimisation and the MD (stderr).
+    overwrite
+        Replace an earlier run in ``output`` (else an existing run is an error).
 
     Returns
     -------
@@ -238,8 +282,15 @@ def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConf
 
     config = config or SimulationConfig()
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    topology, positions, system = build_simulation_system(molecule, config=config, protein=protein, model=model)
+    _prepare_folder(out, overwrite)
+
+    def say(message: str) -> None:
+        if progress:
+            tqdm.write(f"gnnff simulate: {message}", file=sys.stderr)
+
+    say("parametrizing the ligand")
+    topology, positions, system = build_simulation_system(molecule, config=config, protein=protein, model=model,
+                                                          say=say)
     atomic_write_text(out / "system.xml", to_xml(system))
     integrator = openmm.LangevinMiddleIntegrator(config.temperature_k * unit.kelvin,
                                                  config.friction_per_ps / unit.picosecond,
@@ -249,8 +300,13 @@ def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConf
     simulation = app.Simulation(topology, system, integrator, *([platform] if platform else []))
     simulation.context.setPositions(positions)
     check = _StabilityCheck(system, topology)
-    simulation.minimizeEnergy(tolerance=10.0 * unit.kilojoule_per_mole / unit.nanometer,
-                              maxIterations=config.minimize_iterations)
+    limit = config.minimize_iterations
+    say(f"minimising ({'until converged' if limit == 0 else f'at most {limit} iterations'})")
+    with tqdm(total=limit or None, unit="it", desc="minimise", disable=not progress, file=None) as bar:
+        simulation.minimizeEnergy(tolerance=10.0 * unit.kilojoule_per_mole / unit.nanometer,
+                                  maxIterations=limit, reporter=_MinimizationProgress(bar))
+    say(f"MD: {config.equilibration_ps:g} ps equilibration + {config.ns:g} ns production at "
+        f"{config.temperature_k:g} K, {config.timestep_fs:g} fs steps")
     state = simulation.context.getState(getEnergy=True, getPositions=True, enforcePeriodicBox=False)
     check(state, 0, 0.0)
     _write_pdb(out / "start.pdb", topology, state.getPositions())
@@ -296,7 +352,7 @@ def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConf
         "production_ns": ns,
         "ns_per_day": ns / (production_wall / 86400.0) if production_wall > 0 else None,
         "final_potential_energy_kj_mol": state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
-        "files": ["system.xml", "start.pdb", "trajectory.dcd", "log.csv", "final.pdb", "summary.json"],
+        "files": list(RUN_FILES),
         "config": asdict(config),
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -15,7 +15,7 @@ import pytest
 from openmm import unit
 
 import gnnff
-from gnnff.simulate import SimulationConfig, _StabilityCheck, build_simulation_system
+from gnnff.simulate import RUN_FILES, SimulationConfig, _StabilityCheck, build_simulation_system
 
 ROOT = Path(__file__).resolve().parents[1]
 ASPIRIN = ROOT / "examples" / "aspirin.sdf"
@@ -66,6 +66,28 @@ def test_blow_up_stops_with_one_line_error(tmp_path):
     errors = [line for line in run.stderr.splitlines() if line.startswith("gnnff: error:")]
     assert len(errors) == 1 and "blew up at step" in errors[0] and "--timestep" in errors[0], run.stderr
     assert not (tmp_path / "md" / "summary.json").exists()
+
+
+def test_simulate_says_each_stage_and_refuses_an_existing_run(tmp_path):
+    args = ("simulate", "CCO", "--solvent", "vacuum", "--ns", "0.0002", "--equilibration-ps", "0",
+            "--report-ps", "0.1", "--minimize-iterations", "25", "--platform", "CPU")
+    first = _gnnff(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "CCO-md"  # the default folder is named after the SMILES
+    assert (out / "summary.json").is_file()
+    stages = [line for line in first.stderr.splitlines() if line.startswith("gnnff simulate: ")]
+    assert [s.split(": ", 1)[1].split(" ")[0] for s in stages] == ["parametrizing", "building", "minimising", "MD:"]
+    assert "at most 25 iterations" in first.stderr and "minimise" in first.stderr
+    again = _gnnff(*args, cwd=tmp_path)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"gnnff: error: CCO-md/ already holds a run ({', '.join(RUN_FILES)}); choose another -o folder or "
+        "pass --overwrite to replace it")
+    (out / "trajectory.dcd").write_bytes(b"stale")
+    replaced = _gnnff(*args, "--overwrite", "-q", cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    assert "gnnff simulate:" not in replaced.stderr  # -q
+    assert (out / "trajectory.dcd").read_bytes()[4:8] == b"CORD"
 
 
 def test_stability_check_names_the_stretched_bond():
