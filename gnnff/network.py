@@ -104,6 +104,9 @@ class NetworkConfig:
     #: angles at sp centres (alkynes, nitriles, allenes, azides) get theta0 = pi exactly,
     #: and propers about such a centre get no terms (their dihedral is undefined there)
     linear_angles: bool = False
+    #: proper torsions carry cosines of periodicity 1..max_periodicity only (the others
+    #: are exactly zero): fewer exported terms
+    max_periodicity: int = 6
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "NetworkConfig":
@@ -114,6 +117,8 @@ class NetworkConfig:
         config = cls(**values)
         if config.features not in FEATURE_SETS:
             raise ModelError(f"unknown feature set '{config.features}'; known: {', '.join(FEATURE_SETS)}")
+        if not 1 <= config.max_periodicity <= max(PROPERS.periodicities):
+            raise ModelError(f"max_periodicity must be 1..{max(PROPERS.periodicities)}, got {config.max_periodicity}")
         return config
 
     @property
@@ -363,6 +368,9 @@ class GNNForceField(nn.Module):
         k_p, phase_p = _signed_torsion(raw[PROPERS.name], threshold)
         if self.config.linear_angles:  # no torsion about a straight angle
             k_p = torch.where(graph.linear_propers[:, None], torch.zeros_like(k_p), k_p)
+        if self.config.max_periodicity < max(PROPERS.periodicities):
+            kept = torch.tensor([n <= self.config.max_periodicity for n in PROPERS.periodicities])
+            k_p = k_p * kept.to(k_p.dtype)
         k_i, phase_i = _signed_torsion(raw[IMPROPERS.name], threshold)
         if self.config.separate_nonbonded:
             nonbonded = self.nonbonded(graph)

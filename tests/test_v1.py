@@ -4,6 +4,8 @@ separate nonbonded stage."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 
@@ -17,7 +19,7 @@ import gnnff
 from gnnff.checkpoint import GNNSource, save_checkpoint
 from gnnff.config import load_config
 from gnnff.energy import compute_energy
-from gnnff.errors import InputError
+from gnnff.errors import InputError, ModelError
 from gnnff.export import to_openmm
 from gnnff.features import atom_features
 from gnnff.labels import add_lennard_jones, label_molecule, label_nonbonded, read_labels
@@ -129,6 +131,18 @@ def test_no_torsion_about_a_linear_centre(smiles, centres):
     force = next(f for f in system.getForces() if isinstance(f, openmm.PeriodicTorsionForce))
     exported = {tuple(force.getTorsionParameters(i)[:4]) for i in range(force.getNumTorsions())}
     assert not any(t[1] in centres or t[2] in centres for t in exported)
+
+
+def test_max_periodicity_limits_the_exported_propers():
+    config = dataclasses.replace(V1, max_periodicity=3)
+    _, topology, p = _parameters(_random_network(config, seed=2), "CC(=O)Oc1ccccc1C(=O)O")
+    k = p.propers.k.numpy()
+    assert np.all(k[:, 3:] == 0.0) and np.count_nonzero(k[:, :3]) > 0
+    system = to_openmm(topology, p)
+    force = next(f for f in system.getForces() if f.getName() == "propers")
+    assert {force.getTorsionParameters(i)[4] for i in range(force.getNumTorsions())} <= {1, 2, 3}
+    with pytest.raises(ModelError, match="max_periodicity must be 1..6, got 0"):
+        NetworkConfig.from_dict({**V1.to_dict(), "max_periodicity": 0})
 
 
 def test_v0_networks_keep_theta0_below_pi():
