@@ -240,11 +240,16 @@ def _molblock_problem(block: str) -> str:
 
 
 def _sdf_blocks(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
-    """The records of SDF lines: each up to its ``$$$$`` line, or to the end of the file."""
+    """The records of SDF lines: each up to its ``$$$$`` line, or to the end of the file.
+    A line that ends in ``$$$$`` also ends a record (a truncated record whose last line
+    lost its newline), so the records after it are not swallowed."""
     def blocks() -> Iterator[str]:
         chunk: list[str] = []
         for line in lines:
-            if line.rstrip() == "$$$$":
+            stripped = line.rstrip()
+            if stripped.endswith("$$$$"):
+                if stripped != "$$$$":
+                    chunk.append(stripped[:-4] + "\n")
                 yield "".join(chunk)
                 chunk = []
             else:
