@@ -102,9 +102,9 @@ def add_lennard_jones(source: str | os.PathLike, path: str | os.PathLike) -> dic
     path.parent.mkdir(parents=True, exist_ok=True)
     _drop_torn_tail(path)
     seen = {entry["input"] for entry in read_labels(path)}
-    todo = [entry for entry in read_labels(source) if entry["input"] not in seen]
-    counts = {"done": 0, "labelled": 0, "failed": 0}
-    counts["done"] = sum(1 for _ in read_labels(source)) - len(todo)
+    entries = list(read_labels(source))
+    todo = [entry for entry in entries if entry["input"] not in seen]
+    counts = {"done": len(entries) - len(todo), "labelled": 0, "failed": 0}
 
     def completed() -> Iterator[dict[str, Any]]:
         for entry in todo:

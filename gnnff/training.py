@@ -250,22 +250,21 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     elements = _elements(parts["train"])
     trainable = list(network.parameters())
     stage_one, ions_only = None, []
-    if config.init is not None:
-        init = _load_init(network, config.init)
-        if config.network.separate_nonbonded:
+    init = _load_init(network, config.init) if config.init is not None else None
+    if config.network.separate_nonbonded:
+        covered: set[int] = set()
+        if init is not None:  # fine-tuning: the checkpoint's nonbonded network is kept
             stage_one = (init.get("training") or {}).get("nonbonded") or {"best": None, "molecules": None}
             ions_only = list(init["domain"].get("ions_only", []))
-            network.nonbonded.requires_grad_(False)
-            trainable = network.valence_parameters()
-            elements = sorted(set(elements) | set(init["domain"].get("elements", [])))
-    elif config.network.separate_nonbonded:
-        held = {d.key for name in ("validation", "test") for d, _ in parts[name]}
-        stage_one = train_nonbonded(network.nonbonded, config.nonbonded, features=config.network.features,
-                                    exclude=held, output=out, seed=config.optim.seed)
+            covered = set(init["domain"].get("elements", []))
+        else:
+            held = {d.key for name in ("validation", "test") for d, _ in parts[name]}
+            stage_one = train_nonbonded(network.nonbonded, config.nonbonded, features=config.network.features,
+                                        exclude=held, output=out, seed=config.optim.seed)
+            ions_only = sorted(label_elements(config.nonbonded.labels) - set(elements))
         network.nonbonded.requires_grad_(False)
         trainable = network.valence_parameters()
-        ions_only = sorted(label_elements(config.nonbonded.labels) - set(elements))
-        elements = sorted(set(elements) | set(ions_only))
+        elements = sorted(set(elements) | set(ions_only) | covered)
     optimizer = torch.optim.Adam(trainable, lr=config.optim.learning_rate,
                                  weight_decay=config.optim.weight_decay)
     state = {"epoch": 0, "best": math.inf, "bad_epochs": 0}
