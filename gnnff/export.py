@@ -79,12 +79,21 @@ def _exception_table(topology: Topology, p) -> Table:
 
 
 def _table_rows(table: Table) -> Iterator[tuple]:
+    """One flat tuple per row: atom indices, then the values (Python ints and floats)."""
     atoms, columns = table
-    for row, *values in zip(atoms.tolist(), *(c.tolist() for c in columns)):
-        yield (*row, *values)
+    return zip(*(atoms[:, a].tolist() for a in range(atoms.shape[1])), *(c.tolist() for c in columns))
 
 
 _ADD = {BONDS.name: "addBond", ANGLES.name: "addAngle", PROPERS.name: "addTorsion", IMPROPERS.name: "addTorsion"}
+
+
+def _adder(force: openmm.Force, method: str) -> Callable[..., int]:
+    """``force.method`` without the Python wrapper's unit checks: the SWIG function
+    ``openmm._openmm.<Class>_<method>`` with ``force`` bound (our values are plain floats
+    in OpenMM's units), or the public method where this OpenMM has no such function.
+    About half of a drug-like molecule's export time was those checks."""
+    raw = getattr(openmm._openmm, f"{type(force).__name__}_{method}", None) if hasattr(openmm, "_openmm") else None
+    return functools.partial(raw, force) if raw is not None else getattr(force, method)
 
 
 def _nonbonded_force(force: openmm.NonbondedForce) -> None:
@@ -127,21 +136,30 @@ def to_openmm(topology: Topology, parameters: ForceFieldParameters) -> openmm.Sy
     """
     values = _numpy_values(parameters, topology)
     system = openmm.System()
+    add_particle = _adder(system, "addParticle")
     for z in topology.atomic_numbers.tolist():
-        system.addParticle(Element.getByAtomicNumber(z).mass)
+        add_particle(_mass(z))
     for term, force in zip(TERMS, _empty_forces()):
         p = values.term(term)
         if term is NONBONDED:
-            for q, sigma, eps in zip(p.charge.tolist(), p.sigma.tolist(), p.epsilon.tolist()):
-                force.addParticle(q, sigma, eps)
+            add = _adder(force, "addParticle")
+            for row in zip(p.charge.tolist(), p.sigma.tolist(), p.epsilon.tolist()):
+                add(*row)
+            add = _adder(force, "addException")
             for row in _table_rows(_exception_table(topology, p)):
-                force.addException(*row)
+                add(*row)
         else:
-            add = getattr(force, _ADD[term.name])
+            add = _adder(force, _ADD[term.name])
             for row in _table_rows(_table(term, topology, p)):
                 add(*row)
         system.addForce(force)
     return system
+
+
+@functools.cache
+def _mass(z: int) -> float:
+    """Mass of element ``z`` in daltons."""
+    return Element.getByAtomicNumber(z).mass.value_in_unit(openmm.unit.dalton)
 
 
 def _number(x: float) -> str:
@@ -216,8 +234,7 @@ def system_xml(topology: Topology, parameters: ForceFieldParameters) -> str:
     without building the System: the same string ``XmlSerializer.serialize`` gives (tested
     character for character), in a fraction of the time."""
     values = _numpy_values(parameters, topology)
-    masses = {z: _number(Element.getByAtomicNumber(z).mass.value_in_unit(openmm.unit.dalton))
-              for z in set(topology.atomic_numbers.tolist())}
+    masses = {z: _number(_mass(z)) for z in set(topology.atomic_numbers.tolist())}
     text = _fill(_xml_template(), "Particles",
                  [f'<Particle mass="{masses[z]}"/>' for z in topology.atomic_numbers.tolist()], 1)
     for term in TERMS:

@@ -3,6 +3,7 @@ the energy and forces of the original, term by term."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,15 @@ def test_system_xml_of_sparse_torsions_unusual_numbers_and_two_components():
     text = system_xml(result.topology, parameters)
     assert text == to_xml(to_openmm(result.topology, parameters))
     assert 'k="1e-07"' in text and 'k="1.5e+16"' in text
+
+
+def test_to_openmm_fast_path_builds_the_public_methods_system(monkeypatch):
+    """to_openmm calls OpenMM's SWIG functions directly (no unit checks); the System equals
+    the one built through the public add methods, which remain the fallback."""
+    from gnnff import export
+
+    result = gnnff.assign_parameters("CC(=O)Oc1ccccc1C(=O)O.[Na+]", model="gnnff-industry-v0")
+    fast = export.to_xml(export.to_openmm(result.topology, result.parameters))
+    assert isinstance(export._adder(openmm.System(), "addParticle"), functools.partial)
+    monkeypatch.setattr(export, "_adder", lambda force, method: getattr(force, method))
+    assert export.to_xml(export.to_openmm(result.topology, result.parameters)) == fast
