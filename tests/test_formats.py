@@ -163,7 +163,7 @@ def test_to_openmm_fast_path_builds_the_public_methods_system(monkeypatch):
     the one built through the public add methods, which remain the fallback."""
     from gnnff import export
 
-    result = gnnff.assign_parameters("CC(=O)Oc1ccccc1C(=O)O.[Na+]", model="gnnff-industry-v0")
+    result = gnnff.assign_parameters("CC(=O)Oc1ccccc1C(=O)[O-].[Na+]", model="sage")
     fast = export.to_xml(export.to_openmm(result.topology, result.parameters))
     assert isinstance(export._adder(openmm.System(), "addParticle"), functools.partial)
     monkeypatch.setattr(export, "_adder", lambda force, method: getattr(force, method))
