@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import re
 import sys
@@ -76,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
                             description="Train a gnnff model; outputs go to the config's 'output' folder.")
     t.add_argument("config", metavar="CONFIG.yaml")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt if it exists")
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel training in N processes on this machine (torch.distributed, gloo): "
+                        "each step's batch is shared out, optim.threads split between them (default: 1; "
+                        "under torchrun its processes are used instead)")
     e = commands.add_parser("evaluate", help="RMSE tables and parity plots against QM data",
                             description="Energy/force RMSE per data set (bootstrap 95%% intervals over "
                                         "molecules) for a model beside the Sage baseline.")
@@ -167,14 +172,26 @@ def _train(args: argparse.Namespace) -> int:
     from gnnff.config import load_config
     from gnnff.training import train
 
-    result = train(load_config(args.config), resume=args.resume)
+    from gnnff.parallel import from_environment
+    from gnnff.training import train_parallel
+
+    config = load_config(args.config)
+    world = from_environment()
+    if world is not None:  # started by torchrun: this process is one rank
+        result = train(config, resume=args.resume, world=world)
+        if not world.main:
+            return 0
+    elif args.nproc < 1:
+        raise InputError(f"--nproc {args.nproc}: give a number of processes, 1 or more")
+    elif args.nproc > 1:
+        result = train_parallel(config, args.nproc, resume=args.resume)
+    else:
+        result = train(config, resume=args.resume)
     print(f"trained {result['epochs']} epoch(s); best model: {result['model']}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import json
-
     import gnnff
     from gnnff.evaluate import evaluate, format_table
 

@@ -12,12 +12,13 @@ Loss (energies in kcal/mol, forces in kcal/mol/A):
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,11 +33,12 @@ from gnnff.errors import InputError, first_line
 from gnnff.export import atomic_write_text
 from gnnff.network import Graph, build_network
 from gnnff.nonbonded_training import label_elements, lj_residuals, train_nonbonded
+from gnnff.parallel import SINGLE, World, launch
 from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
 from gnnff.topology import Topology
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
-__all__ = ["Batch", "make_batch", "predict", "Metrics", "train", "prepare_data"]
+__all__ = ["Batch", "make_batch", "predict", "Metrics", "train", "train_parallel", "prepare_data"]
 
 FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
 METRIC_NAMES = ("loss", "energy_rmse", "force_rmse", "charge_rmse")
@@ -139,8 +141,13 @@ class Metrics:
 
 
 def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metrics: Metrics,
-               *, training: bool) -> torch.Tensor:
-    """Loss of one batch; adds its squared errors to ``metrics``."""
+               *, training: bool, world: World = SINGLE, weight: float = 1.0) -> torch.Tensor:
+    """Loss of one batch; adds its squared errors to ``metrics``.
+
+    Each term is a mean over the global batch: its sum here divided by the count summed
+    over ``world`` (a rank's shard of a data-parallel step; the whole batch on one
+    process). ``weight`` 0 marks a stand-in shard that contributes nothing.
+    """
     w = config.loss
     parameters = network(batch.graph)
     energies, forces = predict(parameters, batch, create_graph=training)
@@ -153,23 +160,29 @@ def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metr
     q_ref, sigma_ref, eps_ref = (batch.references[f.name] for f in NONBONDED.fields())
     dq = (q - q_ref)[~torch.isnan(q_ref)]
     torsions = torch.cat([parameters.term(PROPERS).k.flatten(), parameters.term(IMPROPERS).k.flatten()])
-    loss = w.energy * (de**2).mean().to(q.dtype)
-    if df.numel():
-        loss = loss + w.forces * (df**2).mean()
-    if torsions.numel():
-        loss = loss + w.torsion_l2 * (torsions**2).mean() + w.torsion_l1 * torsions.mean()
-    if dq.numel() and q.requires_grad:  # a frozen nonbonded network cannot learn from these
-        known = ~torch.isnan(sigma_ref)
-        d_sigma, d_eps = lj_residuals(sigma[known], eps[known], sigma_ref[known], eps_ref[known])
-        loss = loss + w.charges * (dq**2).mean() + w.lj_prior * ((d_sigma**2).mean() + (d_eps**2).mean())
+    fit_nonbonded = q.requires_grad  # a frozen nonbonded network cannot learn from the references
+    lj_known = ~torch.isnan(sigma_ref) if fit_nonbonded else torch.zeros_like(sigma_ref, dtype=torch.bool)
+    n_e, n_f, n_t, n_q, n_lj = world.sum([weight * x.numel() for x in (de, df, torsions, dq)]
+                                         + [weight * int(lj_known.sum())])
+    loss = w.energy * (de**2).sum().to(q.dtype) / max(n_e, 1)
+    if n_f:
+        loss = loss + w.forces * (df**2).sum() / n_f
+    if n_t:
+        loss = loss + (w.torsion_l2 * (torsions**2).sum() + w.torsion_l1 * torsions.sum()) / n_t
+    if n_q and fit_nonbonded:
+        d_sigma, d_eps = lj_residuals(sigma[lj_known], eps[lj_known], sigma_ref[lj_known], eps_ref[lj_known])
+        loss = loss + w.charges * (dq**2).sum() / n_q
+        if n_lj:
+            loss = loss + w.lj_prior * ((d_sigma**2).sum() + (d_eps**2).sum()) / n_lj
+    loss = weight * loss
     metrics.loss += float(loss.detach())
     metrics.batches += 1
-    metrics.energy_sse += float((de.detach() ** 2).sum())
-    metrics.energy_n += de.numel()
-    metrics.force_sse += float((df.detach() ** 2).sum())
-    metrics.force_n += df.numel()
-    metrics.charge_sse += float((dq.detach() ** 2).sum())
-    metrics.charge_n += dq.numel()
+    metrics.energy_sse += weight * float((de.detach() ** 2).sum())
+    metrics.energy_n += int(weight * de.numel())
+    metrics.force_sse += weight * float((df.detach() ** 2).sum())
+    metrics.force_n += int(weight * df.numel())
+    metrics.charge_sse += weight * float((dq.detach() ** 2).sum())
+    metrics.charge_n += int(weight * dq.numel())
     return loss
 
 
@@ -203,18 +216,39 @@ def _batches(items: list, size: int, rng: np.random.Generator | None) -> list[li
 
 
 def run_epoch(network, batches: list[Batch], config: TrainConfig, optimizer=None,
-              desc: str = "") -> dict[str, float]:
-    """One pass; trains when ``optimizer`` is given."""
+              desc: str = "", world: World = SINGLE, weights: Sequence[float] | None = None) -> dict[str, float]:
+    """One pass; trains when ``optimizer`` is given.
+
+    Data-parallel (``world.size`` > 1): training ``batches`` are this rank's shards of
+    the global batches (``weights`` 0 for a stand-in where a batch had no molecule for
+    this rank) and ``network`` is wrapped in DistributedDataParallel; validation
+    ``batches`` are whole batches, each evaluated by one rank. Metrics are summed over
+    the ranks either way.
+    """
     metrics = Metrics()
-    network.train(optimizer is not None)
-    for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None):
-        loss = batch_loss(network, batch, config, metrics, training=optimizer is not None)
-        if optimizer is not None:
+    training = optimizer is not None
+    network.train(training)
+    for k, batch in enumerate(tqdm(batches, desc=desc, unit="batch", leave=False, disable=None if world.main else True)):
+        loss = batch_loss(network, batch, config, metrics, training=training, world=world if training else SINGLE,
+                          weight=1.0 if weights is None else weights[k])
+        if training:
             optimizer.zero_grad()
-            loss.backward()
+            (loss * world.size).backward()  # DDP averages the ranks' gradients; the shares add up
             torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
             optimizer.step()
-    return metrics.summary()
+    return _reduced(metrics, world, batches_summed=not training).summary()
+
+
+def _reduced(metrics: Metrics, world: World, *, batches_summed: bool) -> Metrics:
+    """``metrics`` summed over the ranks (a training step's batch is counted once)."""
+    if world.size == 1:
+        return metrics
+    names = [f.name for f in fields(Metrics)]
+    total = Metrics(**{n: type(getattr(metrics, n))(v) for n, v in zip(names, world.sum(
+        [getattr(metrics, n) for n in names]))})
+    if not batches_summed:
+        total.batches = metrics.batches
+    return total
 
 
 def _elements(items) -> list[int]:
@@ -233,86 +267,131 @@ def _load_init(network: torch.nn.Module, path: str) -> dict[str, Any]:
     return payload
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+def _in_order(world: World, step: Callable[[], Any]) -> Any:
+    """``step()`` on rank 0 first (it writes caches and stage 1), then on the others (they read them)."""
+    if world.main:
+        value = step()
+    world.barrier()
+    if not world.main:
+        value = step()
+    return value
+
+
+def _nonbonded_stage(network, config: TrainConfig, parts: dict, init: dict | None, out: Path,
+                     world: World) -> tuple[dict | None, list[int], set[int]]:
+    """Stage 1 of a separate nonbonded network (or the init checkpoint's), then frozen:
+    (stage summary, ion-only elements, elements the nonbonded network covers)."""
+    if not config.network.separate_nonbonded:
+        return None, [], set()
+    if init is not None:  # fine-tuning: the checkpoint's nonbonded network is kept
+        stage_one = (init.get("training") or {}).get("nonbonded") or {"best": None, "molecules": None}
+        ions_only, covered = list(init["domain"].get("ions_only", [])), set(init["domain"].get("elements", []))
+    else:
+        held = {d.key for name in ("validation", "test") for d, _ in parts[name]}
+        stage_one = _in_order(world, lambda: train_nonbonded(
+            network.nonbonded, config.nonbonded, features=config.network.features, exclude=held, output=out,
+            seed=config.optim.seed))
+        ions_only, covered = sorted(label_elements(config.nonbonded.labels) - set(_elements(parts["train"]))), set()
+    network.nonbonded.requires_grad_(False)
+    return stage_one, ions_only, covered
+
+
+def _shards(items: list, config: TrainConfig, rng: np.random.Generator, world: World) -> tuple[list[Batch], list[float]]:
+    """This rank's shard of every global training batch, with weight 1; a batch with no
+    molecule for this rank gets a stand-in (its first molecule) of weight 0."""
+    batches, weights = [], []
+    for global_batch in _batches(items, config.optim.batch_molecules, rng):
+        shard = world.shard(global_batch)
+        batches.append(make_batch(shard or global_batch[:1], features=config.network.features))
+        weights.append(1.0 if shard else 0.0)
+    return batches, weights
+
+
+def train(config: TrainConfig, *, resume: bool = False, world: World = SINGLE) -> dict[str, Any]:
     """Train a network as configured; write checkpoints, metrics.csv and the resolved config.
 
-    Returns the summary written to ``summary.json`` (best validation metrics, paths).
+    ``world``: this process's place in a data-parallel run (:mod:`gnnff.parallel`); rank
+    0 writes the files. Returns the summary written to ``summary.json`` (best validation
+    metrics, paths).
     """
     torch.manual_seed(config.optim.seed)
-    torch.set_num_threads(config.optim.threads)
+    torch.set_num_threads(max(1, config.optim.threads // world.size))
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-    parts = prepare_data(config)
-    atomic_write_text(out / "splits.json", json.dumps(
-        {name: sorted({d.key for d, _ in items}) for name, items in parts.items()}, indent=1))
+    if world.main:
+        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    parts = _in_order(world, lambda: prepare_data(config))
+    if world.main:
+        atomic_write_text(out / "splits.json", json.dumps(
+            {name: sorted({d.key for d, _ in items}) for name, items in parts.items()}, indent=1))
     network = build_network(config.network)
-    elements = _elements(parts["train"])
-    trainable = list(network.parameters())
-    stage_one, ions_only = None, []
     init = _load_init(network, config.init) if config.init is not None else None
-    if config.network.separate_nonbonded:
-        covered: set[int] = set()
-        if init is not None:  # fine-tuning: the checkpoint's nonbonded network is kept
-            stage_one = (init.get("training") or {}).get("nonbonded") or {"best": None, "molecules": None}
-            ions_only = list(init["domain"].get("ions_only", []))
-            covered = set(init["domain"].get("elements", []))
-        else:
-            held = {d.key for name in ("validation", "test") for d, _ in parts[name]}
-            stage_one = train_nonbonded(network.nonbonded, config.nonbonded, features=config.network.features,
-                                        exclude=held, output=out, seed=config.optim.seed)
-            ions_only = sorted(label_elements(config.nonbonded.labels) - set(elements))
-        network.nonbonded.requires_grad_(False)
-        trainable = network.valence_parameters()
-        elements = sorted(set(elements) | set(ions_only) | covered)
-    optimizer = torch.optim.Adam(trainable, lr=config.optim.learning_rate,
-                                 weight_decay=config.optim.weight_decay)
+    stage_one, ions_only, covered = _nonbonded_stage(network, config, parts, init, out, world)
+    elements = sorted(set(_elements(parts["train"])) | set(ions_only) | covered)
+    trainable = network.valence_parameters() if config.network.separate_nonbonded else list(network.parameters())
+    optimizer = torch.optim.Adam(trainable, lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay)
     state = {"epoch": 0, "best": math.inf, "bad_epochs": 0}
     if resume and (out / "last.pt").is_file():
         payload = load_checkpoint(out / "last.pt")
         network.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
         state = dict(payload["loop"])
-    features = config.network.features
-    validation = [make_batch(b, features=features)
-                  for b in _batches(parts["validation"], config.optim.batch_molecules, None)]
-    csv_path = out / "metrics.csv"
+    parallel = world.wrap(network)
+    validation = [make_batch(b, features=config.network.features) for k, b in enumerate(
+        _batches(parts["validation"], config.optim.batch_molecules, None)) if k % world.size == world.rank]
+    say = tqdm.write if world.main else (lambda text: None)
     if state["epoch"] == 0:
-        _write_row(csv_path, 0, {}, run_epoch(network, validation, config, desc="validate"), 0.0, new=True)
+        metrics = run_epoch(network, validation, config, desc="validate", world=world)
+        if world.main:
+            _write_row(out / "metrics.csv", 0, {}, metrics, 0.0, new=True)
     for epoch in range(state["epoch"] + 1, config.optim.epochs + 1):
         start = time.perf_counter()
-        rng = np.random.default_rng(config.optim.seed + epoch)
         for group in optimizer.param_groups:  # set per epoch, so a resumed run follows the same schedule
             group["lr"] = config.optim.learning_rate_at(epoch)
-        train_batches = [make_batch(b, features=features)
-                         for b in _batches(parts["train"], config.optim.batch_molecules, rng)]
-        train_metrics = run_epoch(network, train_batches, config, optimizer, desc=f"epoch {epoch}")
-        val_metrics = run_epoch(network, validation, config, desc="validate")
-        _write_row(csv_path, epoch, train_metrics, val_metrics, time.perf_counter() - start)
+        batches, weights = _shards(parts["train"], config, np.random.default_rng(config.optim.seed + epoch), world)
+        train_metrics = run_epoch(parallel, batches, config, optimizer, desc=f"epoch {epoch}", world=world,
+                                  weights=weights)
+        val_metrics = run_epoch(network, validation, config, desc="validate", world=world)
         summary = {"epoch": epoch, "train": train_metrics, "validation": val_metrics,
                    "molecules": {k: len(v) for k, v in parts.items()}}
         if stage_one is not None:
             summary["nonbonded"] = {"best": stage_one["best"], "molecules": stage_one["molecules"]}
-        if val_metrics["loss"] < state["best"]:
+        improved = val_metrics["loss"] < state["best"]
+        if improved:
             state.update(best=val_metrics["loss"], bad_epochs=0)
-            save_checkpoint(out / "model.pt", network, config.network, elements=elements, ions_only=ions_only,
-                            training=summary)
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        save_checkpoint(out / "last.pt", network, config.network, elements=elements, ions_only=ions_only,
-                        training=summary,
-                        extra={"optimizer": optimizer.state_dict(), "loop": dict(state)})
-        tqdm.write(f"epoch {epoch}: train loss {train_metrics['loss']:.4f}  validation energy RMSE "
-                   f"{val_metrics['energy_rmse']:.3f} kcal/mol  force RMSE {val_metrics['force_rmse']:.3f} "
-                   f"kcal/mol/A  charge RMSE {val_metrics['charge_rmse']:.4f} e")
+        if world.main:
+            _write_row(out / "metrics.csv", epoch, train_metrics, val_metrics, time.perf_counter() - start)
+            save = functools.partial(save_checkpoint, network=network, config=config.network, elements=elements,
+                                     ions_only=ions_only, training=summary)
+            if improved:
+                save(out / "model.pt")
+            save(out / "last.pt", extra={"optimizer": optimizer.state_dict(), "loop": dict(state)})
+        say(f"epoch {epoch}: train loss {train_metrics['loss']:.4f}  validation energy RMSE "
+            f"{val_metrics['energy_rmse']:.3f} kcal/mol  force RMSE {val_metrics['force_rmse']:.3f} "
+            f"kcal/mol/A  charge RMSE {val_metrics['charge_rmse']:.4f} e")
         if state["bad_epochs"] >= config.optim.patience:
-            tqdm.write(f"early stop: no validation improvement for {config.optim.patience} epochs")
+            say(f"early stop: no validation improvement for {config.optim.patience} epochs")
             break
     result = {"output": str(out), "model": str(out / "model.pt"), "best_validation_loss": state["best"],
               "epochs": state["epoch"], "molecules": {k: len(v) for k, v in parts.items()}}
-    atomic_write_text(out / "summary.json", json.dumps(result, indent=2))
+    if world.main:
+        atomic_write_text(out / "summary.json", json.dumps(result, indent=2))
+    world.barrier()  # the files are there when any rank returns
     return result
+
+
+def _train_rank(config: TrainConfig, resume: bool, *, world: World) -> None:
+    train(config, resume=resume, world=world)
+
+
+def train_parallel(config: TrainConfig, nproc: int, *, resume: bool = False) -> dict[str, Any]:
+    """:func:`train` data-parallel in ``nproc`` new processes on this machine
+    (:mod:`gnnff.parallel`); returns rank 0's summary."""
+    launch(_train_rank, nproc, config, resume)
+    return json.loads((Path(config.output) / "summary.json").read_text())
 
 
 def _write_row(path: Path, epoch: int, train: dict, validation: dict, seconds: float, new: bool = False) -> None:

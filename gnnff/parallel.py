@@ -1,0 +1,113 @@
+"""Data-parallel training over processes with ``torch.distributed``.
+
+``gnnff train config.yaml --nproc N`` (or ``torchrun --nproc-per-node N -m gnnff train
+config.yaml``) runs N processes that share every optimisation step: each global batch of
+``optim.batch_molecules`` molecules is cut into N shards (molecule ``i`` to rank
+``i mod N``), each rank computes its shard's share of the batch loss, and
+``DistributedDataParallel`` sums the gradients before one identical Adam step on every
+rank. The loss of each term is normalised by the global batch's counts (conformations,
+force components, torsion constants, charges), all-reduced before the loss is formed, so
+N processes follow the same trajectory as one process with the same global batch (to
+float rounding; tested).
+
+Processes talk through the gloo backend (CPU training; gnnff's training loop does not
+run on GPUs yet, so there is no NCCL path). Rank 0 writes every file (checkpoints,
+metrics, splits); the others read what it wrote (stage 1, reference-charge caches) after
+a barrier. Each rank uses ``optim.threads // N`` torch threads (at least one).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["World", "SINGLE", "from_environment", "launch"]
+
+#: How long a rank waits for the others (stage 1 runs on rank 0 while they wait).
+TIMEOUT = datetime.timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's rank among ``size`` training processes."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes files and progress."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sum over the ranks (float64)."""
+        if self.size == 1:
+            return [float(v) for v in values]
+        tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def wrap(self, network: torch.nn.Module) -> torch.nn.Module:
+        """``network`` inside ``DistributedDataParallel`` (itself on one process)."""
+        if self.size == 1:
+            return network
+        # every head runs on every shard (a term without rows still touches its weights), and a
+        # frozen nonbonded network has no trainable parameters: none is unused
+        return torch.nn.parallel.DistributedDataParallel(network)
+
+    def shard(self, items: Sequence[Any]) -> list[Any]:
+        """This rank's part of a global batch: every ``size``-th item from ``rank``."""
+        return list(items[self.rank::self.size])
+
+
+SINGLE = World()
+
+
+def _init(rank: int, size: int, address: str, port: int) -> World:
+    dist.init_process_group("gloo", init_method=f"tcp://{address}:{port}", rank=rank, world_size=size,
+                            timeout=TIMEOUT)
+    return World(rank, size)
+
+
+def from_environment() -> World | None:
+    """The World of a process started by ``torchrun`` (``WORLD_SIZE`` > 1), its process
+    group initialised; None outside torchrun."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return None
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=TIMEOUT)
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _entry(rank: int, size: int, port: int, fn: Callable[..., Any], args: tuple) -> None:
+    world = _init(rank, size, "127.0.0.1", port)
+    try:
+        fn(*args, world=world)
+    finally:
+        dist.destroy_process_group()
+
+
+def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
+    """Run ``fn(*args, world=World(rank, nproc))`` in ``nproc`` new processes on this
+    machine and wait for them (an error in any of them is raised here)."""
+    if nproc < 1:
+        raise ValueError(f"--nproc must be at least 1, not {nproc}")
+    torch.multiprocessing.spawn(_entry, args=(nproc, _free_port(), fn, args), nprocs=nproc, join=True)
