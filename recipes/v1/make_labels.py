@@ -118,6 +118,34 @@ def labelling_order(shared: Path) -> list[tuple[str, str]]:
     return order
 
 
+def environments(smiles: str) -> list[tuple]:
+    """Each heavy atom's environment: element, formal charge, hydrogens, aromaticity and
+    its neighbours' elements with bond orders (sorted)."""
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return []
+    out = []
+    for atom in mol.GetAtoms():
+        if atom.GetAtomicNum() == 1:
+            continue
+        neighbours = sorted((b.GetOtherAtom(atom).GetAtomicNum(), b.GetBondTypeAsDouble()) for b in atom.GetBonds())
+        out.append((atom.GetAtomicNum(), atom.GetFormalCharge(), atom.GetTotalNumHs(), atom.GetIsAromatic(),
+                    tuple(neighbours)))
+    return out
+
+
+def rare_first(todo: list[tuple[str, str]], labelled: list[str]) -> list[tuple[str, str]]:
+    """``todo`` reordered so molecules whose atom environments are rare among the
+    ``labelled`` SMILES come first (score: sum over heavy atoms of 1 / (1 + count)); the
+    environments a network sees least are the ones its charges miss."""
+    counts: dict[tuple, int] = {}
+    for smiles in labelled:
+        for env in set(environments(smiles)):
+            counts[env] = counts.get(env, 0) + 1
+    scores = [sum(1.0 / (1 + counts.get(env, 0)) for env in environments(s)) for s, _ in todo]
+    return [todo[i] for i in np.argsort(-np.asarray(scores), kind="stable")]
+
+
 def main() -> None:
     RDLogger.DisableLog("rdApp.*")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,6 +157,8 @@ def main() -> None:
     parser.add_argument("--todo", metavar="TSV", help="label the molecules of a --write-todo file")
     parser.add_argument("--shard", default="0/1", metavar="K/N", help="with --todo: every N-th molecule from K")
     parser.add_argument("--charges-only", action="store_true", help="leave out Sage LJ (add it with --merge)")
+    parser.add_argument("--rare-first", action="store_true", help="label first the molecules whose atom "
+                        "environments are rarest among those already labelled")
     parser.add_argument("--merge", nargs="+", metavar="JSONL", help="add Sage LJ to these label files "
                         "and append them to OUTPUT")
     args = parser.parse_args()
@@ -146,11 +176,15 @@ def main() -> None:
         order = order[k::n]
     else:
         order = labelling_order(Path(args.shared))
-    if args.write_todo:
+    if args.rare_first or args.write_todo:
         from gnnff.labels import read_labels
 
-        seen = {entry["input"] for entry in read_labels(output)}
+        entries = list(read_labels(output))
+        seen = {entry["input"] for entry in entries}
         todo = [(s, source) for s, source in order if s not in seen]
+        if args.rare_first:
+            order = todo = rare_first(todo, [e["input"] for e in entries if "error" not in e])
+    if args.write_todo:
         with open(args.write_todo, "w", encoding="utf-8") as handle:
             handle.writelines(f"{s}\t{source}\n" for s, source in todo)
         print(f"{args.write_todo}: {len(todo)} molecules not yet in {output}")
