@@ -42,6 +42,17 @@ def _one_hot(values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def bonds_in_order(mol: Chem.Mol) -> list[Chem.Bond]:
+    """``mol``'s bonds in index order, found atom by atom: RDKit's ``GetBonds()`` and
+    ``GetBondWithIdx`` cost O(n) per bond (quadratic on a protein), each atom's own
+    bonds do not."""
+    found: dict[int, Chem.Bond] = {}
+    for i in range(mol.GetNumAtoms()):
+        for bond in mol.GetAtomWithIdx(i).GetBonds():
+            found[bond.GetIdx()] = bond
+    return [found[k] for k in range(len(found))]
+
+
 def structure_averaged(mol: Chem.Mol, *, kekule_all: bool = False,
                        max_structures: int = MAX_STRUCTURES) -> tuple[np.ndarray, np.ndarray]:
     """Formal charges ``(n_atoms,)`` and bond orders ``(n_bonds,)`` averaged over the
@@ -50,18 +61,20 @@ def structure_averaged(mol: Chem.Mol, *, kekule_all: bool = False,
     Without ``kekule_all`` aromatic bonds keep 1.5: which single Kekulé form RDKit picks
     depends on the atom order, their average over all forms does not.
     """
-    charges = np.array([a.GetFormalCharge() for a in mol.GetAtoms()], dtype=float)
-    orders = np.array([b.GetBondTypeAsDouble() for b in mol.GetBonds()], dtype=float)
+    charges = np.array([mol.GetAtomWithIdx(i).GetFormalCharge() for i in range(mol.GetNumAtoms())], dtype=float)
+    bonds = bonds_in_order(mol)
+    orders = np.array([b.GetBondTypeAsDouble() for b in bonds], dtype=float)
     flags = Chem.KEKULE_ALL if kekule_all else 0
     supplier = Chem.ResonanceMolSupplier(Chem.Mol(mol), flags, maxStructs=max_structures)
     structures = [s for s in supplier if s is not None]
     if not structures:
         return charges, orders
-    charges = np.mean([[a.GetFormalCharge() for a in s.GetAtoms()] for s in structures], axis=0)
-    averaged = np.mean([[b.GetBondTypeAsDouble() for b in s.GetBonds()] for s in structures], axis=0)
+    charges = np.mean([[s.GetAtomWithIdx(i).GetFormalCharge() for i in range(s.GetNumAtoms())]
+                       for s in structures], axis=0)
+    averaged = np.mean([[b.GetBondTypeAsDouble() for b in bonds_in_order(s)] for s in structures], axis=0)
     if kekule_all:
         return charges, averaged
-    aromatic = np.array([b.GetIsAromatic() for b in mol.GetBonds()], dtype=bool)
+    aromatic = np.array([b.GetIsAromatic() for b in bonds], dtype=bool)
     return charges, np.where(aromatic, orders, averaged)
 
 
@@ -82,9 +95,9 @@ def resonance_averaged(mol: Chem.Mol, *, structures: bool = False) -> tuple[np.n
         charges, orders = structure_averaged(mol)
     else:
         charges = np.array([a.GetFormalCharge() for a in atoms], dtype=float)
-        orders = np.array([b.GetBondTypeAsDouble() for b in mol.GetBonds()], dtype=float)
+        orders = np.array([b.GetBondTypeAsDouble() for b in bonds_in_order(mol)], dtype=float)
     valence = np.zeros(n)
-    for bond, order in zip(mol.GetBonds(), orders):
+    for bond, order in zip(bonds_in_order(mol), orders):
         valence[bond.GetBeginAtomIdx()] += order
         valence[bond.GetEndAtomIdx()] += order
     for atom in atoms:

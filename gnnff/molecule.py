@@ -39,6 +39,12 @@ __all__ = [
 ]
 
 #: File suffixes gnnff reads, and the reader for each.
+#: Above this many atoms (proteins, polymers) :func:`prepare` keeps the input's stereo
+#: tags instead of perceiving stereochemistry: RDKit's perception ranks atoms over the
+#: whole molecule, quadratic in its size (about 30 s for a 100,000-atom peptide, more than
+#: the rest of parametrization), and no force-field parameter depends on it.
+STEREO_PERCEPTION_MAX_ATOMS = 5000
+
 SUPPORTED_SUFFIXES = (".sdf", ".sdf.gz", ".mol", ".mol2", ".smi", ".smiles")
 
 
@@ -374,7 +380,8 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
     """Sanitize and check a molecule; return a new, prepared copy.
 
     Aromaticity (RDKit model) and stereochemistry (from 3D coordinates when there
-    are some) are perceived here and nowhere else. Hydrogens: a molecule without 3D
+    are some; not above :data:`STEREO_PERCEPTION_MAX_ATOMS` atoms) are perceived here
+    and nowhere else. Hydrogens: a molecule without 3D
     coordinates gets its implicit hydrogens made explicit; a 3D molecule must list
     all of them.
 
@@ -417,7 +424,9 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
         mol.RemoveAllConformers()
         if missing:
             mol = Chem.AddHs(mol)
-    if has_3d:
+    if mol.GetNumAtoms() > STEREO_PERCEPTION_MAX_ATOMS:
+        pass  # see STEREO_PERCEPTION_MAX_ATOMS
+    elif has_3d:
         Chem.AssignStereochemistryFrom3D(mol)
     else:
         Chem.AssignStereochemistry(mol, cleanIt=True, force=True)

@@ -194,3 +194,26 @@ def test_unsupported_object():
 def test_multi_record_file_to_parametrize_is_refused():
     with pytest.raises(InputError, match=r"holds 2 molecules"):
         gnnff.parametrize(DATA / "ethanol_acetate.mol2")
+
+
+def test_bonds_in_order_equals_rdkits_bond_list():
+    from gnnff.features import bonds_in_order
+
+    mol = gnnff.load_molecule("CC(=O)Oc1ccccc1C(=O)[O-].C[NH3+]")
+    assert [b.GetIdx() for b in bonds_in_order(mol)] == list(range(mol.GetNumBonds()))
+    assert [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in bonds_in_order(mol)] == [
+        (b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
+
+
+def test_large_molecules_keep_their_stereo_tags_unperceived():
+    """Above STEREO_PERCEPTION_MAX_ATOMS atoms prepare skips RDKit's (quadratic) stereo
+    perception; a smaller molecule is perceived (CIP labels set)."""
+    from gnnff.molecule import STEREO_PERCEPTION_MAX_ATOMS
+
+    small = gnnff.load_molecule(Chem.MolFromSequence("ACDEF"))
+    assert any(a.HasProp("_CIPCode") for a in small.GetAtoms())
+    residues = STEREO_PERCEPTION_MAX_ATOMS // 15 + 10
+    large = gnnff.load_molecule(Chem.MolFromSequence("ACDEFGHIKLMNPQRSTVWY" * (residues // 20 + 1)))
+    assert large.GetNumAtoms() > STEREO_PERCEPTION_MAX_ATOMS
+    assert not any(a.HasProp("_CIPCode") for a in large.GetAtoms())
+    assert sum(a.GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED for a in large.GetAtoms()) > 100  # tags kept
