@@ -288,9 +288,17 @@ def _nonbonded_stage(network, config: TrainConfig, parts: dict, init: dict | Non
         ions_only, covered = list(init["domain"].get("ions_only", [])), set(init["domain"].get("elements", []))
     else:
         held = {d.key for name in ("validation", "test") for d, _ in parts[name]}
-        stage_one = _in_order(world, lambda: train_nonbonded(
-            network.nonbonded, config.nonbonded, features=config.network.features, exclude=held, output=out,
-            seed=config.optim.seed))
+
+        def stage() -> dict:  # rank 0 alone, on all the threads (the other ranks wait)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(config.optim.threads if world.main else threads)
+            try:
+                return train_nonbonded(network.nonbonded, config.nonbonded, features=config.network.features,
+                                       exclude=held, output=out, seed=config.optim.seed)
+            finally:
+                torch.set_num_threads(threads)
+
+        stage_one = _in_order(world, stage)
         ions_only, covered = sorted(label_elements(config.nonbonded.labels) - set(_elements(parts["train"]))), set()
     network.nonbonded.requires_grad_(False)
     return stage_one, ions_only, covered
