@@ -13,8 +13,8 @@ python "$here/make_labels.py"
 python "$root/recipes/default/make_data.py"
 gnnff data "$here/iodine-train.smi" -o "$here/iodine-xtb.h5" --labeler gfn2-xtb --etkdg 2 --md-frames 6 \
     --temperature 400 --workers 2
-gnnff train "$here/train.yaml" --resume
-gnnff train "$here/sparse.yaml" --resume     # propers limited to n = 1..3
-gnnff train "$here/sparse2.yaml" --resume    # higher torsion threshold
+gnnff train "$here/train.yaml" --resume --nproc 2  # data-parallel stage 2 (stage 1 on rank 0)
+gnnff train "$here/sparse.yaml" --resume --nproc 2     # propers limited to n = 1..3
+gnnff train "$here/sparse2.yaml" --resume --nproc 2    # higher torsion threshold
 python "$root/benchmarks/industry.py" --model "$root/runs/v1-sparse2/model.pt" \
     --splits "$root/runs/v1/splits.json" --part test -o "$root/runs/v1-sparse2/benchmark"
