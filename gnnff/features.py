@@ -20,12 +20,12 @@ from __future__ import annotations
 import numpy as np
 from rdkit import Chem
 
-__all__ = ["ELEMENTS", "FEATURE_SETS", "N_FEATURES", "atom_features", "resonance_averaged",
-           "structure_averaged", "terminal_groups"]
+__all__ = ["ELEMENTS", "FEATURE_SETS", "N_FEATURES", "atom_features", "bonds_in_order", "conjugated_systems",
+           "resonance_averaged", "structure_averaged", "terminal_groups"]
 
 #: Feature set names (recorded in a network's config).
 FEATURE_SETS = ("v0", "v1")
-#: At most this many resonance structures are enumerated per molecule (feature set v1).
+#: At most this many resonance structures are enumerated per conjugated system (feature set v1).
 MAX_STRUCTURES = 64
 
 #: Elements with their own one-hot column; others share the last one.
@@ -53,29 +53,105 @@ def bonds_in_order(mol: Chem.Mol) -> list[Chem.Bond]:
     return [found[k] for k in range(len(found))]
 
 
+def conjugated_systems(mol: Chem.Mol, bonds: list[Chem.Bond]) -> list[list[int]]:
+    """Bond indices of each conjugated system: the connected components of the bonds
+    RDKit marks conjugated."""
+    parent = list(range(mol.GetNumAtoms()))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    conjugated = [b for b in bonds if b.GetIsConjugated()]
+    for bond in conjugated:
+        a, b = root(bond.GetBeginAtomIdx()), root(bond.GetEndAtomIdx())
+        if a != b:
+            parent[a] = b
+    systems: dict[int, list[int]] = {}
+    for bond in conjugated:
+        systems.setdefault(root(bond.GetBeginAtomIdx()), []).append(bond.GetIdx())
+    return list(systems.values())
+
+
+def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int], flags: int,
+                       max_structures: int) -> tuple[list[int], np.ndarray, np.ndarray] | None:
+    """Resonance structures of one conjugated system, cut out of ``mol`` with every bond of
+    its atoms (neighbours keep their element and charge; RDKit fills their other
+    valences with implicit hydrogens): (the system's atoms, their mean formal charges, the
+    mean orders of the system's bonds), or None if RDKit rejects the fragment."""
+    atoms = sorted({i for k in system for i in (bonds[k].GetBeginAtomIdx(), bonds[k].GetEndAtomIdx())})
+    try:
+        fragment, index = _cut_out(mol, atoms)
+        inner = [fragment.GetBondBetweenAtoms(index[bonds[k].GetBeginAtomIdx()], index[bonds[k].GetEndAtomIdx()])
+                 .GetIdx() for k in system]
+        structures = [x for x in Chem.ResonanceMolSupplier(fragment, flags, maxStructs=max_structures)
+                      if x is not None]
+    except Exception:  # RDKit raises several sanitization exception types
+        return None
+    if not structures:
+        return None
+    charges = np.mean([[x.GetAtomWithIdx(index[i]).GetFormalCharge() for i in atoms] for x in structures], axis=0)
+    orders = np.mean([[x.GetBondWithIdx(k).GetBondTypeAsDouble() for k in inner] for x in structures], axis=0)
+    return atoms, charges, orders
+
+
+def _cut_out(mol: Chem.Mol, atoms: list[int]) -> tuple[Chem.Mol, dict[int, int]]:
+    """A sanitized copy of ``atoms`` with all their bonds and the neighbours those reach
+    (what ``Chem.PathToSubmol`` makes of these bonds, without its cost that grows with the
+    whole molecule), and the map from ``mol``'s atom indices to the copy's."""
+    fragment = Chem.RWMol()
+    index: dict[int, int] = {}
+
+    def add(i: int) -> int:
+        if i not in index:
+            index[i] = fragment.AddAtom(Chem.Atom(mol.GetAtomWithIdx(i)))
+        return index[i]
+
+    seen: set[int] = set()
+    for i in atoms:
+        for bond in mol.GetAtomWithIdx(i).GetBonds():
+            if bond.GetIdx() in seen:
+                continue
+            seen.add(bond.GetIdx())
+            a, b = add(bond.GetBeginAtomIdx()), add(bond.GetEndAtomIdx())
+            fragment.AddBond(a, b, bond.GetBondType())
+            fragment.GetBondBetweenAtoms(a, b).SetIsAromatic(bond.GetIsAromatic())
+    out = fragment.GetMol()
+    Chem.SanitizeMol(out)
+    return out, index
+
+
 def structure_averaged(mol: Chem.Mol, *, kekule_all: bool = False,
                        max_structures: int = MAX_STRUCTURES) -> tuple[np.ndarray, np.ndarray]:
     """Formal charges ``(n_atoms,)`` and bond orders ``(n_bonds,)`` averaged over the
-    resonance structures RDKit enumerates (all Kekulé forms too when ``kekule_all``).
+    resonance structures RDKit enumerates (all Kekulé forms too when ``kekule_all``), one
+    conjugated system at a time (at most ``max_structures`` each).
 
-    Without ``kekule_all`` aromatic bonds keep 1.5: which single Kekulé form RDKit picks
-    depends on the atom order, their average over all forms does not.
+    System by system, the average does not depend on how many other systems the molecule
+    has (one RDKit enumeration over the whole molecule stops at ``max_structures``
+    combinations), and the cost grows with the molecule's size, not faster (RDKit's
+    whole-molecule perception took 150 s for a 4,900-atom peptide). Atoms and bonds outside
+    every system keep their values. Without ``kekule_all`` aromatic bonds keep 1.5: which
+    single Kekulé form RDKit picks depends on the atom order, their average over all forms
+    does not.
     """
     charges = np.array([mol.GetAtomWithIdx(i).GetFormalCharge() for i in range(mol.GetNumAtoms())], dtype=float)
     bonds = bonds_in_order(mol)
     orders = np.array([b.GetBondTypeAsDouble() for b in bonds], dtype=float)
+    averaged_charges, averaged_orders = charges.copy(), orders.copy()
     flags = Chem.KEKULE_ALL if kekule_all else 0
-    supplier = Chem.ResonanceMolSupplier(Chem.Mol(mol), flags, maxStructs=max_structures)
-    structures = [s for s in supplier if s is not None]
-    if not structures:
-        return charges, orders
-    charges = np.mean([[s.GetAtomWithIdx(i).GetFormalCharge() for i in range(s.GetNumAtoms())]
-                       for s in structures], axis=0)
-    averaged = np.mean([[b.GetBondTypeAsDouble() for b in bonds_in_order(s)] for s in structures], axis=0)
+    for system in conjugated_systems(mol, bonds):
+        result = _system_structures(mol, bonds, system, flags, max_structures)
+        if result is not None:
+            atoms, system_charges, system_orders = result
+            averaged_charges[atoms] = system_charges
+            averaged_orders[system] = system_orders
     if kekule_all:
-        return charges, averaged
+        return averaged_charges, averaged_orders
     aromatic = np.array([b.GetIsAromatic() for b in bonds], dtype=bool)
-    return charges, np.where(aromatic, orders, averaged)
+    return averaged_charges, np.where(aromatic, orders, averaged_orders)
 
 
 def resonance_averaged(mol: Chem.Mol, *, structures: bool = False) -> tuple[np.ndarray, np.ndarray]:

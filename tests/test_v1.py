@@ -317,3 +317,21 @@ def test_pruned_torsions_still_get_gradient():
     assert phase.tolist() == [0.0, math.pi, 0.0]
     k.sum().backward()
     assert torch.all(raw.grad.abs() > 0)
+
+
+def test_resonance_is_averaged_per_conjugated_system_whatever_their_number():
+    """Seven carboxylates: 2^7 whole-molecule combinations exceed MAX_STRUCTURES, but each
+    system is enumerated on its own, so every carboxylate oxygen gets exactly -1/2 and
+    every C-O bond 3/2; a 2,500-atom peptide is handled system by system."""
+    from gnnff.features import MAX_STRUCTURES, atom_features, structure_averaged
+
+    mol = gnnff.load_molecule("C(C(=O)[O-])" * 7 + "C")
+    assert 2**7 > MAX_STRUCTURES
+    charges, orders = structure_averaged(mol)
+    oxygens = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() == 8]
+    np.testing.assert_array_equal(charges[oxygens], -0.5)
+    co = [b.GetIdx() for b in mol.GetBonds() if {b.GetBeginAtom().GetAtomicNum(), b.GetEndAtom().GetAtomicNum()} == {6, 8}]
+    np.testing.assert_array_equal(orders[co], 1.5)
+    peptide = gnnff.load_molecule(Chem.MolFromSequence("ACDEFGHIKLMNPQRSTVWY" * 8))
+    features = atom_features(peptide, "v1")
+    assert features.shape[0] == peptide.GetNumAtoms() > 2500
