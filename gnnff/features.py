@@ -18,7 +18,7 @@ Feature set ``"v0"`` (gnnff-industry-v0) averages terminal groups only.
 from __future__ import annotations
 
 import numpy as np
-from rdkit import Chem
+from rdkit import Chem, rdBase
 
 __all__ = ["ELEMENTS", "FEATURE_SETS", "N_FEATURES", "atom_features", "bonds_in_order", "conjugated_systems",
            "resonance_averaged", "structure_averaged", "terminal_groups"]
@@ -86,8 +86,9 @@ def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int],
         fragment, index = _cut_out(mol, atoms)
         inner = [fragment.GetBondBetweenAtoms(index[bonds[k].GetBeginAtomIdx()], index[bonds[k].GetEndAtomIdx()])
                  .GetIdx() for k in system]
-        structures = [x for x in Chem.ResonanceMolSupplier(fragment, flags, maxStructs=max_structures)
-                      if x is not None]
+        with rdBase.BlockLogs():
+            structures = [x for x in Chem.ResonanceMolSupplier(fragment, flags, maxStructs=max_structures)
+                          if x is not None]
     except Exception:  # RDKit raises several sanitization exception types
         return None
     if not structures:
@@ -104,9 +105,14 @@ def _cut_out(mol: Chem.Mol, atoms: list[int]) -> tuple[Chem.Mol, dict[int, int]]
     fragment = Chem.RWMol()
     index: dict[int, int] = {}
 
+    inside = set(atoms)
+
     def add(i: int) -> int:
         if i not in index:
-            index[i] = fragment.AddAtom(Chem.Atom(mol.GetAtomWithIdx(i)))
+            atom = Chem.Atom(mol.GetAtomWithIdx(i))
+            if i not in inside:  # a neighbour cut from its own ring is no longer aromatic
+                atom.SetIsAromatic(False)
+            index[i] = fragment.AddAtom(atom)
         return index[i]
 
     seen: set[int] = set()
@@ -119,7 +125,8 @@ def _cut_out(mol: Chem.Mol, atoms: list[int]) -> tuple[Chem.Mol, dict[int, int]]
             fragment.AddBond(a, b, bond.GetBondType())
             fragment.GetBondBetweenAtoms(a, b).SetIsAromatic(bond.GetIsAromatic())
     out = fragment.GetMol()
-    Chem.SanitizeMol(out)
+    with rdBase.BlockLogs():
+        Chem.SanitizeMol(out)
     return out, index
 
 
