@@ -20,13 +20,20 @@ from __future__ import annotations
 
 import datetime
 import os
+import pickle
 import socket
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from gnnff.errors import GnnffError
 
 __all__ = ["World", "SINGLE", "from_environment", "launch"]
 
@@ -97,17 +104,42 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _entry(rank: int, size: int, port: int, fn: Callable[..., Any], args: tuple) -> None:
+def _exit_with(parent: int, every: float = 1.0) -> None:
+    """End this process when ``parent`` is gone (a launcher killed without its ranks would
+    leave them training, or waiting in a collective, forever)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="gnnff-parent-watch").start()
+
+
+def _entry(rank: int, size: int, port: int, parent: int, errors: str, fn: Callable[..., Any], args: tuple) -> None:
+    _exit_with(parent)
     world = _init(rank, size, "127.0.0.1", port)
     try:
         fn(*args, world=world)
+    except GnnffError as err:  # handed to the launcher as it is (a one-line message there)
+        with open(Path(errors) / f"rank{rank}.pickle", "wb") as handle:
+            pickle.dump(err, handle)
+        raise
     finally:
         dist.destroy_process_group()
 
 
 def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
     """Run ``fn(*args, world=World(rank, nproc))`` in ``nproc`` new processes on this
-    machine and wait for them (an error in any of them is raised here)."""
+    machine and wait for them. A :class:`gnnff.errors.GnnffError` in a rank is raised
+    here as it is; other failures as torch's ``ProcessRaisedException``."""
     if nproc < 1:
         raise ValueError(f"--nproc must be at least 1, not {nproc}")
-    torch.multiprocessing.spawn(_entry, args=(nproc, _free_port(), fn, args), nprocs=nproc, join=True)
+    with tempfile.TemporaryDirectory(prefix="gnnff-ranks-") as errors:
+        try:
+            torch.multiprocessing.spawn(_entry, args=(nproc, _free_port(), os.getpid(), errors, fn, args),
+                                        nprocs=nproc, join=True)
+        except Exception:
+            for path in sorted(Path(errors).glob("rank*.pickle")):
+                with open(path, "rb") as handle:
+                    raise pickle.load(handle) from None
+            raise

@@ -281,6 +281,10 @@ def test_two_processes_reproduce_one_with_the_same_global_batch(tmp_path):
             assert torch.allclose(x, y, rtol=1e-3, atol=1e-4), (term.name, name)
 
 
+LABEL_SMILES = ("CCO", "CC(=O)[O-]", "c1ccccc1O", "CCN", "C[NH3+]", "CC(=O)N", "OC=O", "CCCl", "c1ccncc1",
+                "CS(=O)(=O)N")
+
+
 def test_cli_data_parallel_v1_model_with_stage_one_and_resume(tmp_path):
     """`gnnff train --nproc 2` on a separate-nonbonded (v1) architecture: stage 1 runs once
     (rank 0, the other waits), rank 0 alone writes; --resume continues in 2 processes."""
@@ -289,8 +293,7 @@ def test_cli_data_parallel_v1_model_with_stage_one_and_resume(tmp_path):
     from gnnff.labels import label_nonbonded
 
     labels = tmp_path / "labels.jsonl"
-    label_nonbonded([(s, "t") for s in ("CCO", "CC(=O)[O-]", "c1ccccc1O", "CCN", "C[NH3+]", "CC(=O)N", "OC=O",
-                                        "CCCl", "c1ccncc1", "CS(=O)(=O)N")], labels, method="mmff94")
+    label_nonbonded([(s, "t") for s in LABEL_SMILES], labels, method="mmff94")
     config = _config(tmp_path, reference_charges=None, optim={"epochs": 2, "threads": 2},
                      network={"features": "v1", "nonbonded_width": 24, "nonbonded_depth": 2},
                      nonbonded={"labels": str(labels), "epochs": 3, "batch_molecules": 4, "validation": 0.3})
@@ -314,3 +317,62 @@ def test_cli_data_parallel_v1_model_with_stage_one_and_resume(tmp_path):
     assert float(gnnff.assign_parameters("CCO", model=model).parameters.nonbonded.charge.sum()) == pytest.approx(0)
     bad = run("--nproc", "0")
     assert bad.returncode == 2 and "--nproc 0: give a number of processes, 1 or more" in bad.stderr
+    labels.write_text(labels.read_text().splitlines()[0] + "\n")  # too few labels: stage 1 fails in rank 0
+    (tmp_path / "run" / "nonbonded.json").unlink()
+    bad = run("--nproc", "2")
+    assert bad.returncode == 2 and "usable labelled molecules; need some for training" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_ranks_end_when_their_launcher_is_killed(tmp_path):
+    """`gnnff train --nproc 2` started as a shell starts a background job (SIGINT ignored,
+    so torch's parent-death SIGINT does nothing) and killed with SIGKILL while rank 0 runs
+    stage 1 and rank 1 waits for it: both ranks notice and exit instead of running on as
+    orphans."""
+    import os
+    import signal
+    import time
+
+    import yaml
+
+    from gnnff.labels import label_nonbonded
+
+    labels = tmp_path / "labels.jsonl"
+    label_nonbonded([(s, "t") for s in LABEL_SMILES], labels, method="mmff94")
+    config = _config(tmp_path, reference_charges=None, network={"features": "v1", "nonbonded_width": 24,
+                                                                "nonbonded_depth": 2},
+                     nonbonded={"labels": str(labels), "epochs": 100000, "patience": 100000, "validation": 0.3})
+    del config["reference_cache"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    launcher = subprocess.Popen([sys.executable, "-m", "gnnff.cli", "train", "config.yaml", "--nproc", "2"],
+                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    children_file = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children")
+    if not children_file.exists():
+        launcher.kill()
+        pytest.skip("no /proc children list on this system")
+
+    def alive(pid: int) -> bool:  # a zombie has an empty command line
+        try:
+            return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+
+    def ranks() -> list[int]:
+        return [p for p in map(int, children_file.read_text().split()) if alive(p)] if children_file.exists() else []
+
+    deadline = time.time() + 120
+    while len(ranks()) < 2 or not (tmp_path / "run" / "nonbonded.pt").exists():  # stage 1 under way
+        assert time.time() < deadline and launcher.poll() is None, "ranks did not start stage 1"
+        time.sleep(0.5)
+    pids = ranks()
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    deadline = time.time() + 20
+    while any(alive(p) for p in pids):
+        if time.time() > deadline:
+            for p in pids:
+                if alive(p):
+                    os.kill(p, signal.SIGKILL)
+            pytest.fail("ranks outlived their launcher")
+        time.sleep(0.5)
