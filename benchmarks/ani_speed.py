@@ -1,11 +1,11 @@
 """Energy + forces per second: gnnff's exported System in OpenMM beside ANI-2x (torchani).
 
-    python benchmarks/ani_speed.py [--seconds 3]
+    python benchmarks/ani_speed.py [--seconds 3] [--model NAME|PATH.pt]
 
 For aspirin and ritonavir (50 heavy atoms), on one 3D conformer (the example SDF's;
 ETKDG for ritonavir):
 
-- OpenMM, the System of the default model: ``Context.setPositions`` +
+- OpenMM, the System of the default model (or ``--model``): ``Context.setPositions`` +
   ``getState(getEnergy=True, getForces=True)``, CPU platform (``--threads``) and
   Reference platform (single-threaded); and, for scale, Verlet MD steps per second
   (100 steps per Python call: forces each step, no per-call overhead);
@@ -97,6 +97,7 @@ def ani_rate(model, atomic_numbers: np.ndarray, positions_nm: np.ndarray, dtype,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
+    parser.add_argument("--model", default=None, help="gnnff model name or .pt (default: the default model)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="threads of torch and of OpenMM's CPU platform (default: one per core)")
     args = parser.parse_args()
@@ -116,7 +117,7 @@ def main() -> None:
         mol = gnnff.molecule.with_conformer(gnnff.load_molecule(source, name=name))
         x = gnnff.molecule.positions_nm(mol)[0]
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
-        system = gnnff.parametrize(mol)
+        system = gnnff.parametrize(mol, model=args.model)
         rows = [("OpenMM CPU, gnnff System", openmm_rate(system, x, "CPU", args.threads, args.seconds)),
                 ("OpenMM Reference, gnnff System", openmm_rate(system, x, "Reference", 1, args.seconds)),
                 ("  OpenMM CPU, MD steps (forces only)", openmm_step_rate(system, x, "CPU", args.threads, args.seconds)),
