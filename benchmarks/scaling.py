@@ -125,7 +125,7 @@ def main() -> None:
         slope = (b["parametrize"] - a["parametrize"]) / (b["atoms"] - a["atoms"])
         print(f"marginal cost {1000 * slope:.3f} s per 1,000 atoms between {a['atoms']} and {b['atoms']} atoms; "
               f"time ratio {b['parametrize'] / a['parametrize']:.1f} for atom ratio {b['atoms'] / a['atoms']:.1f}")
-    print(f"threads {rows[0]['threads']}; targets: 10,000 atoms <= 10 s and <= 2 GB")
+    print(f"threads {rows[0]['threads']}; targets: 10,000 atoms <= 10 s and <= 2 GB; 100,000 atoms <= 20 s and <= 4 GB")
     if args.plot:
         plot(rows, args.plot)
 
