@@ -228,7 +228,8 @@ def run_epoch(network, batches: list[Batch], config: TrainConfig, optimizer=None
     metrics = Metrics()
     training = optimizer is not None
     network.train(training)
-    for k, batch in enumerate(tqdm(batches, desc=desc, unit="batch", leave=False, disable=None if world.main else True)):
+    quiet = None if world.main else True  # tqdm: None shows a bar on a terminal only
+    for k, batch in enumerate(tqdm(batches, desc=desc, unit="batch", leave=False, disable=quiet)):
         loss = batch_loss(network, batch, config, metrics, training=training, world=world if training else SINGLE,
                           weight=1.0 if weights is None else weights[k])
         if training:
@@ -304,7 +305,8 @@ def _nonbonded_stage(network, config: TrainConfig, parts: dict, init: dict | Non
     return stage_one, ions_only, covered
 
 
-def _shards(items: list, config: TrainConfig, rng: np.random.Generator, world: World) -> tuple[list[Batch], list[float]]:
+def _shards(items: list, config: TrainConfig, rng: np.random.Generator,
+            world: World) -> tuple[list[Batch], list[float]]:
     """This rank's shard of every global training batch, with weight 1; a batch with no
     molecule for this rank gets a stand-in (its first molecule) of weight 0."""
     batches, weights = [], []
