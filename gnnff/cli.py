@@ -170,10 +170,8 @@ def _data(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from gnnff.config import load_config
-    from gnnff.training import train
-
     from gnnff.parallel import from_environment
-    from gnnff.training import train_parallel
+    from gnnff.training import train, train_parallel
 
     config = load_config(args.config)
     world = from_environment()

@@ -181,17 +181,8 @@ def _column(values: np.ndarray) -> list[str]:
     if values.dtype.kind in "iu":
         return [str(v) for v in values.tolist()]
     unique, inverse = np.unique(values, return_inverse=True)
-    text = _numbers(unique.tolist())
+    text = [_number(v) for v in unique.tolist()]
     return [text[i] for i in inverse.tolist()]
-
-
-def _numbers(values: list[float]) -> list[str]:
-    """:func:`_number` of each value; the shortest round-trip digits come from one
-    ``repr`` of the whole list (C code) instead of one call per value."""
-    if not values:
-        return []
-    return [t[:-2] if t.endswith(".0") else "." + t[2:] if t.startswith("0.") else "-." + t[3:]
-            if t.startswith("-0.") else t for t in repr(values)[1:-1].split(", ")]
 
 
 #: XML element of a table's rows: fields {0}-{3} are the atom slots (unused ones empty),

@@ -174,13 +174,14 @@ def resonance_averaged(mol: Chem.Mol, *, structures: bool = False) -> tuple[np.n
     """
     n = mol.GetNumAtoms()
     atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
+    bonds = bonds_in_order(mol)
     if structures:
         charges, orders = structure_averaged(mol)
     else:
         charges = np.array([a.GetFormalCharge() for a in atoms], dtype=float)
-        orders = np.array([b.GetBondTypeAsDouble() for b in bonds_in_order(mol)], dtype=float)
+        orders = np.array([b.GetBondTypeAsDouble() for b in bonds], dtype=float)
     valence = np.zeros(n)
-    for bond, order in zip(bonds_in_order(mol), orders):
+    for bond, order in zip(bonds, orders):
         valence[bond.GetBeginAtomIdx()] += order
         valence[bond.GetEndAtomIdx()] += order
     for atom in atoms:

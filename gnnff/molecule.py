@@ -38,13 +38,13 @@ __all__ = [
     "check_elements",
 ]
 
-#: File suffixes gnnff reads, and the reader for each.
 #: Above this many atoms (proteins, polymers) :func:`prepare` keeps the input's stereo
 #: tags instead of perceiving stereochemistry: RDKit's perception ranks atoms over the
 #: whole molecule, quadratic in its size (about 30 s for a 100,000-atom peptide, more than
 #: the rest of parametrization), and no force-field parameter depends on it.
 STEREO_PERCEPTION_MAX_ATOMS = 5000
 
+#: File suffixes gnnff reads, and the reader for each.
 SUPPORTED_SUFFIXES = (".sdf", ".sdf.gz", ".mol", ".mol2", ".smi", ".smiles")
 
 
@@ -424,12 +424,11 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
         mol.RemoveAllConformers()
         if missing:
             mol = Chem.AddHs(mol)
-    if mol.GetNumAtoms() > STEREO_PERCEPTION_MAX_ATOMS:
-        pass  # see STEREO_PERCEPTION_MAX_ATOMS
-    elif has_3d:
-        Chem.AssignStereochemistryFrom3D(mol)
-    else:
-        Chem.AssignStereochemistry(mol, cleanIt=True, force=True)
+    if mol.GetNumAtoms() <= STEREO_PERCEPTION_MAX_ATOMS:  # larger: the input's tags are kept
+        if has_3d:
+            Chem.AssignStereochemistryFrom3D(mol)
+        else:
+            Chem.AssignStereochemistry(mol, cleanIt=True, force=True)
     if not mol.HasProp("_Name") or not mol.GetProp("_Name").strip():
         mol.SetProp("_Name", label)
     return mol

@@ -290,9 +290,10 @@ def _nonbonded_stage(network, config: TrainConfig, parts: dict, init: dict | Non
     else:
         held = {d.key for name in ("validation", "test") for d, _ in parts[name]}
 
-        def stage() -> dict:  # rank 0 alone, on all the threads (the other ranks wait)
+        def stage() -> dict:  # rank 0 trains on all the threads while the others wait; they load
             threads = torch.get_num_threads()
-            torch.set_num_threads(config.optim.threads if world.main else threads)
+            if world.main:
+                torch.set_num_threads(config.optim.threads)
             try:
                 return train_nonbonded(network.nonbonded, config.nonbonded, features=config.network.features,
                                        exclude=held, output=out, seed=config.optim.seed)
