@@ -39,7 +39,8 @@ def inference(network, mol, repeat: int = 5) -> float:
         start = time.perf_counter()
         top = gnnff.build_topology(mol)
         with torch.no_grad():
-            p = network(Graph.from_topology(top, atom_features(mol, network.config.features), torch.float64))
+            p = network(Graph.from_topology(top, atom_features(mol, network.config.features), torch.float32,
+                                            output_dtype=torch.float64))
         gnnff.to_openmm(top, p)
         times.append(time.perf_counter() - start)
     return min(times)
@@ -72,7 +73,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     print(f"training: {len(data)} molecules, {n_conf} conformations, one epoch {seconds:.2f} s "
           f"-> {n_conf / seconds:.0f} conformations/s, {len(data) / seconds:.0f} molecules/s")
-    net = net.double().eval()
+    net = net.float().eval()  # as gnnff.checkpoint loads it
     for name, mol in [("aspirin", gnnff.load_molecule("CC(=O)Oc1ccccc1C(=O)O")),
                       ("ritonavir (50 heavy atoms)", gnnff.load_molecule(DRUG_50)),
                       ("peptide 310 residues", gnnff.load_molecule(Chem.AddHs(Chem.MolFromSequence(

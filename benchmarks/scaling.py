@@ -44,8 +44,7 @@ def child(residues: int, threads: int | None) -> dict:
     import torch
 
     import gnnff
-    from gnnff.features import atom_features
-    from gnnff.network import Graph
+    from gnnff.checkpoint import graph
 
     if threads:
         torch.set_num_threads(threads)
@@ -58,7 +57,7 @@ def child(residues: int, threads: int | None) -> dict:
     top = gnnff.build_topology(mol)
     marks.append(time.perf_counter())
     with torch.no_grad():
-        params = source.network(Graph.from_topology(top, atom_features(mol, source.config.features), torch.float64))
+        params = source.network(graph([mol], [top], source.config.features))
     marks.append(time.perf_counter())
     system = gnnff.to_openmm(top, params)
     marks.append(time.perf_counter())

@@ -36,8 +36,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import gnnff
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
@@ -113,18 +111,15 @@ def batched(mols: list, source, size: int = 64) -> float:
     """Diagnostic: one network forward per ``size`` molecules, export per molecule."""
     import torch
 
-    from gnnff.features import atom_features
-    from gnnff.network import Graph
+    from gnnff.checkpoint import graph
     from gnnff.schema import TERMS
-    from gnnff.topology import Topology
 
     start = time.perf_counter()
     for first in range(0, len(mols), size):
         chunk = [gnnff.load_molecule(m) for m in mols[first:first + size]]
         tops = [gnnff.build_topology(m) for m in chunk]
-        features = np.concatenate([atom_features(m, source.config.features) for m in chunk])
         with torch.no_grad():
-            params = source.network(Graph.from_topology(Topology.batch(tops), features, torch.float64))
+            params = source.network(graph(chunk, tops, source.config.features))
         offsets = {term.name: 0 for term in TERMS}
         for top in tops:
             counts = top.counts()

@@ -141,7 +141,10 @@ class Graph:
     atomic_numbers, molecule_index
         ``(n_atoms,)``
     net_charges
-        ``(n_molecules,)`` float
+        ``(n_molecules,)`` float; its dtype is the dtype the parameters are formed in
+        (the heads' outputs are cast to it before charge equilibration and the bounds),
+        which may be wider than the features': inference runs the message passing in
+        float32, as trained, and forms the parameters in float64
     edges
         ``(2, 2 n_bonds)`` both directions of every bond
     tuples
@@ -163,13 +166,16 @@ class Graph:
     linear_propers: torch.Tensor
 
     @staticmethod
-    def from_topology(topology: Topology, features: np.ndarray, dtype: torch.dtype = torch.float32) -> "Graph":
+    def from_topology(topology: Topology, features: np.ndarray, dtype: torch.dtype = torch.float32,
+                      output_dtype: torch.dtype | None = None) -> "Graph":
+        """The graph of ``topology``: the network computes in ``dtype`` (its weights'
+        dtype) and forms the parameters in ``output_dtype`` (default ``dtype``)."""
         bonds = torch.as_tensor(topology.bonds)
         return Graph(
             features=torch.as_tensor(features, dtype=dtype),
             atomic_numbers=torch.as_tensor(topology.atomic_numbers),
             molecule_index=torch.as_tensor(topology.molecule_index),
-            net_charges=torch.as_tensor(topology.net_charges, dtype=dtype),
+            net_charges=torch.as_tensor(topology.net_charges, dtype=output_dtype or dtype),
             edges=torch.cat([bonds.T, bonds.flip(1).T], dim=1),
             tuples={term.name: torch.as_tensor(topology.indices(term)) for term in TERMS},
             linear_angles=torch.as_tensor(linear_angles(topology)),
@@ -328,7 +334,8 @@ class NonbondedNetwork(nn.Module):
 
     def forward(self, graph: Graph) -> NonbondedParameters:
         h = self.gnn(graph)
-        return nonbonded_parameters(self.head(h, graph.tuples[NONBONDED.name]), graph, LJ_BOUNDS_V1)
+        raw = self.head(h, graph.tuples[NONBONDED.name]).to(graph.net_charges.dtype)
+        return nonbonded_parameters(raw, graph, LJ_BOUNDS_V1)
 
 
 class GNNForceField(nn.Module):
@@ -359,7 +366,8 @@ class GNNForceField(nn.Module):
 
     def forward(self, graph: Graph) -> ForceFieldParameters:
         h = self.gnn(graph)
-        raw = {name: head(h, graph.tuples[name]) for name, head in self.heads.items()}
+        out = graph.net_charges.dtype
+        raw = {name: head(h, graph.tuples[name]).to(out) for name, head in self.heads.items()}
         k_b, length = _two_point(raw[BONDS.name], BOND_START, BOND_ANCHORS)
         k_a, angle = _two_point(raw[ANGLES.name], ANGLE_START, ANGLE_ANCHORS)
         if self.config.linear_angles:

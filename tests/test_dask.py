@@ -167,8 +167,8 @@ def test_interrupted_run_resumes_without_redoing_or_losing(library, client, work
     assert [("ok" if row[2] == "skipped" else row[2]) for row in rows] == STATUSES
     resumed, serial = snapshot(library / "stopped"), snapshot(library / "serial")
     assert resumed.keys() == serial.keys()  # nothing lost
-    for name in serial:  # other chunks than the serial run's: the same to float64 round-off
-        assert _numbers(resumed[name]) == pytest.approx(_numbers(serial[name]), rel=1e-12, abs=1e-15), name
+    for name in serial:  # other batches than the serial run's: the same to the network's float32 rounding
+        assert _numbers(resumed[name]) == pytest.approx(_numbers(serial[name]), rel=1e-5, abs=1e-6), name
         assert NUMBER.sub(b"", resumed[name]) == NUMBER.sub(b"", serial[name]), name
     assert not list(library.rglob("*.tmp"))
 

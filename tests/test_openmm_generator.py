@@ -26,6 +26,9 @@ from gnnff.testing import energies_by_force, subsystem
 ROOT = Path(__file__).resolve().parents[1]
 COMPLEX = ROOT / "examples" / "protein-ligand"
 RTOL = 1e-9
+#: Across atom orders a checkpoint's float32 network rounds differently (sums in another
+#: order): parameters, and so energies, agree to float32 rounding, not float64.
+PERMUTED_RTOL, PERMUTED_FORCE_ATOL = 1e-6, 1e-2  # forces ~100-1000 kJ/mol/nm
 
 
 def _assert_same(a: dict, b: dict, what: str, rtol: float = RTOL, force_atol: float = 1e-6) -> None:
@@ -146,7 +149,7 @@ def test_generator_matches_any_atom_order_and_names(protein, ligand):
     x = np.asarray(modeller.positions.value_in_unit(unit.nanometer))[atoms]
     alone = gnnff.assign_parameters(shuffled)
     _assert_same(energies_by_force(alone.to_openmm(), x), energies_by_force(subsystem(system, atoms), x),
-                 "shuffled ligand")
+                 "shuffled ligand", rtol=PERMUTED_RTOL, force_atol=PERMUTED_FORCE_ATOL)
 
 
 def test_solvated_ligand_with_pme_constraints_and_rigid_water(small_molecules):
