@@ -335,3 +335,24 @@ def test_resonance_is_averaged_per_conjugated_system_whatever_their_number():
     peptide = gnnff.load_molecule(Chem.MolFromSequence("ACDEFGHIKLMNPQRSTVWY" * 8))
     features = atom_features(peptide, "v1")
     assert features.shape[0] == peptide.GetNumAtoms() > 2500
+
+
+@pytest.mark.parametrize("smiles", ["C=CC=CC=O", "O=C1C=CC(=O)C=C1", "C1=CC=CC=CC=C1", "c1ccc2cccc2cc1",
+                                    "c1ccc2c(c1)-c1ccccc1-2", "c1ccccc1C=CC(=O)NC(=O)c1ccncc1",
+                                    "O=C(O)c1ccc(cc1)N=Nc1ccccc1"])
+def test_conjugated_systems_without_formal_charges_are_not_enumerated_because_nothing_moves(smiles):
+    """structure_averaged skips systems without formal charges; the premise: RDKit
+    enumerates such a system (charge separation not allowed) to one structure with the
+    input's charges and non-aromatic bond orders, so skipping it changes nothing."""
+    from gnnff.features import MAX_STRUCTURES, _system_structures, bonds_in_order, conjugated_systems
+
+    mol = gnnff.load_molecule(smiles)
+    bonds = bonds_in_order(mol)
+    systems = conjugated_systems(mol, bonds)
+    assert systems
+    for system in systems:
+        atoms, charges, orders = _system_structures(mol, bonds, system, 0, MAX_STRUCTURES)
+        np.testing.assert_array_equal(charges, 0.0)
+        for k, order in zip(system, orders):
+            if not bonds[k].GetIsAromatic():
+                assert order == bonds[k].GetBondTypeAsDouble(), (smiles, k)
