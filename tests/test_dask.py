@@ -107,10 +107,17 @@ def _plan(folder: Path, output: str, work: Work) -> tuple[list[Row], list]:
     return rows, jobs
 
 
+def _running(dask_worker) -> int:
+    # a cancelled task still running in a worker thread stays in ``executing``
+    return len(dask_worker.state.executing) + len(dask_worker.state.long_running)
+
+
 def _idle(client) -> None:
-    """Wait until no task runs on the cluster (a cancelled chunk still finishes its writes)."""
+    """Wait until no task runs on the cluster: a cancelled chunk still finishes its writes
+    in its worker thread, after the scheduler has stopped listing it as processing."""
     deadline = time.monotonic() + 60
-    while any(client.processing().values()) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (any(client.processing().values())
+                                           or any(client.run(_running).values())):
         time.sleep(0.05)
 
 
