@@ -20,8 +20,8 @@ from rdkit import Chem
 import gnnff
 from gnnff.config import load_config
 from gnnff.data import read_qcarchive_sdf
-from gnnff.features import atom_features
-from gnnff.network import Graph, NetworkConfig, build_network
+from gnnff.checkpoint import graph
+from gnnff.network import NetworkConfig, build_network
 from gnnff.training import Metrics, batch_loss, make_batch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
@@ -39,8 +39,7 @@ def inference(network, mol, repeat: int = 5) -> float:
         start = time.perf_counter()
         top = gnnff.build_topology(mol)
         with torch.no_grad():
-            p = network(Graph.from_topology(top, atom_features(mol, network.config.features), torch.float32,
-                                            output_dtype=torch.float64))
+            p = network(graph([mol], [top], network.config.features))
         gnnff.to_openmm(top, p)
         times.append(time.perf_counter() - start)
     return min(times)

@@ -75,13 +75,18 @@ def conjugated_systems(mol: Chem.Mol, bonds: list[Chem.Bond]) -> list[list[int]]
     return list(systems.values())
 
 
-def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int], flags: int,
-                       max_structures: int) -> tuple[list[int], np.ndarray, np.ndarray] | None:
-    """Resonance structures of one conjugated system, cut out of ``mol`` with every bond of
-    its atoms (neighbours keep their element and charge; RDKit fills their other
-    valences with implicit hydrogens): (the system's atoms, their mean formal charges, the
-    mean orders of the system's bonds), or None if RDKit rejects the fragment."""
-    atoms = sorted({i for k in system for i in (bonds[k].GetBeginAtomIdx(), bonds[k].GetEndAtomIdx())})
+def _system_atoms(bonds: list[Chem.Bond], system: list[int]) -> list[int]:
+    """The atoms of a conjugated system (given as bond indices), sorted."""
+    return sorted({i for k in system for i in (bonds[k].GetBeginAtomIdx(), bonds[k].GetEndAtomIdx())})
+
+
+def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int], atoms: list[int], flags: int,
+                       max_structures: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Resonance structures of one conjugated system (its bonds ``system``, its atoms
+    ``atoms``), cut out of ``mol`` with every bond of its atoms (neighbours keep their
+    element and charge; RDKit fills their other valences with implicit hydrogens): (the
+    atoms' mean formal charges, the mean orders of the system's bonds), or None if RDKit
+    rejects the fragment."""
     try:
         fragment, index = _cut_out(mol, atoms)
         inner = [fragment.GetBondBetweenAtoms(index[bonds[k].GetBeginAtomIdx()], index[bonds[k].GetEndAtomIdx()])
@@ -95,7 +100,7 @@ def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int],
         return None
     charges = np.mean([[x.GetAtomWithIdx(index[i]).GetFormalCharge() for i in atoms] for x in structures], axis=0)
     orders = np.mean([[x.GetBondWithIdx(k).GetBondTypeAsDouble() for k in inner] for x in structures], axis=0)
-    return atoms, charges, orders
+    return charges, orders
 
 
 def _cut_out(mol: Chem.Mol, atoms: list[int]) -> tuple[Chem.Mol, dict[int, int]]:
@@ -150,15 +155,15 @@ def structure_averaged(mol: Chem.Mol, *, kekule_all: bool = False,
     averaged_charges, averaged_orders = charges.copy(), orders.copy()
     flags = Chem.KEKULE_ALL if kekule_all else 0
     for system in conjugated_systems(mol, bonds):
-        if not kekule_all and not any(charges[i] for k in system
-                                      for i in (bonds[k].GetBeginAtomIdx(), bonds[k].GetEndAtomIdx())):
+        atoms = _system_atoms(bonds, system)
+        if not kekule_all and not charges[atoms].any():
             # Without formal charges and without charge separation (not allowed), RDKit's
             # only structure is the one Kekulé form it keeps: nothing to average (the same
             # values as enumerating, on all of 1,500 label molecules; 2.3 -> 0.5 ms each)
             continue
-        result = _system_structures(mol, bonds, system, flags, max_structures)
+        result = _system_structures(mol, bonds, system, atoms, flags, max_structures)
         if result is not None:
-            atoms, system_charges, system_orders = result
+            system_charges, system_orders = result
             averaged_charges[atoms] = system_charges
             averaged_orders[system] = system_orders
     if kekule_all:

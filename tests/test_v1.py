@@ -344,14 +344,14 @@ def test_conjugated_systems_without_formal_charges_are_not_enumerated_because_no
     """structure_averaged skips systems without formal charges; the premise: RDKit
     enumerates such a system (charge separation not allowed) to one structure with the
     input's charges and non-aromatic bond orders, so skipping it changes nothing."""
-    from gnnff.features import MAX_STRUCTURES, _system_structures, bonds_in_order, conjugated_systems
+    from gnnff.features import MAX_STRUCTURES, _system_atoms, _system_structures, bonds_in_order, conjugated_systems
 
     mol = gnnff.load_molecule(smiles)
     bonds = bonds_in_order(mol)
     systems = conjugated_systems(mol, bonds)
     assert systems
     for system in systems:
-        atoms, charges, orders = _system_structures(mol, bonds, system, 0, MAX_STRUCTURES)
+        charges, orders = _system_structures(mol, bonds, system, _system_atoms(bonds, system), 0, MAX_STRUCTURES)
         np.testing.assert_array_equal(charges, 0.0)
         for k, order in zip(system, orders):
             if not bonds[k].GetIsAromatic():
