@@ -43,7 +43,7 @@ from gnnff.condensed.common import (
     force_field_label,
 )
 from gnnff.errors import GnnffError
-from gnnff.export import atomic_write_csv
+from gnnff.files import atomic_write_csv
 from gnnff.molecule import positions_nm, with_conformer
 
 ELEMENTS = {1, 6, 7, 8, 9, 15, 16, 17, 35}

@@ -44,7 +44,7 @@ from gnnff.condensed.hydration import (
     hydration_free_energy,
 )
 from gnnff.errors import GnnffError
-from gnnff.export import atomic_write_csv
+from gnnff.files import atomic_write_csv
 
 
 def read_freesolv(path: Path) -> list[dict]:

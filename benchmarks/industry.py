@@ -23,7 +23,7 @@ import gnnff
 from gnnff.benchmark import (ConformerResult, plot_cumulative, read_baseline_csv, read_benchmark_sdf,
                              run_protocol, summarize)
 from gnnff.errors import GnnffError
-from gnnff.export import atomic_write_csv
+from gnnff.files import atomic_write_csv
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

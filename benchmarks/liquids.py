@@ -37,7 +37,7 @@ from gnnff.condensed.common import (
 )
 from gnnff.condensed.liquids import LiquidProtocol, liquid_density
 from gnnff.errors import GnnffError
-from gnnff.export import atomic_write_csv
+from gnnff.files import atomic_write_csv
 
 #: CPU default: an alcohol, an alkane, an ester, an aromatic, an amide, a heteroaromatic,
 #: an amino alcohol and a chloroalkane (Ids of sage-physprop-train-v1.csv).

@@ -20,7 +20,7 @@ ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 def _zero_parameters(top):
     import torch
 
-    from gnnff.schema import TERMS, ForceFieldParameters
+    from gnnff.schema import REQUIRED_TERMS, ForceFieldParameters
 
     counts = top.counts()
     return ForceFieldParameters(**{
@@ -28,7 +28,7 @@ def _zero_parameters(top):
             f.name: torch.zeros((counts[term.name],) + ((len(term.periodicities),) if f.metadata["periodic"] else ()),
                                 dtype=torch.float64)
             for f in term.fields()})
-        for term in TERMS})
+        for term in REQUIRED_TERMS})
 
 
 def best_of(fn, repeat: int) -> float:

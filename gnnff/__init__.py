@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see; at run time these load on f
     from gnnff.export import to_openmm, to_xml, write_xml
     from gnnff.models import available_models, get_model, register_model
     from gnnff.molecule import load_molecule, read_records
-    from gnnff.schema import TERMS, ForceFieldParameters
+    from gnnff.schema import REQUIRED_TERMS, TERMS, ForceFieldParameters
     from gnnff.threads import set_inference_threads
     from gnnff.topology import Topology, build_topology
 
@@ -53,6 +53,7 @@ _LAZY: dict[str, str] = {
     "load_molecule": "gnnff.molecule",
     "read_records": "gnnff.molecule",
     "TERMS": "gnnff.schema",
+    "REQUIRED_TERMS": "gnnff.schema",
     "ForceFieldParameters": "gnnff.schema",
     "set_inference_threads": "gnnff.threads",
     "Topology": "gnnff.topology",
@@ -60,6 +61,7 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "REQUIRED_TERMS",
     "TERMS",
     "ChemistryError",
     "ForceFieldParameters",

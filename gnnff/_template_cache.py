@@ -17,7 +17,7 @@ except ImportError:  # Windows: the JSON cache is not locked
     fcntl = None
 
 from gnnff.errors import InputError, first_line
-from gnnff.export import atomic_write_text
+from gnnff.files import atomic_write_text
 
 __all__ = ["open_cache"]
 

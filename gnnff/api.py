@@ -244,10 +244,16 @@ def _assemble(topology: Topology, parts: Sequence[tuple[_Unit, ForceFieldParamet
     """Parameters of a whole multi-component molecule from those of its components.
 
     Component atoms keep their relative order, so each component tuple maps to the
-    identical tuple of the whole topology; rows are matched by sorting both lists.
+    identical tuple of the whole topology; rows are matched by sorting both lists. An
+    optional term that some components' source provides and others' does not is zero in
+    the latter.
     """
+    terms = [t for t in TERMS if any(p.has(t) for _, p in parts)]
+    dtype = parts[0][1].nonbonded.charge.dtype
+    parts = [(unit, p.replace(**{t.name: t.zeros(unit.topology.counts()[t.name], dtype)
+                                 for t in terms if not p.has(t)})) for unit, p in parts]
     fields: dict[str, dict[str, torch.Tensor]] = {}
-    for term in TERMS:
+    for term in terms:
         whole = topology.indices(term)
         glued = np.concatenate([unit.indices[unit.topology.indices(term)] for unit, _ in parts])
         if whole.shape != glued.shape:
@@ -260,4 +266,4 @@ def _assemble(topology: Topology, parts: Sequence[tuple[_Unit, ForceFieldParamet
         fields[term.name] = {
             f.name: torch.cat([getattr(p.term(term), f.name) for _, p in parts])[take] for f in term.fields()
         }
-    return ForceFieldParameters(**{term.name: term.parameters(**fields[term.name]) for term in TERMS})
+    return ForceFieldParameters(**{term.name: term.parameters(**fields[term.name]) for term in terms})

@@ -36,7 +36,7 @@ from rdkit import Chem
 from gnnff._version import __version__
 from gnnff.api import Parametrized, assign_parameters_many
 from gnnff.errors import GnnffError
-from gnnff.export import atomic_write_text
+from gnnff.files import atomic_write_text
 from gnnff.formats import output_files
 from gnnff.models import ParameterSource
 from gnnff.molecule import Record, net_charge

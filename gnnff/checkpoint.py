@@ -18,12 +18,12 @@ from rdkit import Chem
 
 from gnnff._version import __version__
 from gnnff.errors import GnnffError, ModelError, ParametrizationError, first_line
-from gnnff.export import atomic_write
+from gnnff.files import atomic_write
 from gnnff.features import atom_features
 from gnnff.ions import library_charges
 from gnnff.molecule import check_elements
 from gnnff.network import Graph, NetworkConfig, build_network
-from gnnff.schema import TERMS, ForceFieldParameters
+from gnnff.schema import TERMS, ForceFieldParameters, Term
 from gnnff.threads import inference_threads
 from gnnff.topology import Topology
 
@@ -44,6 +44,8 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: N
         "gnnff_version": __version__,
         "torch_version": str(torch.__version__),
         "network": config.to_dict(),
+        # the terms the heads serve, and the schema's shape of each (columns per row)
+        "terms": {term.name: _term_format(term) for term in config.terms},
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
         "domain": {"elements": sorted(int(z) for z in elements), "ions_only": sorted(int(z) for z in ions_only)},
         "training": training or {},
@@ -51,6 +53,51 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: N
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _term_format(term: Term) -> dict[str, Any]:
+    """What a checkpoint records of a term it serves: its parameters and their units,
+    arity and periodicities (a later gnnff that changed any of these cannot reuse the head)."""
+    return {"arity": term.arity, "periodicities": list(term.periodicities), "form": term.form,
+            "parameters": {f.name: f.metadata["unit"] for f in term.fields()}}
+
+
+def _check_terms(payload: dict[str, Any], config: NetworkConfig | None, label: str) -> None:
+    """The checkpoint's recorded terms against this gnnff's schema and the network config:
+    a ModelError names the first term that does not fit. Checkpoints written before terms
+    were recorded (gnnff-industry-v0) serve the required terms."""
+    recorded = payload.get("terms")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise ModelError(f"{label}: checkpoint 'terms' must be a mapping; the file is damaged")
+    known = {t.name: t for t in TERMS}
+    for name, stored in recorded.items():
+        if name not in known:
+            raise ModelError(f"{label}: checkpoint serves term '{name}', which this gnnff ({__version__}) "
+                             f"does not know (known: {', '.join(known)}); use the gnnff that trained it")
+        if stored != _term_format(known[name]):
+            raise ModelError(f"{label}: checkpoint's term '{name}' was trained as {stored}, this gnnff "
+                             f"defines it as {_term_format(known[name])}; retrain or use a matching gnnff")
+    if config is None:
+        return
+    served = {t.name for t in config.terms}
+    for name in sorted(served - set(recorded)):
+        raise ModelError(f"{label}: checkpoint has no head for term '{name}' that its network config "
+                         "names; the file is damaged")
+
+
+def _check_heads(network: torch.nn.Module, state_dict: dict[str, Any], label: str) -> None:
+    """Name the term whose head weights are missing from (or extra in) ``state_dict``,
+    before ``load_state_dict`` would fail with a list of tensor names."""
+    expected = {key.split(".")[1] for key in network.state_dict() if key.startswith("heads.")}
+    present = {key.split(".")[1] for key in state_dict if key.startswith("heads.")}
+    for name in sorted(expected - present):
+        raise ModelError(f"{label}: checkpoint has no weights for the '{name}' head its config asks for; "
+                         "the file is damaged or from another gnnff")
+    for name in sorted(present - expected):
+        raise ModelError(f"{label}: checkpoint has weights for a '{name}' head its config does not name; "
+                         "the file is damaged or from another gnnff")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -80,9 +127,12 @@ def network_from_checkpoint(payload: dict[str, Any], label: str = "checkpoint") 
     was trained in; :func:`graph` has it form the parameters in float64)."""
     if not isinstance(payload["network"], dict) or not isinstance(payload["state_dict"], dict):
         raise ModelError(f"{label}: checkpoint 'network' and 'state_dict' must be mappings; the file is damaged")
+    _check_terms(payload, None, label)
     config = NetworkConfig.from_dict(payload["network"])
+    _check_terms(payload, config, label)
     try:
         network = build_network(config)
+        _check_heads(network, payload["state_dict"], label)
         network.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, ValueError) as err:
         raise ModelError(f"{label}: weights do not fit the network ({first_line(err)}); "
@@ -161,7 +211,7 @@ class GNNSource:
             return parameters
         nonbonded = parameters.nonbonded
         charge = torch.as_tensor(charges, dtype=nonbonded.charge.dtype)
-        return dataclasses.replace(parameters, nonbonded=dataclasses.replace(nonbonded, charge=charge))
+        return parameters.replace(nonbonded=dataclasses.replace(nonbonded, charge=charge))
 
     def parameters_batch(self, mols: Sequence[Chem.Mol], topologies: Sequence[Topology],
                          labels: Sequence[str]) -> list[ForceFieldParameters | GnnffError]:

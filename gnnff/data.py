@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from gnnff.energy import nonbonded_pairs
 from gnnff.errors import GnnffError, InputError
-from gnnff.export import atomic_write_text
+from gnnff.files import atomic_write_text
 from gnnff.features import atom_features
 from gnnff.molecule import mol_from_mapped_smiles, molecule_key, prepare
 from gnnff.schema import NONBONDED

@@ -15,14 +15,8 @@ import numpy as np
 import torch
 
 from gnnff.schema import (
-    ANGLES,
-    BONDS,
     COULOMB_14_SCALE,
-    IMPROPERS,
     LJ_14_SCALE,
-    NONBONDED,
-    PROPERS,
-    TERMS,
     ForceFieldParameters,
     Term,
 )
@@ -76,33 +70,31 @@ def _periodic(phi: torch.Tensor, k: torch.Tensor, phase: torch.Tensor,
     return (k * (1.0 + torch.cos(phi[..., None] * n - phase))).sum(-1)
 
 
-def _bond_terms(x, idx, p) -> torch.Tensor:
-    r = distances(x, idx[:, 0], idx[:, 1])
-    return 0.5 * p.k * (r - p.length) ** 2
+def _expanded(idx: torch.Tensor, term: Term) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The atom columns of each of the term's expansion orders."""
+    for order in term.expansion:
+        yield tuple(idx[:, a] for a in order)
 
 
-def _angle_terms(x, idx, p) -> torch.Tensor:
-    theta = angles(x, idx[:, 0], idx[:, 1], idx[:, 2])
-    return 0.5 * p.k * (theta - p.angle) ** 2
+def _harmonic_bond(x, idx, p, term: Term) -> torch.Tensor:
+    share = 1.0 / len(term.expansion)
+    return sum(0.5 * share * p.k * (distances(x, i, j) - p.length) ** 2 for i, j in _expanded(idx, term))
 
 
-def _proper_terms(x, idx, p) -> torch.Tensor:
-    phi = dihedrals(x, idx[:, 0], idx[:, 1], idx[:, 2], idx[:, 3])
-    return _periodic(phi, p.k, p.phase, PROPERS.periodicities)
+def _harmonic_angle(x, idx, p, term: Term) -> torch.Tensor:
+    share = 1.0 / len(term.expansion)
+    return sum(0.5 * share * p.k * (angles(x, i, j, k) - p.angle) ** 2 for i, j, k in _expanded(idx, term))
 
 
-def _improper_terms(x, idx, p) -> torch.Tensor:
-    total = 0.0
-    share = 1.0 / len(IMPROPERS.expansion)
-    for order in IMPROPERS.expansion:
-        o = idx[:, list(order)]
-        phi = dihedrals(x, o[:, 0], o[:, 1], o[:, 2], o[:, 3])
-        total = total + _periodic(phi, share * p.k, p.phase, IMPROPERS.periodicities)
-    return total
+def _periodic_torsion(x, idx, p, term: Term) -> torch.Tensor:
+    share = 1.0 / len(term.expansion)
+    return sum(_periodic(dihedrals(x, *atoms), share * p.k, p.phase, term.periodicities)
+               for atoms in _expanded(idx, term))
 
 
-_VALENCE = {BONDS.name: _bond_terms, ANGLES.name: _angle_terms,
-            PROPERS.name: _proper_terms, IMPROPERS.name: _improper_terms}
+#: Functional form -> energy per tuple ``(C, T)`` of one valence term.
+_FORM_ENERGY = {"harmonic_bond": _harmonic_bond, "harmonic_angle": _harmonic_angle,
+                "periodic_torsion": _periodic_torsion}
 
 
 def nonbonded_pairs(topology: Topology, max_pairs: int | None = None) -> Iterator[np.ndarray]:
@@ -172,7 +164,8 @@ def compute_energy(topology: Topology, parameters: ForceFieldParameters,
     Returns
     -------
     dict
-        Term name -> energy in kJ/mol, shape ``(n_conformations, n_molecules)``.
+        Term name -> energy in kJ/mol, shape ``(n_conformations, n_molecules)``, for
+        every term present in ``parameters`` (in export order).
     """
     positions = torch.as_tensor(positions)  # numpy arrays (e.g. gnnff.molecule.positions_nm) welcome
     x = positions if positions.dim() == 3 else positions[None]
@@ -182,19 +175,18 @@ def compute_energy(topology: Topology, parameters: ForceFieldParameters,
     molecule = torch.as_tensor(topology.molecule_index, device=device)
     n_mol = topology.n_molecules
     out: dict[str, torch.Tensor] = {}
-    for term in TERMS:
-        if term is NONBONDED:
+    for term in parameters.terms:
+        if term.form == "nonbonded":
+            out[term.name] = _nonbonded(topology, parameters.term(term), x, molecule, pairs)
             continue
         idx = torch.as_tensor(topology.indices(term), device=device)
-        e = _VALENCE[term.name](x, idx, parameters.term(term))
+        e = _FORM_ENERGY[term.form](x, idx, parameters.term(term), term)
         out[term.name] = _molecule_sum(e, molecule[idx[:, 0]], n_mol)
-    out[NONBONDED.name] = _nonbonded(topology, parameters, x, molecule, pairs)
     return out
 
 
-def _nonbonded(topology: Topology, parameters: ForceFieldParameters, x: torch.Tensor,
+def _nonbonded(topology: Topology, p, x: torch.Tensor,
                molecule: torch.Tensor, pairs: np.ndarray | None) -> torch.Tensor:
-    p = parameters.nonbonded
     n_mol = topology.n_molecules
     pairs_14 = torch.as_tensor(topology.pairs_14, device=x.device)
     e14 = _pair_energy(x, pairs_14, p, COULOMB_14_SCALE, LJ_14_SCALE)

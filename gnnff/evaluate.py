@@ -21,7 +21,7 @@ from tqdm import tqdm
 from gnnff.data import MoleculeData, drop_broken, read_dataset
 from gnnff.energy import energy_and_forces
 from gnnff.errors import GnnffError
-from gnnff.export import atomic_write_csv, atomic_write_text
+from gnnff.files import atomic_write_csv, atomic_write_text
 from gnnff.models import ParameterSource
 from gnnff.units import KJ_TO_KCAL, NM_TO_ANGSTROM
 

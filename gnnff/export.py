@@ -1,17 +1,17 @@
 """Export: Topology + ForceFieldParameters -> ``openmm.System`` and its XML.
 
-Only standard OpenMM forces, one per term of :data:`gnnff.schema.TERMS`, each in
-its own force group (``term.force_group``). Particles follow the topology's atom
+Only standard OpenMM forces, one per term present in the parameters (the terms of
+:data:`gnnff.schema.TERMS` in their order), each in its own force group
+(``term.force_group``) and named after the term. Each functional form
+(:data:`gnnff.schema.FORMS`) has one table writer here, used by every term of that form. Particles follow the topology's atom
 order. The nonbonded force has no cutoff; 1-2 and 1-3 pairs are exceptions with
 zero interaction, 1-4 pairs are exceptions scaled as in :mod:`gnnff.schema`.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,20 +20,16 @@ import openmm
 from openmm.app.element import Element
 
 from gnnff.schema import (
-    ANGLES,
-    BONDS,
     COULOMB_14_SCALE,
-    IMPROPERS,
+    FORMS,
     LJ_14_SCALE,
-    NONBONDED,
-    PROPERS,
-    TERMS,
     ForceFieldParameters,
     Term,
 )
+from gnnff.files import atomic_write_text
 from gnnff.topology import Topology
 
-__all__ = ["atomic_write", "atomic_write_csv", "atomic_write_text", "system_xml", "to_openmm", "to_xml", "write_xml"]
+__all__ = ["system_xml", "to_openmm", "to_xml", "write_xml"]
 
 
 # Each term's table: atom indices and value columns in the argument order of its force's
@@ -55,13 +51,21 @@ def _torsion_table(idx: np.ndarray, p, term: Term) -> Table:
                    np.repeat(k[rows, cols] * (1.0 / repeat), repeat)]
 
 
+def _harmonic_table(idx: np.ndarray, p, term: Term) -> Table:
+    """Atoms of each expansion order and the form's columns (:data:`FORMS`), ``k`` shared
+    out over the orders."""
+    orders = np.asarray(term.expansion)
+    atoms = idx[:, orders].reshape(-1, orders.shape[1])
+    share = 1.0 / len(orders)
+    return atoms, [np.repeat(np.asarray(getattr(p, name), dtype=float) * (share if name == "k" else 1.0),
+                             len(orders)) for name in FORMS[term.form]]
+
+
 def _table(term: Term, topology: Topology, p) -> Table:
     idx = topology.indices(term)
-    if term is BONDS:
-        return idx, [np.asarray(p.length, dtype=float), np.asarray(p.k, dtype=float)]
-    if term is ANGLES:
-        return idx, [np.asarray(p.angle, dtype=float), np.asarray(p.k, dtype=float)]
-    return _torsion_table(idx, p, term)
+    if term.form == "periodic_torsion":
+        return _torsion_table(idx, p, term)
+    return _harmonic_table(idx, p, term)
 
 
 def _exception_table(topology: Topology, p) -> Table:
@@ -84,7 +88,8 @@ def _table_rows(table: Table) -> Iterator[tuple]:
     return zip(*(atoms[:, a].tolist() for a in range(atoms.shape[1])), *(c.tolist() for c in columns))
 
 
-_ADD = {BONDS.name: "addBond", ANGLES.name: "addAngle", PROPERS.name: "addTorsion", IMPROPERS.name: "addTorsion"}
+#: Functional form -> the add method of its force.
+_ADD = {"harmonic_bond": "addBond", "harmonic_angle": "addAngle", "periodic_torsion": "addTorsion"}
 
 
 def _adder(force: openmm.Force, method: str) -> Callable[..., int]:
@@ -101,13 +106,13 @@ def _nonbonded_force(force: openmm.NonbondedForce) -> None:
     force.setUseDispersionCorrection(False)
 
 
-def _empty_forces() -> list[openmm.Force]:
+def _empty_forces(terms: tuple[Term, ...]) -> list[openmm.Force]:
     forces = []
-    for term in TERMS:
+    for term in terms:
         force = getattr(openmm, term.openmm_force)()
         force.setForceGroup(term.force_group)
         force.setName(term.name)
-        if term is NONBONDED:
+        if term.form == "nonbonded":
             _nonbonded_force(force)
         forces.append(force)
     return forces
@@ -131,17 +136,17 @@ def to_openmm(topology: Topology, parameters: ForceFieldParameters) -> openmm.Sy
     Returns
     -------
     openmm.System
-        One standard force per term, force group ``term.force_group``; masses from
-        the elements.
+        One standard force per term present in ``parameters``, force group
+        ``term.force_group``; masses from the elements.
     """
     values = _numpy_values(parameters, topology)
     system = openmm.System()
     add_particle = _adder(system, "addParticle")
     for z in topology.atomic_numbers.tolist():
         add_particle(_mass(z))
-    for term, force in zip(TERMS, _empty_forces()):
+    for term, force in zip(values.terms, _empty_forces(values.terms)):
         p = values.term(term)
-        if term is NONBONDED:
+        if term.form == "nonbonded":
             add = _adder(force, "addParticle")
             for row in zip(p.charge.tolist(), p.sigma.tolist(), p.epsilon.tolist()):
                 add(*row)
@@ -149,7 +154,7 @@ def to_openmm(topology: Topology, parameters: ForceFieldParameters) -> openmm.Sy
             for row in _table_rows(_exception_table(topology, p)):
                 add(*row)
         else:
-            add = _adder(force, _ADD[term.name])
+            add = _adder(force, _ADD[term.form])
             for row in _table_rows(_table(term, topology, p)):
                 add(*row)
         system.addForce(force)
@@ -187,15 +192,14 @@ def _column(values: np.ndarray) -> list[str]:
 
 #: XML element of a table's rows: fields {0}-{3} are the atom slots (unused ones empty),
 #: {4}... the value columns; attributes in XmlSerializer's (alphabetical) order
-_TORSION_ELEMENT = '<Torsion k="{6}" p1="{0}" p2="{1}" p3="{2}" p4="{3}" periodicity="{4}" phase="{5}"/>'
+#: (form -> XML element of a row, and the collection element holding the rows)
 _ELEMENT = {
-    BONDS.name: '<Bond d="{4}" k="{5}" p1="{0}" p2="{1}"/>',
-    ANGLES.name: '<Angle a="{4}" k="{5}" p1="{0}" p2="{1}" p3="{2}"/>',
-    PROPERS.name: _TORSION_ELEMENT,
-    IMPROPERS.name: _TORSION_ELEMENT,
+    "harmonic_bond": '<Bond d="{4}" k="{5}" p1="{0}" p2="{1}"/>',
+    "harmonic_angle": '<Angle a="{4}" k="{5}" p1="{0}" p2="{1}" p3="{2}"/>',
+    "periodic_torsion": '<Torsion k="{6}" p1="{0}" p2="{1}" p3="{2}" p4="{3}" periodicity="{4}" phase="{5}"/>',
     "exceptions": '<Exception eps="{6}" p1="{0}" p2="{1}" q="{4}" sig="{5}"/>',
 }
-_COLLECTION = {BONDS.name: "Bonds", ANGLES.name: "Angles", PROPERS.name: "Torsions", IMPROPERS.name: "Torsions"}
+_COLLECTION = {"harmonic_bond": "Bonds", "harmonic_angle": "Angles", "periodic_torsion": "Torsions"}
 
 
 def _xml_lines(template: str, table: Table) -> list[str]:
@@ -220,10 +224,10 @@ def _fill(template: str, tag: str, lines: list[str], depth: int, after: str = ""
 
 
 @functools.cache
-def _xml_template() -> str:
-    """The serialized System with gnnff's forces and no particles (for this OpenMM)."""
+def _xml_template(terms: tuple[Term, ...]) -> str:
+    """The serialized System with the forces of ``terms`` and no particles (for this OpenMM)."""
     system = openmm.System()
-    for force in _empty_forces():
+    for force in _empty_forces(terms):
         system.addForce(force)
     return openmm.XmlSerializer.serialize(system)
 
@@ -234,65 +238,25 @@ def system_xml(topology: Topology, parameters: ForceFieldParameters) -> str:
     character for character), in a fraction of the time."""
     values = _numpy_values(parameters, topology)
     masses = {z: _number(_mass(z)) for z in set(topology.atomic_numbers.tolist())}
-    text = _fill(_xml_template(), "Particles",
+    text = _fill(_xml_template(values.terms), "Particles",
                  [f'<Particle mass="{masses[z]}"/>' for z in topology.atomic_numbers.tolist()], 1)
-    for term in TERMS:
+    for term in values.terms:
         p = values.term(term)
-        if term is NONBONDED:
+        if term.form == "nonbonded":
             particles = [f'<Particle eps="{e}" q="{q}" sig="{s}"/>' for q, s, e in zip(
                 *(_column(np.asarray(x, dtype=float)) for x in (p.charge, p.sigma, p.epsilon)))]
             text = _fill(text, "Particles", particles, 3, after=f'name="{term.name}"')
             exceptions = _xml_lines(_ELEMENT["exceptions"], _exception_table(topology, p))
             text = _fill(text, "Exceptions", exceptions, 3, after=f'name="{term.name}"')
         else:
-            lines = _xml_lines(_ELEMENT[term.name], _table(term, topology, p))
-            text = _fill(text, _COLLECTION[term.name], lines, 3, after=f'name="{term.name}"')
+            lines = _xml_lines(_ELEMENT[term.form], _table(term, topology, p))
+            text = _fill(text, _COLLECTION[term.form], lines, 3, after=f'name="{term.name}"')
     return text
 
 
 def to_xml(system: openmm.System) -> str:
     """Serialize a System with ``openmm.XmlSerializer``."""
     return openmm.XmlSerializer.serialize(system)
-
-
-@functools.cache
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file beside it, which is
-    then renamed; on any failure the temporary file is removed and ``path`` is untouched."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def atomic_write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> Path:
-    """Write ``rows`` (dicts sharing the keys of the first, or ``fieldnames``) as a CSV
-    table with a header, atomically."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fieldnames or list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
-    return atomic_write(path, write)
 
 
 def write_xml(system: openmm.System, path: str | os.PathLike) -> Path:

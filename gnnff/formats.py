@@ -9,6 +9,7 @@ written atomically; a format with two files writes both or neither.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -118,7 +119,8 @@ def write_parametrized(result: Parametrized, path: str | os.PathLike, fmt: str =
     InputError
         ``path`` has another format's suffix or an unknown one (see :func:`resolve_output`).
     """
-    from gnnff.export import atomic_write_text, system_xml
+    from gnnff.export import system_xml
+    from gnnff.files import atomic_write_text
 
     files = output_files(path, fmt)
     if fmt == "xml":  # written from the parameters: the same text as XmlSerializer's, faster
@@ -142,11 +144,18 @@ def _structure(result: Parametrized):
     xyz_angstrom = positions_nm(mol)[0] * 10.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return parmed.openmm.load_topology(to_openmm_topology(result.mol), result.to_openmm(), xyz=xyz_angstrom)
+        structure = parmed.openmm.load_topology(to_openmm_topology(result.mol), result.to_openmm(), xyz=xyz_angstrom)
+    # ParmEd reads a second HarmonicBondForce as Urey-Bradley terms; GROMACS writes them
+    # only on angles of function 5 (angle + Urey-Bradley)
+    ends = {frozenset((ub.atom1.idx, ub.atom2.idx)) for ub in structure.urey_bradleys}
+    for angle in structure.angles:
+        if frozenset((angle.atom1.idx, angle.atom3.idx)) in ends:
+            angle.funct = 5
+    return structure
 
 
 def _write_parmed(result: Parametrized, files: list[Path], fmt: str) -> None:
-    from gnnff.export import atomic_write
+    from gnnff.files import atomic_write
 
     structure = _structure(result)
     main_format, coordinate_format = {"amber": ("amber", "rst7"), "gromacs": ("gromacs", "gro")}[fmt]
@@ -156,7 +165,7 @@ def _write_parmed(result: Parametrized, files: list[Path], fmt: str) -> None:
         if fmt == "gromacs":
             # ParmEd's header names the file it wrote: the temporary one, not the output
             text = Path(tmp).read_text().replace(f"File {tmp} ", f"File {os.path.abspath(files[0])} ", 1)
-            Path(tmp).write_text(_precise_bonds(text, result))
+            Path(tmp).write_text(_precise_lines(text, result))
 
     # The coordinates first, the main file last: an existing main file (what a resumed
     # batch looks for) means both are complete.
@@ -171,28 +180,38 @@ def _write_parmed(result: Parametrized, files: list[Path], fmt: str) -> None:
 _SECTION = re.compile(r"^\s*\[\s*(\w+)\s*\]")
 
 
-def _precise_bonds(top: str, result: Parametrized) -> str:
+def _precise_lines(top: str, result: Parametrized) -> str:
     """ParmEd writes GROMACS bond lengths with 5 decimals (1e-5 nm, ~1e-3 relative error in
-    a bond energy); rewrite the ``[ bonds ]`` lines with the full float64 values."""
-    from gnnff.schema import BONDS
+    a bond energy) and Urey-Bradley distances with 7; rewrite the ``[ bonds ]`` lines and
+    the ``[ angles ]`` lines of function 5 (angle + Urey-Bradley) with the full float64
+    values. GROMACS' harmonic forms are OpenMM's (``0.5 k (x - x0)^2``, nm, kJ/mol, degrees)."""
+    from gnnff.schema import ANGLES, BONDS, UREY_BRADLEYS
 
-    p = result.parameters.term(BONDS)
-    lengths = p.length.detach().cpu().double().tolist()
-    ks = p.k.detach().cpu().double().tolist()
-    table = {tuple(sorted((i + 1, j + 1))): (lengths[n], ks[n])
-             for n, (i, j) in enumerate(result.topology.bonds.tolist())}
+    def values(term, names):
+        p = result.parameters.term(term)
+        return zip(*(getattr(p, name).detach().cpu().double().tolist() for name in names))
+
+    top_ = result.topology
+    bonds = {tuple(sorted((i + 1, j + 1))): (length, k)
+             for (i, j), (length, k) in zip(top_.bonds.tolist(), values(BONDS, ("length", "k")))}
+    angles = {}
+    if result.parameters.has(UREY_BRADLEYS):
+        ub = {tuple(row): v for row, v in zip(top_.urey_bradleys.tolist(), values(UREY_BRADLEYS, ("length", "k")))}
+        for (i, j, k), (theta, k_theta) in zip(top_.angles.tolist(), values(ANGLES, ("angle", "k"))):
+            key = (i + 1, j + 1, k + 1)
+            angles[key] = angles[key[::-1]] = (math.degrees(theta), k_theta, *ub[(i, j, k)])
     lines, section = [], None
     for line in top.splitlines():
         header = _SECTION.match(line)
         if header:
             section = header.group(1)
-        elif section == "bonds" and line.strip() and not line.lstrip().startswith(";"):
+        elif line.strip() and not line.lstrip().startswith(";"):
             words = line.split()
-            key = tuple(sorted((int(words[0]), int(words[1]))))
-            if words[2] == "1" and key in table:
-                length, k = table[key]
+            if section == "bonds" and words[2] == "1" and tuple(sorted(map(int, words[:2]))) in bonds:
+                length, k = bonds[tuple(sorted(map(int, words[:2])))]
                 line = f"{words[0]:>7s} {words[1]:>6s} {1:>5d}   {length!r} {k!r}"
+            elif section == "angles" and words[3] == "5" and tuple(map(int, words[:3])) in angles:
+                numbers = " ".join(repr(v) for v in angles[tuple(map(int, words[:3]))])
+                line = f"{words[0]:>7s} {words[1]:>6s} {words[2]:>6s} {5:>5d}   {numbers}"
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-

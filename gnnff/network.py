@@ -34,6 +34,7 @@ from gnnff.schema import (
     NONBONDED,
     PROPERS,
     TERMS,
+    UREY_BRADLEYS,
     AngleParameters,
     BondParameters,
     ForceFieldParameters,
@@ -41,11 +42,12 @@ from gnnff.schema import (
     NonbondedParameters,
     ProperParameters,
     Term,
+    UreyBradleyParameters,
 )
 from gnnff.topology import Topology
 
-__all__ = ["NetworkConfig", "Graph", "GNNForceField", "NonbondedNetwork", "ARCHITECTURES", "build_network",
-           "LJ_BOUNDS", "linear_angles", "linear_propers", "nonbonded_parameters"]
+__all__ = ["NetworkConfig", "Graph", "Head", "HEADS", "GNNForceField", "NonbondedNetwork", "ARCHITECTURES",
+           "build_network", "LJ_BOUNDS", "linear_angles", "linear_propers", "nonbonded_parameters"]
 
 BOND_ANCHORS = (0.08, 0.32)  # nm
 ANGLE_ANCHORS = (0.0, math.pi)  # rad
@@ -53,6 +55,10 @@ ANGLE_ANCHORS = (0.0, math.pi)  # rad
 BOND_START = (3.0e5, 0.13)  # kJ/mol/nm^2, nm
 ANGLE_START = (500.0, 1.91)  # kJ/mol/rad^2, rad
 TORSION_SCALE = 2.0  # kJ/mol per unit of raw output
+#: Urey-Bradley: force constant at raw output 0 (small, so an added term starts as a
+#: small correction), its scale, and the bounds of the 1-3 distance
+UREY_BRADLEY_K_START = 500.0  # kJ/mol/nm^2
+UREY_BRADLEY_LENGTH = (0.24, 0.14, 0.34)  # nm: start, low, high
 
 #: Element -> (sigma default, low, high [nm]; epsilon default, low, high [kJ/mol]).
 LJ_BOUNDS: dict[int, tuple[float, float, float, float, float, float]] = {
@@ -107,6 +113,9 @@ class NetworkConfig:
     #: proper torsions carry cosines of periodicity 1..max_periodicity only (the others
     #: are exactly zero): fewer exported terms
     max_periodicity: int = 6
+    #: opt-in terms of :data:`gnnff.schema.TERMS` the network also predicts
+    #: (``["urey_bradleys"]``); the required terms are always predicted
+    optional_terms: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "NetworkConfig":
@@ -114,7 +123,13 @@ class NetworkConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ModelError(f"unknown network option(s) {unknown}; known: {sorted(known)}")
+        if "optional_terms" in values:
+            values = {**values, "optional_terms": tuple(values["optional_terms"])}
         config = cls(**values)
+        optional = {t.name for t in TERMS if t.optional}
+        bad = [name for name in config.optional_terms if name not in optional]
+        if bad:
+            raise ModelError(f"optional_terms {bad} are not opt-in terms of this gnnff; known: {sorted(optional)}")
         if config.features not in FEATURE_SETS:
             raise ModelError(f"unknown feature set '{config.features}'; known: {', '.join(FEATURE_SETS)}")
         if not 1 <= config.max_periodicity <= max(PROPERS.periodicities):
@@ -126,8 +141,15 @@ class NetworkConfig:
         """Whether charges and Lennard-Jones have their own network."""
         return self.nonbonded_width > 0
 
+    @property
+    def terms(self) -> tuple[Term, ...]:
+        """The terms this network predicts, in export order."""
+        return tuple(t for t in TERMS if not t.optional or t.name in self.optional_terms)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        values["optional_terms"] = list(self.optional_terms)
+        return values
 
 
 @dataclass(frozen=True, eq=False)
@@ -338,59 +360,100 @@ class NonbondedNetwork(nn.Module):
         return nonbonded_parameters(raw, graph, LJ_BOUNDS_V1)
 
 
+def _bond_parameters(raw: torch.Tensor, graph: Graph, config: NetworkConfig) -> BondParameters:
+    k, length = _two_point(raw, BOND_START, BOND_ANCHORS)
+    return BondParameters(k=k, length=length)
+
+
+def _angle_parameters(raw: torch.Tensor, graph: Graph, config: NetworkConfig) -> AngleParameters:
+    k, angle = _two_point(raw, ANGLE_START, ANGLE_ANCHORS)
+    if config.linear_angles:
+        angle = torch.where(graph.linear_angles, torch.full_like(angle, math.pi), angle)
+    return AngleParameters(k=k, angle=angle)
+
+
+def _proper_parameters(raw: torch.Tensor, graph: Graph, config: NetworkConfig) -> ProperParameters:
+    k, phase = _signed_torsion(raw, config.torsion_threshold)
+    if config.linear_angles:  # no torsion about a straight angle
+        k = torch.where(graph.linear_propers[:, None], torch.zeros_like(k), k)
+    if config.max_periodicity < max(PROPERS.periodicities):
+        kept = torch.tensor([n <= config.max_periodicity for n in PROPERS.periodicities])
+        k = k * kept.to(k.dtype)
+    return ProperParameters(k=k, phase=phase)
+
+
+def _improper_parameters(raw: torch.Tensor, graph: Graph, config: NetworkConfig) -> ImproperParameters:
+    k, phase = _signed_torsion(raw, config.torsion_threshold)
+    return ImproperParameters(k=k, phase=phase)
+
+
+def _nonbonded_head(raw: torch.Tensor, graph: Graph, config: NetworkConfig) -> NonbondedParameters:
+    return nonbonded_parameters(raw, graph)
+
+
+def _urey_bradley_parameters(raw: torch.Tensor, graph: Graph, config: NetworkConfig) -> UreyBradleyParameters:
+    k = UREY_BRADLEY_K_START * torch.exp(raw[:, 0])
+    start, low, high = (torch.tensor(v, dtype=raw.dtype) for v in UREY_BRADLEY_LENGTH)
+    return UreyBradleyParameters(k=k, length=_bounded(raw[:, 1], start, low, high))
+
+
+@dataclass(frozen=True)
+class Head:
+    """A term's head: ``n_out`` raw outputs per tuple and the transform that makes them
+    valid parameters, ``transform(raw (n, n_out), graph, config) -> parameter container``."""
+
+    n_out: int
+    transform: Callable[[torch.Tensor, Graph, NetworkConfig], Any]
+
+
+#: Term name -> its head. Adding a term to the network is an entry here.
+HEADS: dict[str, Head] = {
+    BONDS.name: Head(2, _bond_parameters),
+    ANGLES.name: Head(2, _angle_parameters),
+    PROPERS.name: Head(len(PROPERS.periodicities), _proper_parameters),
+    IMPROPERS.name: Head(len(IMPROPERS.periodicities), _improper_parameters),
+    NONBONDED.name: Head(4, _nonbonded_head),
+    UREY_BRADLEYS.name: Head(2, _urey_bradley_parameters),
+}
+
+
 class GNNForceField(nn.Module):
-    """Atom embeddings -> parameters of every term of :data:`gnnff.schema.TERMS`.
+    """Atom embeddings -> parameters of every term of ``config.terms`` (the required terms
+    of :data:`gnnff.schema.TERMS` and the opt-in ones the config names), one
+    :class:`SymmetricHead` and :data:`HEADS` transform per term.
 
     With ``config.nonbonded_width`` > 0 the nonbonded term has its own
     :class:`NonbondedNetwork` (attribute ``nonbonded``) and the valence network has no
     nonbonded head; otherwise one network serves every term (gnnff-industry-v0).
     """
 
-    #: outputs per row of each term's head
-    N_OUT = {BONDS.name: 2, ANGLES.name: 2, PROPERS.name: len(PROPERS.periodicities),
-             IMPROPERS.name: len(IMPROPERS.periodicities), NONBONDED.name: 4}
-
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         self.config = config
         self.gnn = GNN(N_FEATURES, config.width, config.depth)
-        own = [t for t in TERMS if not (config.separate_nonbonded and t is NONBONDED)]
+        own = [t for t in config.terms if not (config.separate_nonbonded and t is NONBONDED)]
         self.heads = nn.ModuleDict({
             term.name: SymmetricHead(term, config.width, config.head_width, config.head_depth,
-                                     self.N_OUT[term.name])
+                                     HEADS[term.name].n_out)
             for term in own
         })
         if config.separate_nonbonded:
             self.nonbonded = NonbondedNetwork(config.nonbonded_width, config.nonbonded_depth,
                                               config.head_width, config.head_depth)
 
+    @property
+    def terms(self) -> tuple[Term, ...]:
+        """The terms this network predicts."""
+        return self.config.terms
+
     def forward(self, graph: Graph) -> ForceFieldParameters:
         h = self.gnn(graph)
         out = graph.net_charges.dtype
-        raw = {name: head(h, graph.tuples[name]).to(out) for name, head in self.heads.items()}
-        k_b, length = _two_point(raw[BONDS.name], BOND_START, BOND_ANCHORS)
-        k_a, angle = _two_point(raw[ANGLES.name], ANGLE_START, ANGLE_ANCHORS)
-        if self.config.linear_angles:
-            angle = torch.where(graph.linear_angles, torch.full_like(angle, math.pi), angle)
-        threshold = self.config.torsion_threshold
-        k_p, phase_p = _signed_torsion(raw[PROPERS.name], threshold)
-        if self.config.linear_angles:  # no torsion about a straight angle
-            k_p = torch.where(graph.linear_propers[:, None], torch.zeros_like(k_p), k_p)
-        if self.config.max_periodicity < max(PROPERS.periodicities):
-            kept = torch.tensor([n <= self.config.max_periodicity for n in PROPERS.periodicities])
-            k_p = k_p * kept.to(k_p.dtype)
-        k_i, phase_i = _signed_torsion(raw[IMPROPERS.name], threshold)
+        containers = {name: HEADS[name].transform(head(h, graph.tuples[name]).to(out), graph, self.config)
+                      for name, head in self.heads.items()}
         if self.config.separate_nonbonded:
-            nonbonded = self.nonbonded(graph)
-        else:
-            nonbonded = nonbonded_parameters(raw[NONBONDED.name], graph)
-        return ForceFieldParameters(
-            bonds=BondParameters(k=k_b, length=length),
-            angles=AngleParameters(k=k_a, angle=angle),
-            propers=ProperParameters(k=k_p, phase=phase_p),
-            impropers=ImproperParameters(k=k_i, phase=phase_i),
-            nonbonded=nonbonded,
-        )
+            containers[NONBONDED.name] = self.nonbonded(graph)
+        return ForceFieldParameters(**containers)
 
     def valence_parameters(self) -> list[nn.Parameter]:
         """The weights the gas-phase loss may change: everything but a separate nonbonded network."""

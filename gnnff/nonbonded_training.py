@@ -26,7 +26,7 @@ from rdkit import Chem
 from tqdm import tqdm
 
 from gnnff.errors import GnnffError, InputError
-from gnnff.export import atomic_write, atomic_write_text
+from gnnff.files import atomic_write, atomic_write_text
 from gnnff.features import atom_features
 from gnnff.labels import prepared_from_mapped_smiles, read_labels
 from gnnff.network import Graph, NonbondedNetwork

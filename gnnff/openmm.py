@@ -65,7 +65,10 @@ from gnnff.schema import (
     LJ_14_SCALE,
     NONBONDED,
     PROPERS,
+    UREY_BRADLEYS,
+    Term,
 )
+from gnnff.topology import Topology
 
 try:  # optional: openmmforcefields' SystemGenerator looks for generators among its base's subclasses
     from openmmforcefields.generators.template_generators import (
@@ -156,7 +159,8 @@ def ffxml(result: Parametrized, *, template_name: str | None = None) -> str:
     str
         XML text: atom types, one residue template, HarmonicBondForce,
         HarmonicAngleForce, PeriodicTorsionForce (propers and smirnoff-ordered
-        impropers) and NonbondedForce entries. Loaded into a ForceField and applied to
+        impropers) and NonbondedForce entries, and AmoebaUreyBradleyForce for a model
+        with Urey-Bradley terms (one writer per term). Loaded into a ForceField and applied to
         the molecule it gives the energy of ``result.to_openmm()`` (with propers and
         impropers in one force).
     """
@@ -182,34 +186,74 @@ def ffxml(result: Parametrized, *, template_name: str | None = None) -> str:
     for i, j in topology.bonds.tolist():
         ET.SubElement(residue, "Bond", atomName1=names[i], atomName2=names[j])
 
-    force = ET.SubElement(root, "HarmonicBondForce")
-    p = values.term(BONDS)
-    for (i, j), length, k in zip(topology.bonds.tolist(), p.length.tolist(), p.k.tolist()):
-        ET.SubElement(force, "Bond", type1=types[i], type2=types[j], length=_f(length), k=_f(k))
-    force = ET.SubElement(root, "HarmonicAngleForce")
-    p = values.term(ANGLES)
-    for (i, j, k), angle, kk in zip(topology.angles.tolist(), p.angle.tolist(), p.k.tolist()):
-        ET.SubElement(force, "Angle", type1=types[i], type2=types[j], type3=types[k], angle=_f(angle), k=_f(kk))
-    force = ET.SubElement(root, "PeriodicTorsionForce", ordering="smirnoff")
-    for term, tag in ((PROPERS, "Proper"), (IMPROPERS, "Improper")):
-        p = values.term(term)
-        share = 1.0 / len(term.expansion)
-        for row, ks, phases in zip(topology.indices(term).tolist(), p.k.tolist(), p.phase.tolist()):
-            attrib = {f"type{m + 1}": types[a] for m, a in enumerate(row)}
-            slot = 0
-            for n, k, phase in zip(term.periodicities, ks, phases):
-                if k != 0.0:
-                    slot += 1
-                    attrib.update({f"periodicity{slot}": str(n), f"phase{slot}": _f(phase),
-                                   f"k{slot}": _f(share * k)})
-            if slot:
-                ET.SubElement(force, tag, attrib=attrib)
-    force = ET.SubElement(root, "NonbondedForce", coulomb14scale=_f(COULOMB_14_SCALE), lj14scale=_f(LJ_14_SCALE))
-    ET.SubElement(force, "UseAttributeFromResidue", name="charge")
-    for t, sigma, eps in zip(types, nonbonded.sigma.tolist(), nonbonded.epsilon.tolist()):
-        ET.SubElement(force, "Atom", type=t, sigma=_f(sigma), epsilon=_f(eps))
+    for term in values.terms:
+        _FFXML_WRITERS[term.name](root, term, topology, values.term(term), types)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _force_element(root: ET.Element, tag: str, **attrib: str) -> ET.Element:
+    """The force element ``tag`` of the ffxml, made on first use (terms may share one)."""
+    element = root.find(tag)
+    return element if element is not None else ET.SubElement(root, tag, **attrib)
+
+
+def _ffxml_bonds(root: ET.Element, term: Term, topology: Topology, p: Any, types: list[str]) -> None:
+    force = _force_element(root, "HarmonicBondForce")
+    for (i, j), length, k in zip(topology.indices(term).tolist(), p.length.tolist(), p.k.tolist()):
+        ET.SubElement(force, "Bond", type1=types[i], type2=types[j], length=_f(length), k=_f(k))
+
+
+def _ffxml_angles(root: ET.Element, term: Term, topology: Topology, p: Any, types: list[str]) -> None:
+    force = _force_element(root, "HarmonicAngleForce")
+    for (i, j, k), angle, kk in zip(topology.indices(term).tolist(), p.angle.tolist(), p.k.tolist()):
+        ET.SubElement(force, "Angle", type1=types[i], type2=types[j], type3=types[k], angle=_f(angle), k=_f(kk))
+
+
+def _ffxml_torsions(root: ET.Element, term: Term, topology: Topology, p: Any, types: list[str]) -> None:
+    """Propers and impropers (smirnoff ordering: the centre first, as our trefoil) in one
+    PeriodicTorsionForce element, only the nonzero cosines, each order's share of k."""
+    force = _force_element(root, "PeriodicTorsionForce", ordering="smirnoff")
+    tag = "Improper" if term is IMPROPERS else "Proper"
+    share = 1.0 / len(term.expansion)
+    for row, ks, phases in zip(topology.indices(term).tolist(), p.k.tolist(), p.phase.tolist()):
+        attrib = {f"type{m + 1}": types[a] for m, a in enumerate(row)}
+        slot = 0
+        for n, k, phase in zip(term.periodicities, ks, phases):
+            if k != 0.0:
+                slot += 1
+                attrib.update({f"periodicity{slot}": str(n), f"phase{slot}": _f(phase), f"k{slot}": _f(share * k)})
+        if slot:
+            ET.SubElement(force, tag, attrib=attrib)
+
+
+def _ffxml_nonbonded(root: ET.Element, term: Term, topology: Topology, p: Any, types: list[str]) -> None:
+    """Sigma and epsilon per atom type; the charges are the residue's atoms' (written with it)."""
+    force = ET.SubElement(root, "NonbondedForce", coulomb14scale=_f(COULOMB_14_SCALE), lj14scale=_f(LJ_14_SCALE))
+    ET.SubElement(force, "UseAttributeFromResidue", name="charge")
+    for t, sigma, eps in zip(types, p.sigma.tolist(), p.epsilon.tolist()):
+        ET.SubElement(force, "Atom", type=t, sigma=_f(sigma), epsilon=_f(eps))
+
+
+def _ffxml_urey_bradleys(root: ET.Element, term: Term, topology: Topology, p: Any, types: list[str]) -> None:
+    """OpenMM's ``AmoebaUreyBradleyForce`` element: a HarmonicBondForce between the ends of
+    each matching angle, with force constant ``2 k`` from the file's ``k`` (CHARMM's
+    convention), hence ``k / 2`` here."""
+    force = _force_element(root, "AmoebaUreyBradleyForce")
+    for (i, j, k), length, kk in zip(topology.indices(term).tolist(), p.length.tolist(), p.k.tolist()):
+        ET.SubElement(force, "UreyBradley", type1=types[i], type2=types[j], type3=types[k],
+                      k=_f(0.5 * kk), d=_f(length))
+
+
+#: Term name -> its ffxml writer ``(root, term, topology, parameters, atom types)``.
+_FFXML_WRITERS = {
+    BONDS.name: _ffxml_bonds,
+    ANGLES.name: _ffxml_angles,
+    PROPERS.name: _ffxml_torsions,
+    IMPROPERS.name: _ffxml_torsions,
+    NONBONDED.name: _ffxml_nonbonded,
+    UREY_BRADLEYS.name: _ffxml_urey_bradleys,
+}
 
 
 def _comment(result: Parametrized) -> ET.Element:

@@ -30,7 +30,8 @@ import openmm
 from openmm import app, unit
 
 from gnnff.errors import InputError, SimulationError
-from gnnff.export import atomic_write_text, to_xml
+from gnnff.export import to_xml
+from gnnff.files import atomic_write_text
 
 __all__ = ["STRETCH_LIMIT", "SimulationConfig", "build_simulation_system", "simulate"]
 

@@ -8,7 +8,7 @@ import torch
 from openmm import unit
 
 from gnnff.energy import compute_energy, forces
-from gnnff.schema import TERMS, ForceFieldParameters
+from gnnff.schema import ForceFieldParameters
 from gnnff.topology import Topology
 
 __all__ = [
@@ -54,10 +54,14 @@ def compare_with_openmm(topology: Topology, parameters: ForceFieldParameters, sy
     """
     x = torch.as_tensor(np.asarray(positions, dtype=np.float64))
     ours = {k: v[:, 0].detach().numpy() for k, v in compute_energy(topology, parameters, x).items()}
-    out: dict[str, tuple[float, float]] = {term.name: (0.0, 0.0) for term in TERMS}
+    out: dict[str, tuple[float, float]] = {term.name: (0.0, 0.0) for term in parameters.terms}
     for c in range(x.shape[0]):
         reference = openmm_terms(system, x[c].numpy())
-        for term in TERMS:
+        groups = {term.force_group: term.name for term in parameters.terms}
+        if set(reference) != set(groups):
+            raise AssertionError(f"the System's force groups {sorted(reference)} are not those of the "
+                                 f"parameters' terms {groups}")
+        for term in parameters.terms:
             e_ref, f_ref = reference[term.force_group]
             f = forces(topology, parameters, x[c : c + 1], term)[0].numpy()
             de = abs(ours[term.name][c] - e_ref) / max(abs(e_ref), 1.0)
@@ -79,7 +83,7 @@ def parameter_table(topology: Topology, parameters: ForceFieldParameters,
     (identity if None), so two atom orders of one molecule can be compared.
     """
     out: dict[str, dict[tuple[int, ...], np.ndarray]] = {}
-    for term in TERMS:
+    for term in parameters.terms:
         container = parameters.term(term)
         rows = topology.indices(term)
         width = len(term.periodicities) or 1
@@ -99,7 +103,8 @@ def assert_parameters_permute(original: tuple[Topology, ForceFieldParameters],
     ``new_order[i]``) relabels every term's parameters and changes nothing else."""
     a = parameter_table(*original)
     b = parameter_table(*permuted, relabel=new_order)
-    for term in TERMS:
+    assert a.keys() == b.keys(), f"different terms: {sorted(a)} vs {sorted(b)}"
+    for term in original[1].terms:
         assert a[term.name].keys() == b[term.name].keys(), f"{term.name}: different atom tuples"
         for key, value in a[term.name].items():
             np.testing.assert_allclose(b[term.name][key], value, atol=atol, rtol=rtol,

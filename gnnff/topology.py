@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from rdkit import Chem
 
-from gnnff.schema import TERMS, Term
+from gnnff.schema import ANGLES, BONDS, PROPERS, TERMS, Term
 
 __all__ = ["Topology", "build_topology"]
 
@@ -52,8 +52,11 @@ class Topology:
         ``(n_atoms,)`` 0 s, 1 sp, 2 sp2, 3 sp3, 4 sp3d, 5 sp3d2, -1 other.
     bond_orders
         ``(n_bonds,)`` RDKit bond order as float (1.5 aromatic).
-    bonds, angles, propers, impropers
-        Term tuples, shapes ``(n, 2)``, ``(n, 3)``, ``(n, 4)``, ``(n, 4)``.
+    tuples
+        Term name -> ``(n, term.arity)`` atom tuples, for every term of
+        :data:`gnnff.schema.TERMS` with more than one atom (enumerated by the term's own
+        ``tuples`` rule); also read as attributes: ``topology.bonds``, ``topology.angles``,
+        ``topology.propers``, ``topology.impropers``, ``topology.urey_bradleys``.
     pairs_14
         ``(n, 2)`` atom pairs (i < j) three bonds apart and not closer.
     exclusions
@@ -71,10 +74,7 @@ class Topology:
     in_ring: np.ndarray
     hybridization: np.ndarray
     bond_orders: np.ndarray
-    bonds: np.ndarray
-    angles: np.ndarray
-    propers: np.ndarray
-    impropers: np.ndarray
+    tuples: dict[str, np.ndarray]
     pairs_14: np.ndarray
     exclusions: np.ndarray
     molecule_index: np.ndarray = field(default=None)  # type: ignore[assignment]
@@ -87,6 +87,15 @@ class Topology:
             object.__setattr__(
                 self, "net_charges", np.array([int(self.formal_charges.sum())], dtype=np.int64)
             )
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        # term tuples as attributes; only called when normal lookup fails
+        if name.startswith("_") or name == "tuples":
+            raise AttributeError(name)
+        try:
+            return self.tuples[name]
+        except KeyError:
+            raise AttributeError(f"Topology has no attribute or term '{name}'") from None
 
     @property
     def n_atoms(self) -> int:
@@ -108,7 +117,7 @@ class Topology:
 
     def indices(self, term: Term) -> np.ndarray:
         """Atom tuples of ``term``, shape ``(n, term.arity)``."""
-        return self.atoms if term.arity == 1 else getattr(self, term.name)
+        return self.atoms if term.arity == 1 else self.tuples[term.name]
 
     def counts(self) -> dict[str, int]:
         """Number of rows of every term."""
@@ -126,6 +135,8 @@ class Topology:
                 arrays = [a + s for a, s in zip(arrays, shift)]
             return np.concatenate(arrays, axis=0)
 
+        tuples = {name: np.concatenate([t.tuples[name] + s for t, s in zip(topologies, offsets)], axis=0)
+                  for name in topologies[0].tuples}
         return Topology(
             name="+".join(t.name for t in topologies),
             atomic_numbers=cat("atomic_numbers"),
@@ -134,10 +145,7 @@ class Topology:
             in_ring=cat("in_ring"),
             hybridization=cat("hybridization"),
             bond_orders=cat("bond_orders"),
-            bonds=cat("bonds", offsets),
-            angles=cat("angles", offsets),
-            propers=cat("propers", offsets),
-            impropers=cat("impropers", offsets),
+            tuples=tuples,
             pairs_14=cat("pairs_14", offsets),
             exclusions=cat("exclusions", offsets),
             molecule_index=cat("molecule_index", mol_offsets),
@@ -166,10 +174,11 @@ def build_topology(mol: Chem.Mol) -> Topology:
     Returns
     -------
     Topology
-        Bonds ``(i, j)`` with ``i < j``; angles ``(i, j, k)`` with ``i < k``; propers
-        ``(i, j, k, l)`` with ``j < k``, one per distinct path (3-rings excluded);
-        impropers ``(c, a, b, d)`` for every atom with exactly three neighbours,
-        ``a < b < d``.
+        The tuples of every term of :data:`gnnff.schema.TERMS`, each enumerated by its
+        ``tuples`` rule from the neighbour lists: bonds ``(i, j)`` with ``i < j``; angles
+        ``(i, j, k)`` with ``i < k``; propers ``(i, j, k, l)`` with ``j < k``, one per
+        distinct path (3-rings excluded); impropers ``(c, a, b, d)`` for every atom with
+        exactly three neighbours, ``a < b < d``; Urey-Bradley pairs as the angles.
     """
     n = mol.GetNumAtoms()
     # RDKit's mol.GetBonds() and GetBondWithIdx() cost O(n) per bond in recent versions;
@@ -177,26 +186,20 @@ def build_topology(mol: Chem.Mol) -> Topology:
     atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
     by_pair = {(atom.GetIdx(), b.GetOtherAtomIdx(atom.GetIdx())): b.GetBondTypeAsDouble()
                for atom in atoms for b in atom.GetBonds() if b.GetOtherAtomIdx(atom.GetIdx()) > atom.GetIdx()}
-    bonds = _as_array(sorted(by_pair), 2)
-    bond_orders = np.array([by_pair[pair] for pair in sorted(by_pair)], dtype=np.float64)
     neighbours: list[list[int]] = [[] for _ in range(n)]
-    for i, j in bonds.tolist():
+    for i, j in by_pair:
         neighbours[i].append(j)
         neighbours[j].append(i)
     for nbrs in neighbours:
         nbrs.sort()
 
-    angles = [(i, j, k) for j in range(n)
-              for a, i in enumerate(neighbours[j]) for k in neighbours[j][a + 1:]]
-    propers = [(i, j, k, l) for j, k in bonds.tolist()
-               for i in neighbours[j] if i != k
-               for l in neighbours[k] if l != j and l != i]
-    impropers = [(c, *neighbours[c]) for c in range(n) if len(neighbours[c]) == 3]
-    angles_a = _as_array(angles, 3)
-    propers_a = _as_array(propers, 4)
+    tuples = {term.name: _as_array(term.tuples(neighbours), term.arity) for term in TERMS if term.arity > 1}
+    bonds = tuples[BONDS.name]
+    bond_orders = np.array([by_pair[pair] for pair in map(tuple, bonds.tolist())], dtype=np.float64)
 
-    exclusions = _unique_pairs(np.concatenate([bonds, angles_a[:, [0, 2]]]), n)
-    ends = _unique_pairs(propers_a[:, [0, 3]], n)
+    # nonbonded exclusions (1-2, 1-3) and scaled 1-4 pairs by graph distance
+    exclusions = _unique_pairs(np.concatenate([bonds, tuples[ANGLES.name][:, [0, 2]]]), n)
+    ends = _unique_pairs(tuples[PROPERS.name][:, [0, 3]], n)
     if len(ends) and len(exclusions):
         excluded = np.isin(ends[:, 0] * n + ends[:, 1], exclusions[:, 0] * n + exclusions[:, 1])
         ends = ends[~excluded]
@@ -210,10 +213,7 @@ def build_topology(mol: Chem.Mol) -> Topology:
         hybridization=np.array([_HYBRIDIZATION.get(a.GetHybridization(), -1) for a in atoms],
                                dtype=np.int64),
         bond_orders=bond_orders,
-        bonds=bonds,
-        angles=angles_a,
-        propers=propers_a,
-        impropers=_as_array(impropers, 4),
+        tuples=tuples,
         pairs_14=ends,
         exclusions=exclusions,
     )

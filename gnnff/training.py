@@ -30,7 +30,7 @@ from gnnff.data import (MoleculeData, ReferenceCache, drop_broken, drop_distorte
                         split_by_molecule)
 from gnnff.energy import energy_and_forces
 from gnnff.errors import InputError, first_line
-from gnnff.export import atomic_write_text
+from gnnff.files import atomic_write_text
 from gnnff.network import Graph, build_network
 from gnnff.nonbonded_training import label_elements, lj_residuals, train_nonbonded
 from gnnff.parallel import SINGLE, World, launch

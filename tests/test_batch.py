@@ -15,11 +15,10 @@ import gnnff
 from gnnff.api import assign_parameters_many
 from gnnff.checkpoint import GNNSource
 from gnnff.cli import main
-from gnnff.schema import TERMS
 
 
 def _tensors(parameters):
-    for term in TERMS:
+    for term in parameters.terms:
         for f in term.fields():
             yield f"{term.name}.{f.name}", getattr(parameters.term(term), f.name)
 
@@ -83,7 +82,7 @@ def test_a_bad_molecule_does_not_stop_the_batch(model):
 
 def _component_rows(whole, part, indices):
     """Rows of ``part``'s tuples inside ``whole`` (tuples mapped through ``indices``)."""
-    for term in TERMS:
+    for term in whole.parameters.terms:
         lookup = {tuple(t): i for i, t in enumerate(whole.topology.indices(term).tolist())}
         rows = [lookup[tuple(indices[t])] for t in part.topology.indices(term)]
         yield term, rows

@@ -97,13 +97,13 @@ def test_batch_of_molecules_equals_molecules_one_by_one(small_molecules):
             f.name: torch.cat([getattr(r.parameters.term(term), f.name) for r in results])
             for f in term.fields()
         })
-        for term in TERMS
+        for term in results[0].parameters.terms
     })
     x = torch.cat([torch.as_tensor(positions_nm(r.mol)) for r in results], dim=1)
     batched = compute_energy(batch, parameters, x)
     for m, r in enumerate(results):
         single = compute_energy(r.topology, r.parameters, torch.as_tensor(positions_nm(r.mol)))
-        for term in TERMS:
+        for term in results[0].parameters.terms:
             assert torch.allclose(batched[term.name][:, m], single[term.name][:, 0], rtol=1e-12, atol=1e-9)
     # no cross-molecule nonbonded pairs: forces on molecule 0 do not depend on molecule 1
     f_all = forces(batch, parameters, x)

@@ -27,7 +27,7 @@ from rdkit import Chem
 
 from gnnff.api import Parametrized
 from gnnff.errors import GnnffError, InputError, ModelError, first_line
-from gnnff.export import atomic_write_text
+from gnnff.files import atomic_write_text
 from gnnff.models import ParameterSource, get_model
 from gnnff.molecule import mapped_smiles
 
@@ -128,7 +128,7 @@ class ReferenceChargeSource:
     def parameters(self, mol: Chem.Mol, topology: Any) -> Any:
         parameters = self.base.parameters(mol, topology)
         charges = torch.as_tensor(self.cache.get(mol), dtype=parameters.nonbonded.charge.dtype)
-        return dataclasses.replace(parameters, nonbonded=dataclasses.replace(parameters.nonbonded, charge=charges))
+        return parameters.replace(nonbonded=dataclasses.replace(parameters.nonbonded, charge=charges))
 
 
 def force_field_label(name: str) -> str:

@@ -32,7 +32,7 @@ from openmm import app, unit
 from gnnff.api import Parametrized
 from gnnff.condensed.common import require, template_forcefield
 from gnnff.errors import InputError, SimulationError
-from gnnff.export import atomic_write_text
+from gnnff.files import atomic_write_text
 from gnnff.molecule import name_of, with_conformer
 from gnnff.openmm import atom_names, to_openmm_topology
 

@@ -19,7 +19,7 @@ from rdkit import Chem
 import gnnff
 from gnnff.charges import assign_charges
 from gnnff.condensed.charges import equivalent_atoms
-from gnnff.export import atomic_write_text
+from gnnff.files import atomic_write_text
 from gnnff.ions import ION_SMILES, library_key
 from gnnff.molecule import prepare, with_conformer
 
