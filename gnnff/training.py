@@ -258,10 +258,14 @@ def _elements(items) -> list[int]:
 
 def _load_init(network: torch.nn.Module, path: str) -> dict[str, Any]:
     """Copy a checkpoint's weights into ``network`` (fine-tuning); a clear error when the
-    architectures differ."""
+    architectures differ. Heads of opt-in terms the checkpoint lacks (a Urey-Bradley
+    variant started from a model without it) keep their fresh initialisation."""
     payload = load_checkpoint(path)
+    state = dict(network.state_dict())
+    opt_in = tuple(f"heads.{t.name}." for t in TERMS if t.optional)
+    fresh = {k: v for k, v in state.items() if k.startswith(opt_in) and k not in payload["state_dict"]}
     try:
-        network.load_state_dict(payload["state_dict"])
+        network.load_state_dict({**fresh, **payload["state_dict"]})
     except RuntimeError as err:
         raise InputError(f"config: init checkpoint {path} does not fit the configured network "
                          f"({first_line(err)}); use the checkpoint's own network sizes") from None

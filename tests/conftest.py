@@ -74,3 +74,34 @@ def benchmark_molecules() -> list[Chem.Mol]:
     if not SHARED_SDF.is_file():
         pytest.skip(f"shared data not found at {SHARED_SDF} (set GNNFF_SHARED)")
     return _select_benchmark(40, {1: 5, -1: 5, 2: 2, -2: 2}, max_conformers=2)
+
+
+#: Elements of the toy checkpoints below (the default model's).
+TOY_ELEMENTS = [1, 6, 7, 8, 9, 15, 16, 17, 35, 53]
+
+
+def toy_checkpoint(path: Path, *, optional_terms: tuple[str, ...] = ("urey_bradleys",), seed: int = 0) -> Path:
+    """An untrained small network saved as a checkpoint, with its opt-in terms' heads set to
+    give sizeable, atom-dependent parameters (Urey-Bradley k ~ 1e4 kJ/mol/nm^2), so that
+    energy and format tests exercise them."""
+    import torch
+
+    from gnnff.checkpoint import save_checkpoint
+    from gnnff.network import NetworkConfig, build_network
+
+    torch.manual_seed(seed)
+    config = NetworkConfig.from_dict({"width": 32, "depth": 2, "head_width": 32,
+                                      "optional_terms": list(optional_terms)})
+    network = build_network(config)
+    with torch.no_grad():
+        for name in optional_terms:
+            last = network.heads[name].mlp[-1]
+            last.weight.normal_(std=0.5)
+            last.bias.copy_(torch.tensor([3.0, 0.3]))
+    return save_checkpoint(path, network, config, elements=TOY_ELEMENTS)
+
+
+@pytest.fixture(scope="session")
+def urey_bradley_model(tmp_path_factory) -> Path:
+    """A toy checkpoint whose network predicts the opt-in Urey-Bradley term."""
+    return toy_checkpoint(tmp_path_factory.mktemp("ub") / "ub.pt")
