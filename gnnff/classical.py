@@ -28,14 +28,18 @@ from gnnff.charges import assign_charges
 from gnnff.errors import ParametrizationError, first_line
 from gnnff.molecule import check_elements
 from gnnff.schema import (
+    ANGLES,
+    BONDS,
+    IMPROPERS,
+    NONBONDED,
+    PROPERS,
     AngleParameters,
     BondParameters,
     ForceFieldParameters,
     ImproperParameters,
-    IMPROPERS,
     NonbondedParameters,
     ProperParameters,
-    PROPERS,
+    unit_of,
 )
 from gnnff.topology import Topology
 from gnnff.units import RMIN_HALF_TO_SIGMA
@@ -46,9 +50,11 @@ SAGE_OFFXML = "openff-2.2.0.offxml"
 #: Elements Sage has parameters for (ions by library charges).
 SAGE_ELEMENTS = frozenset({1, 6, 7, 8, 9, 15, 16, 17, 35, 53, 3, 11, 19, 37, 55})
 
-_KJ_NM2 = "kilojoule / mole / nanometer ** 2"
-_KJ_RAD2 = "kilojoule / mole / radian ** 2"
-_KJ = "kilojoule / mole"
+# OpenFF quantities are converted to the schema's units (pint reads them as written there)
+_Q, _SIGMA, _EPS = (unit_of(NONBONDED, name) for name in ("charge", "sigma", "epsilon"))
+_BOND_K, _BOND_LENGTH = unit_of(BONDS, "k"), unit_of(BONDS, "length")
+_ANGLE_K, _ANGLE = unit_of(ANGLES, "k"), unit_of(ANGLES, "angle")
+_TORSION_K, _PHASE = unit_of(PROPERS, "k"), unit_of(PROPERS, "phase")
 
 
 @functools.lru_cache(maxsize=4)
@@ -125,7 +131,7 @@ class SageSource:
         if len(library) == n:
             charge = np.zeros(n)
             for (i,), p in library.items():
-                charge[i] = p.charge[0].m_as("elementary_charge")
+                charge[i] = p.charge[0].m_as(_Q)
             charge -= (charge.sum() - topology.net_charge) / n
         else:
             charge = assign_charges(mol, self.charges)
@@ -136,8 +142,8 @@ def _lennard_jones(labels: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
     sigma, epsilon = np.zeros(n), np.zeros(n)
     for (i,), p in labels["vdW"].items():
         s = p.sigma if p.sigma is not None else p.rmin_half * RMIN_HALF_TO_SIGMA
-        sigma[i] = s.m_as("nanometer")
-        epsilon[i] = p.epsilon.m_as(_KJ)
+        sigma[i] = s.m_as(_SIGMA)
+        epsilon[i] = p.epsilon.m_as(_EPS)
     return sigma, epsilon
 
 
@@ -163,7 +169,7 @@ def _bonds(matches: dict, topology: Topology, label: str) -> BondParameters:
     seen = np.zeros(len(rows), dtype=bool)
     for key, p in matches.items():
         r = rows[tuple(sorted(key))]
-        k[r], length[r], seen[r] = p.k.m_as(_KJ_NM2), p.length.m_as("nanometer"), True
+        k[r], length[r], seen[r] = p.k.m_as(_BOND_K), p.length.m_as(_BOND_LENGTH), True
     if not seen.all():
         raise _missing(label, "bond", tuple(topology.bonds[np.argmin(seen)]), topology)
     return BondParameters(k=_t(k), length=_t(length))
@@ -175,7 +181,7 @@ def _angles(matches: dict, topology: Topology, label: str) -> AngleParameters:
     seen = np.zeros(len(rows), dtype=bool)
     for key, p in matches.items():
         r = rows[key if key[0] < key[2] else key[::-1]]
-        k[r], angle[r], seen[r] = p.k.m_as(_KJ_RAD2), p.angle.m_as("radian"), True
+        k[r], angle[r], seen[r] = p.k.m_as(_ANGLE_K), p.angle.m_as(_ANGLE), True
     if not seen.all():
         raise _missing(label, "angle", tuple(topology.angles[np.argmin(seen)]), topology)
     return AngleParameters(k=_t(k), angle=_t(angle))
@@ -185,7 +191,7 @@ def _cosine_terms(p: Any, default_idivf: float) -> dict[int, list[tuple[float, f
     idivf = p.idivf if p.idivf is not None else [default_idivf] * len(p.k)
     by_n: dict[int, list[tuple[float, float]]] = {}
     for n, k, phase, div in zip(p.periodicity, p.k, p.phase, idivf):
-        by_n.setdefault(int(n), []).append((k.m_as(_KJ) / float(div), phase.m_as("radian")))
+        by_n.setdefault(int(n), []).append((k.m_as(_TORSION_K) / float(div), phase.m_as(_PHASE)))
     return by_n
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gnnff.errors import InputError
+from gnnff.errors import InputError, ModelError
 from gnnff.network import NetworkConfig
 
 __all__ = ["DataSource", "SplitConfig", "LossConfig", "NonbondedStage", "OptimConfig", "TrainConfig", "load_config"]
@@ -164,10 +164,20 @@ def _build(cls: type, values: Any, where: str) -> Any:
                and f.name not in out]
     if missing:
         raise InputError(f"config: missing required key(s) {missing} in '{where or 'top level'}'")
+    if cls is NetworkConfig:  # its own checks (feature set, periodicities, opt-in terms)
+        try:
+            return NetworkConfig.from_dict(out)
+        except ModelError as err:
+            raise InputError(f"config: '{where}': {err}") from None
     return cls(**out)
 
 
 def _check_scalar(value: Any, hint: Any, path: str) -> Any:
+    if typing.get_origin(hint) is tuple:  # tuple[str, ...]: a list of names
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, item) for v in value):
+            raise InputError(f"config: '{path}' must be a list of {item.__name__}, got {value!r}")
+        return tuple(value)
     allowed = typing.get_args(hint) or (hint,)
     if value is None and type(None) in allowed:
         return None

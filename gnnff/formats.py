@@ -9,7 +9,6 @@ written atomically; a format with two files writes both or neither.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import warnings
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gnnff.errors import InputError
+from gnnff.units import DEGREE_TO_RAD, NM_TO_ANGSTROM
 
 if TYPE_CHECKING:
     from gnnff.api import Parametrized
@@ -141,7 +141,7 @@ def _structure(result: Parametrized):
     from gnnff.openmm import to_openmm_topology
 
     mol = with_conformer(result.mol)
-    xyz_angstrom = positions_nm(mol)[0] * 10.0
+    xyz_angstrom = positions_nm(mol)[0] * NM_TO_ANGSTROM
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         structure = parmed.openmm.load_topology(to_openmm_topology(result.mol), result.to_openmm(), xyz=xyz_angstrom)
@@ -199,7 +199,7 @@ def _precise_lines(top: str, result: Parametrized) -> str:
         ub = {tuple(row): v for row, v in zip(top_.urey_bradleys.tolist(), values(UREY_BRADLEYS, ("length", "k")))}
         for (i, j, k), (theta, k_theta) in zip(top_.angles.tolist(), values(ANGLES, ("angle", "k"))):
             key = (i + 1, j + 1, k + 1)
-            angles[key] = angles[key[::-1]] = (math.degrees(theta), k_theta, *ub[(i, j, k)])
+            angles[key] = angles[key[::-1]] = (theta / DEGREE_TO_RAD, k_theta, *ub[(i, j, k)])
     lines, section = [], None
     for line in top.splitlines():
         header = _SECTION.match(line)

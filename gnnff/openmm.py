@@ -53,6 +53,7 @@ from gnnff.molecule import (
     components,
     load_molecule,
     looks_like_path,
+    molecule_key,
     name_of,
     net_charge,
     read_records,
@@ -80,8 +81,9 @@ except ImportError:  # without openmmforcefields the generator works on its own,
 
 __all__ = ["GNNFFTemplateGenerator", "ffxml", "molecule_key", "to_openmm_topology"]
 
-#: Bumped whenever the ffxml written for the same parameters changes.
-FFXML_VERSION = 1
+#: Bumped whenever the ffxml written for the same parameters changes (2: template names
+#: from the one molecule key of gnnff.molecule, hydrogens removed).
+FFXML_VERSION = 2
 
 
 def _f(x: float) -> str:
@@ -126,12 +128,6 @@ def to_openmm_topology(mol: Chem.Mol, *, residue_name: str = "LIG") -> app.Topol
         topology.addBond(atoms[bond.GetBeginAtomIdx()], atoms[bond.GetEndAtomIdx()],
                          type=_BOND_TYPES.get(bond.GetBondType()), order=int(bond.GetBondTypeAsDouble()) or None)
     return topology
-
-
-def molecule_key(mol: Chem.Mol) -> str:
-    """Atom-order independent key of a prepared molecule: canonical isomeric SMILES
-    with explicit hydrogens and formal charges."""
-    return Chem.MolToSmiles(mol, isomericSmiles=True, allHsExplicit=False)
 
 
 def model_fingerprint(source: ParameterSource) -> str:

@@ -65,6 +65,7 @@ __all__ = [
     "REQUIRED_TERMS",
     "FORMS",
     "term_by_name",
+    "unit_of",
     "ForceFieldParameters",
     "parameter_fields",
 ]
@@ -271,6 +272,15 @@ def term_by_name(name: str) -> Term:
         if term.name == name:
             return term
     raise KeyError(f"unknown term '{name}'; known: {', '.join(t.name for t in TERMS)}")
+
+
+def unit_of(term: Term, name: str) -> str:
+    """The unit of parameter ``name`` of ``term`` as declared here (``"kJ/mol/nm**2"``):
+    the one place units are spelt; readers of other programs' parameters convert to it."""
+    for f in term.fields():
+        if f.name == name:
+            return f.metadata["unit"]
+    raise KeyError(f"{term.name} has no parameter '{name}'")
 
 
 def parameter_fields(term: Term) -> Iterator[tuple[str, str]]:

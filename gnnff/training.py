@@ -327,8 +327,18 @@ def train(config: TrainConfig, *, resume: bool = False, world: World = SINGLE) -
 
     ``world``: this process's place in a data-parallel run (:mod:`gnnff.parallel`); rank
     0 writes the files. Returns the summary written to ``summary.json`` (best validation
-    metrics, paths).
+    metrics, paths). Torch's global random state and thread count are the caller's again
+    afterwards (training seeds and sizes them for itself).
     """
+    rng_state, threads = torch.get_rng_state(), torch.get_num_threads()
+    try:
+        return _train(config, resume, world)
+    finally:
+        torch.set_rng_state(rng_state)
+        torch.set_num_threads(threads)
+
+
+def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
     torch.manual_seed(config.optim.seed)
     torch.set_num_threads(max(1, config.optim.threads // world.size))
     out = Path(config.output)

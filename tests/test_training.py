@@ -378,3 +378,28 @@ def test_ranks_end_when_their_launcher_is_killed(tmp_path):
                     os.kill(p, signal.SIGKILL)
             pytest.fail("ranks outlived their launcher")
         time.sleep(0.5)
+
+
+def test_urey_bradley_variant_trains_and_train_restores_torch_state(tmp_path):
+    """The opt-in term as an architecture variant: its head is trained with the rest (its
+    weights move, held-out energy error falls), its checkpoint serves it; and train()
+    leaves torch's global random state and thread count as it found them."""
+    from gnnff.schema import UREY_BRADLEYS
+
+    torch.manual_seed(1234)
+    torch.set_num_threads(1)
+    before = torch.get_rng_state()
+    config = _config(tmp_path, network={"optional_terms": ["urey_bradleys"]}, optim={"epochs": 4, "threads": 2})
+    result = train(load_config(config))
+    assert torch.equal(torch.get_rng_state(), before) and torch.get_num_threads() == 1
+    rows = _metrics(tmp_path / "run")
+    untrained, best = rows[0], min(rows[1:], key=lambda r: float(r["validation_loss"]))
+    assert float(best["validation_energy_rmse"]) < 0.9 * float(untrained["validation_energy_rmse"])
+    payload = load_checkpoint(result["model"])
+    assert UREY_BRADLEYS.name in payload["terms"]
+    torch.manual_seed(0)  # train() seeds torch with optim.seed (0) and builds the network first
+    fresh = gnnff.network.build_network(gnnff.network.NetworkConfig.from_dict(payload["network"]))
+    key = "heads.urey_bradleys.mlp.0.weight"
+    assert not torch.allclose(payload["state_dict"][key], fresh.state_dict()[key])
+    parameters = gnnff.assign_parameters("CC(=O)Oc1ccccc1C(=O)O", model=result["model"]).parameters
+    assert parameters.has(UREY_BRADLEYS) and bool((parameters.urey_bradleys.k > 0).all())
