@@ -106,7 +106,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from gnnff.labelers import ANI2xLabeler
+    from gnnff.train.labelers import ANI2xLabeler
 
     ani = ANI2xLabeler().model
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.threads} thread(s) for torch "
@@ -114,8 +114,8 @@ def main() -> None:
     molecules = {"aspirin": str(ROOT / "examples" / "aspirin.sdf"), "ritonavir": RITONAVIR}
     print(f"{'molecule':10s} {'atoms':>5s} {'engine':40s} {'evals/s':>10s} {'best OpenMM / this':>18s}")
     for name, source in molecules.items():
-        mol = gnnff.molecule.with_conformer(gnnff.load_molecule(source, name=name))
-        x = gnnff.molecule.positions_nm(mol)[0]
+        mol = gnnff.chem.molecule.with_conformer(gnnff.load_molecule(source, name=name))
+        x = gnnff.chem.molecule.positions_nm(mol)[0]
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
         system = gnnff.parametrize(mol, model=args.model)
         rows = [("OpenMM CPU, gnnff System", openmm_rate(system, x, "CPU", args.threads, args.seconds)),

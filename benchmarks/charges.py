@@ -33,7 +33,7 @@ from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
 import gnnff
-from gnnff.benchmark import bootstrap_interval
+from gnnff.train.benchmark import bootstrap_interval
 from gnnff.condensed.charges import compare_charges, nagl_charges, summarize_metrics
 from gnnff.condensed.common import (
     SHARED_DATA,
@@ -44,7 +44,7 @@ from gnnff.condensed.common import (
 )
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_csv
-from gnnff.molecule import positions_nm, with_conformer
+from gnnff.chem.molecule import positions_nm, with_conformer
 
 ELEMENTS = {1, 6, 7, 8, 9, 15, 16, 17, 35}
 
@@ -123,7 +123,7 @@ def method_charges(method: str, smiles: str, mol: Chem.Mol) -> tuple[np.ndarray,
     if method == "nagl":
         charges = nagl_charges(mol)
     elif method == "am1bcc-fast":
-        from gnnff.charges import assign_charges
+        from gnnff.sources.charges import assign_charges
 
         charges = assign_charges(mol, "am1bcc-fast")
     else:

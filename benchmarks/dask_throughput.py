@@ -42,7 +42,7 @@ def time_run(folder: Path, extra: list[str]) -> dict:
     """Run ``gnnff parametrize`` on ``folder/lib.smi``; its timings and report counts."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "gnnff.cli", "parametrize", "lib.smi", "-o", "out/", *extra],
+    result = subprocess.run([sys.executable, "-m", "gnnff", "parametrize", "lib.smi", "-o", "out/", *extra],
                             cwd=folder, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if result.returncode not in (0, 1):

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import gnnff
-from gnnff.benchmark import (ConformerResult, plot_cumulative, read_baseline_csv, read_benchmark_sdf,
+from gnnff.train.benchmark import (ConformerResult, plot_cumulative, read_baseline_csv, read_benchmark_sdf,
                              run_protocol, summarize)
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_csv

@@ -22,7 +22,7 @@ import openmm
 from openmm import app, unit
 
 import gnnff
-from gnnff.molecule import positions_nm
+from gnnff.chem.molecule import positions_nm
 from gnnff.openmm import GNNFFTemplateGenerator, to_openmm_topology
 
 LIGAND = Path(__file__).resolve().parents[1] / "examples" / "protein-ligand" / "tyk2_ligand_jmc30.sdf"

@@ -18,11 +18,11 @@ import torch
 from rdkit import Chem
 
 import gnnff
-from gnnff.config import load_config
-from gnnff.data import read_qcarchive_sdf
-from gnnff.checkpoint import graph
-from gnnff.network import NetworkConfig, build_network
-from gnnff.training import Metrics, batch_loss, make_batch
+from gnnff.train.config import load_config
+from gnnff.train.data import read_qcarchive_sdf
+from gnnff.nn.checkpoint import graph
+from gnnff.nn.network import NetworkConfig, build_network
+from gnnff.train.training import Metrics, batch_loss, make_batch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 DRUG_50 = ("CC(C)c1nc(CN(C)C(=O)N[C@@H](C(C)C)C(=O)N[C@@H](Cc2ccccc2)C[C@H](O)[C@H](Cc2ccccc2)"
@@ -72,7 +72,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     print(f"training: {len(data)} molecules, {n_conf} conformations, one epoch {seconds:.2f} s "
           f"-> {n_conf / seconds:.0f} conformations/s, {len(data) / seconds:.0f} molecules/s")
-    net = net.float().eval()  # as gnnff.checkpoint loads it
+    net = net.float().eval()  # as gnnff.nn.checkpoint loads it
     for name, mol in [("aspirin", gnnff.load_molecule("CC(=O)Oc1ccccc1C(=O)O")),
                       ("ritonavir (50 heavy atoms)", gnnff.load_molecule(DRUG_50)),
                       ("peptide 310 residues", gnnff.load_molecule(Chem.AddHs(Chem.MolFromSequence(

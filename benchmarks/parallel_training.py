@@ -48,7 +48,7 @@ def run(folder: Path, cfg: dict, nproc: int) -> tuple[float, float]:
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": str(cfg["optim"]["threads"])}
-    subprocess.run([sys.executable, "-m", "gnnff.cli", "train", str(folder / "config.yaml"), "--nproc", str(nproc)],
+    subprocess.run([sys.executable, "-m", "gnnff", "train", str(folder / "config.yaml"), "--nproc", str(nproc)],
                    check=True, stdout=subprocess.DEVNULL, env=env)
     with open(folder / "run" / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -62,8 +62,8 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    from gnnff.config import load_config
-    from gnnff.training import prepare_data
+    from gnnff.train.config import load_config
+    from gnnff.train.training import prepare_data
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

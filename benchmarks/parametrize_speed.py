@@ -12,7 +12,7 @@ import time
 from rdkit import Chem
 
 import gnnff
-from gnnff.export import to_openmm
+from gnnff.mm.export import to_openmm
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 

@@ -65,7 +65,7 @@ def gaff_system(mol):
 def cli_timings(molecule: str, repeat: int) -> list[float]:
     """Wall times of ``gnnff parametrize MOLECULE -o OUT.xml`` as a fresh process."""
     exe = shutil.which("gnnff") or shutil.which("gnnff", path=str(Path(sys.executable).parent))
-    command = [exe] if exe else [sys.executable, "-m", "gnnff.cli"]
+    command = [exe] if exe else [sys.executable, "-m", "gnnff"]
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeat):

@@ -44,7 +44,7 @@ def child(residues: int, threads: int | None) -> dict:
     import torch
 
     import gnnff
-    from gnnff.checkpoint import graph
+    from gnnff.nn.checkpoint import graph
 
     if threads:
         torch.set_num_threads(threads)

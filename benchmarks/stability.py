@@ -269,7 +269,7 @@ def main() -> None:
     print(f"{len(mols)} molecules ({min(m.GetNumAtoms() for m in mols)}-{max(m.GetNumAtoms() for m in mols)} atoms, "
           f"{sum(Chem.GetFormalCharge(m) != 0 for m in mols)} charged, net charges {charges}, "
           f"{sum(m.HasSubstructMatch(_LINEAR) for m in mols)} with an sp centre); model "
-          f"{args.model or gnnff.models.DEFAULT_MODEL}; {settings}; {args.workers} workers")
+          f"{args.model or gnnff.sources.models.DEFAULT_MODEL}; {settings}; {args.workers} workers")
     start = time.perf_counter()
     items = [(i, m, settings) for i, m in enumerate(mols)]
     with multiprocessing.get_context("fork").Pool(args.workers, initializer=_init_worker,

@@ -22,7 +22,7 @@ HEAVY = ("torch", "openmm", "rdkit", "openff")
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", f"import sys; from gnnff.cli import main; sys.exit(main({list(args)!r}))"]
+    return [sys.executable, "-c", f"import sys; from gnnff.app.cli import main; sys.exit(main({list(args)!r}))"]
 
 
 def wall(command: list[str], repeat: int) -> float:

@@ -111,7 +111,7 @@ def batched(mols: list, source, size: int = 64) -> float:
     """Diagnostic: one network forward per ``size`` molecules, export per molecule."""
     import torch
 
-    from gnnff.checkpoint import graph
+    from gnnff.nn.checkpoint import graph
     from gnnff.schema import TERMS
 
     start = time.perf_counter()

@@ -22,7 +22,7 @@ import openmm
 from rdkit import RDLogger
 
 import gnnff
-from gnnff.data import molecule_key, qcarchive_groups
+from gnnff.train.data import molecule_key, qcarchive_groups
 from gnnff.errors import GnnffError
 from gnnff.schema import PROPERS
 
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     keys = set(json.loads(Path(args.splits).read_text())["test"]) if args.splits else None
     mols = molecules(Path(args.data), args.molecules, keys)
-    models = args.model or [gnnff.models.DEFAULT_MODEL]
+    models = args.model or [gnnff.sources.models.DEFAULT_MODEL]
     counts: dict[str, list[int]] = {m: [] for m in [*models, "sage"]}
     for mol in mols:
         try:

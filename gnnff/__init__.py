@@ -27,13 +27,13 @@ if TYPE_CHECKING:  # what static tools and IDEs see; at run time these load on f
         assign_parameters_many,
         parametrize,
     )
-    from gnnff.energy import compute_energy, forces, total_energy
-    from gnnff.export import to_openmm, to_xml, write_xml
-    from gnnff.models import available_models, get_model, register_model
-    from gnnff.molecule import load_molecule, read_records
+    from gnnff.mm.energy import compute_energy, forces, total_energy
+    from gnnff.mm.export import to_openmm, to_xml, write_xml
+    from gnnff.sources.models import available_models, get_model, register_model
+    from gnnff.chem.molecule import load_molecule, read_records
     from gnnff.schema import REQUIRED_TERMS, TERMS, ForceFieldParameters
     from gnnff.threads import set_inference_threads
-    from gnnff.topology import Topology, build_topology
+    from gnnff.chem.topology import Topology, build_topology
 
 #: Public name -> module that defines it (imported on first attribute access).
 _LAZY: dict[str, str] = {
@@ -41,23 +41,23 @@ _LAZY: dict[str, str] = {
     "assign_parameters": "gnnff.api",
     "assign_parameters_many": "gnnff.api",
     "parametrize": "gnnff.api",
-    "compute_energy": "gnnff.energy",
-    "forces": "gnnff.energy",
-    "total_energy": "gnnff.energy",
-    "to_openmm": "gnnff.export",
-    "to_xml": "gnnff.export",
-    "write_xml": "gnnff.export",
-    "available_models": "gnnff.models",
-    "get_model": "gnnff.models",
-    "register_model": "gnnff.models",
-    "load_molecule": "gnnff.molecule",
-    "read_records": "gnnff.molecule",
+    "compute_energy": "gnnff.mm.energy",
+    "forces": "gnnff.mm.energy",
+    "total_energy": "gnnff.mm.energy",
+    "to_openmm": "gnnff.mm.export",
+    "to_xml": "gnnff.mm.export",
+    "write_xml": "gnnff.mm.export",
+    "available_models": "gnnff.sources.models",
+    "get_model": "gnnff.sources.models",
+    "register_model": "gnnff.sources.models",
+    "load_molecule": "gnnff.chem.molecule",
+    "read_records": "gnnff.chem.molecule",
     "TERMS": "gnnff.schema",
     "REQUIRED_TERMS": "gnnff.schema",
     "ForceFieldParameters": "gnnff.schema",
     "set_inference_threads": "gnnff.threads",
-    "Topology": "gnnff.topology",
-    "build_topology": "gnnff.topology",
+    "Topology": "gnnff.chem.topology",
+    "build_topology": "gnnff.chem.topology",
 }
 
 __all__ = [

@@ -4,7 +4,7 @@ Salts and other multi-component inputs are parametrized as one System in the inp
 atom order, each connected component on its own: no term spans two components and
 every component keeps its own net charge exactly (charge never flows between ions).
 Many molecules go through :func:`assign_parameters_many`, which hands a parameter
-source that can batch (:class:`gnnff.models.BatchedParameterSource`, e.g. a trained
+source that can batch (:class:`gnnff.sources.models.BatchedParameterSource`, e.g. a trained
 GNN) several molecules per call.
 """
 
@@ -20,11 +20,11 @@ import torch
 from rdkit import Chem
 
 from gnnff.errors import GnnffError, ParametrizationError
-from gnnff.export import to_openmm
-from gnnff.models import BatchedParameterSource, ParameterSource, get_model
-from gnnff.molecule import check_elements, components, load_molecule, name_of
+from gnnff.mm.export import to_openmm
+from gnnff.sources.models import BatchedParameterSource, ParameterSource, get_model
+from gnnff.chem.molecule import check_elements, components, load_molecule, name_of
 from gnnff.schema import TERMS, ForceFieldParameters
-from gnnff.topology import Topology, build_topology
+from gnnff.chem.topology import Topology, build_topology
 
 __all__ = ["Parametrized", "assign_parameters", "assign_parameters_many", "parametrize"]
 
@@ -68,8 +68,8 @@ def assign_parameters(molecule: Any, *, model: str | ParameterSource | None = No
         RDKit ``Mol``, OpenFF ``Molecule``, SMILES string, or path to a file holding
         one molecule.
     model
-        Model name (see :func:`gnnff.models.available_models`) or a ParameterSource;
-        None selects :data:`gnnff.models.DEFAULT_MODEL`.
+        Model name (see :func:`gnnff.sources.models.available_models`) or a ParameterSource;
+        None selects :data:`gnnff.sources.models.DEFAULT_MODEL`.
     name
         Name for messages.
     **model_options

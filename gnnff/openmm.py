@@ -44,12 +44,12 @@ from openmm import app
 from openmm.app.element import Element
 from rdkit import Chem
 
-from gnnff._template_cache import open_cache
+from gnnff.app.template_cache import open_cache
 from gnnff._version import __version__
 from gnnff.api import Parametrized, assign_parameters
 from gnnff.errors import InputError, ModelError, ParametrizationError
-from gnnff.models import ParameterSource, available_models, get_model
-from gnnff.molecule import (
+from gnnff.sources.models import ParameterSource, available_models, get_model
+from gnnff.chem.molecule import (
     components,
     load_molecule,
     looks_like_path,
@@ -69,7 +69,7 @@ from gnnff.schema import (
     UREY_BRADLEYS,
     Term,
 )
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 
 try:  # optional: openmmforcefields' SystemGenerator looks for generators among its base's subclasses
     from openmmforcefields.generators.template_generators import (
@@ -82,7 +82,7 @@ except ImportError:  # without openmmforcefields the generator works on its own,
 __all__ = ["GNNFFTemplateGenerator", "ffxml", "molecule_key", "to_openmm_topology"]
 
 #: Bumped whenever the ffxml written for the same parameters changes (2: template names
-#: from the one molecule key of gnnff.molecule, hydrogens removed).
+#: from the one molecule key of gnnff.chem.molecule, hydrogens removed).
 FFXML_VERSION = 2
 
 
@@ -281,7 +281,7 @@ class _ClassProperty:
 
 def _installed_forcefields(cls: type) -> list[str]:
     """Force field names the generator answers to: every model of
-    :func:`gnnff.models.available_models`, ``gnnff-`` prefixed where its name lacks it."""
+    :func:`gnnff.sources.models.available_models`, ``gnnff-`` prefixed where its name lacks it."""
     return [name if name.startswith("gnnff") else f"gnnff-{name}" for name in available_models()]
 
 
@@ -402,7 +402,7 @@ class GNNFFTemplateGenerator(_PeerBase):
         its own residue. More can be added with :meth:`add_molecules`.
     forcefield
         Model name (one of :attr:`INSTALLED_FORCEFIELDS`, or a name of
-        :func:`gnnff.models.available_models`), checkpoint path or ParameterSource;
+        :func:`gnnff.sources.models.available_models`), checkpoint path or ParameterSource;
         default gnnff's default model. ``model`` is the same option under its older name.
     cache
         Optional on-disk cache of ffxml templates, keyed by molecule, charges and model: a

@@ -29,7 +29,7 @@ Each term declares its functional *form* (``harmonic_bond``, ``harmonic_angle``,
 writer are written once per form and applied to every term of that form, through the
 term's ``expansion`` (which atoms of each tuple, in which order, the force sees). A
 term also declares how its tuples are enumerated from the bond graph (``tuples``).
-Adding a term is its entry here, its head transform (:mod:`gnnff.network`) and, for
+Adding a term is its entry here, its head transform (:mod:`gnnff.nn.network`) and, for
 the residue-template ffxml, its writer entry (:mod:`gnnff.openmm`).
 
 This module imports nothing from gnnff.

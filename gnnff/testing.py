@@ -7,9 +7,9 @@ import openmm
 import torch
 from openmm import unit
 
-from gnnff.energy import compute_energy, forces
+from gnnff.mm.energy import compute_energy, forces
 from gnnff.schema import ForceFieldParameters
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 
 __all__ = [
     "assert_parameters_permute",

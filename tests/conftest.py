@@ -86,8 +86,8 @@ def toy_checkpoint(path: Path, *, optional_terms: tuple[str, ...] = ("urey_bradl
     energy and format tests exercise them."""
     import torch
 
-    from gnnff.checkpoint import save_checkpoint
-    from gnnff.network import NetworkConfig, build_network
+    from gnnff.nn.checkpoint import save_checkpoint
+    from gnnff.nn.network import NetworkConfig, build_network
 
     torch.manual_seed(seed)
     config = NetworkConfig.from_dict({"width": 32, "depth": 2, "head_width": 32,

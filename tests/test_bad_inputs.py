@@ -7,7 +7,7 @@ partial output is left (only complete outputs of good records, no temporary file
 
 Problems with the file, the model or the output location as a whole run the real
 command in a subprocess (all of them concurrently, once per module); per-record cases
-call :func:`gnnff.cli.main` in this process, capturing file descriptors 1 and 2 so
+call :func:`gnnff.app.cli.main` in this process, capturing file descriptors 1 and 2 so
 that C++ log lines would show up too.
 """
 
@@ -29,7 +29,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from gnnff.cli import main
+from gnnff.app.cli import main
 
 DATA = Path(__file__).parent / "data"
 SUPPORTED = r"supported: H C N O F P S Cl Br; leave the molecule out or use a model that covers"
@@ -148,7 +148,7 @@ FILE_CASES = {
 
 def _run_case(folder: Path, args: list[str]) -> Outcome:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    done = subprocess.run([sys.executable, "-m", "gnnff.cli", "parametrize", *args], cwd=folder,
+    done = subprocess.run([sys.executable, "-m", "gnnff", "parametrize", *args], cwd=folder,
                           capture_output=True, text=True, timeout=300, env=env, check=False)
     return Outcome(done.returncode, done.stdout, done.stderr)
 
@@ -180,7 +180,7 @@ def test_file_level_problem(file_cases, case):
     assert _files(folder) == before  # nothing written, no folder made, no temporary file left
 
 
-# --- per-record problems and awkward-but-valid inputs: gnnff.cli.main in this process ---
+# --- per-record problems and awkward-but-valid inputs: gnnff.app.cli.main in this process ---
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capfd):

@@ -13,8 +13,8 @@ from rdkit import Chem
 
 import gnnff
 from gnnff.api import assign_parameters_many
-from gnnff.checkpoint import GNNSource
-from gnnff.cli import main
+from gnnff.nn.checkpoint import GNNSource
+from gnnff.app.cli import main
 
 
 def _tensors(parameters):
@@ -95,7 +95,7 @@ def test_salt_is_one_system_with_each_component_parametrized_alone(model_name, o
     whole = gnnff.assign_parameters(smiles, model=model_name, **options)
     charges = whole.parameters.nonbonded.charge
     assert abs(float(charges.sum())) < 1e-12
-    pieces = gnnff.molecule.components(whole.mol)
+    pieces = gnnff.chem.molecule.components(whole.mol)
     assert [len(idx) for idx, _ in pieces] == [7, 3, 8]
     for (indices, part_mol), formal in zip(pieces, (-1, 0, 1)):
         assert abs(float(charges[indices].sum()) - formal) < 1e-12  # no charge flows between ions
@@ -199,7 +199,7 @@ def test_workers_write_the_same_files(tmp_path, monkeypatch):
     (2.0, 100, 1),    # few molecules: starting workers costs more than it saves
 ])
 def test_auto_workers_use_idle_cores_for_many_molecules(monkeypatch, idle, count, expected):
-    from gnnff import cli
+    from gnnff.app import cli
 
     monkeypatch.setattr(cli, "_idle_cores", lambda cores: idle)
     monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
@@ -208,6 +208,6 @@ def test_auto_workers_use_idle_cores_for_many_molecules(monkeypatch, idle, count
 
 
 def test_idle_cores_is_a_fraction_of_the_cores():
-    from gnnff import cli
+    from gnnff.app import cli
 
     assert 0.0 <= cli._idle_cores(2, window=0.05) <= 2.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gnnff
-from gnnff.benchmark import read_baseline_csv, read_benchmark_sdf, run_protocol, summarize
+from gnnff.train.benchmark import read_baseline_csv, read_benchmark_sdf, run_protocol, summarize
 
 from conftest import SHARED_SDF
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gnnff
-from gnnff.charges import assign_charges
+from gnnff.sources.charges import assign_charges
 
 IONS_AND_ZWITTERIONS = ["[Na+]", "[Cl-]", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)[O-]",
                         "COP(=O)([O-])[O-]", "NC(=[NH2+])c1ccccc1"]

@@ -14,7 +14,7 @@ import pytest
 from rdkit import Chem
 
 import gnnff
-from gnnff.molecule import positions_nm, read_records
+from gnnff.chem.molecule import positions_nm, read_records
 from gnnff.testing import openmm_terms
 
 DATA = Path(__file__).parent / "data"
@@ -22,7 +22,7 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gnnff.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gnnff", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -33,7 +33,7 @@ def _energy(system: openmm.System, x: np.ndarray) -> float:
 def _assert_same_energy(xml_path: Path, mol: Chem.Mol) -> None:
     loaded = openmm.XmlSerializer.deserialize(xml_path.read_text())
     direct = gnnff.parametrize(mol, model="sage", charges="mmff94")
-    mol = mol if mol.GetNumConformers() else gnnff.molecule.with_conformer(mol)
+    mol = mol if mol.GetNumConformers() else gnnff.chem.molecule.with_conformer(mol)
     x = positions_nm(mol)[0]
     assert loaded.getNumParticles() == mol.GetNumAtoms()
     assert abs(_energy(loaded, x) - _energy(direct, x)) < 1e-8 * max(1.0, abs(_energy(direct, x)))

@@ -31,7 +31,7 @@ from gnnff.condensed.common import (
     bootstrap_statistics,
     mapped_smiles,
 )
-from gnnff.molecule import positions_nm, with_conformer
+from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.units import KJ_TO_KCAL, ONE_4PI_EPS0
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 import gnnff
-from gnnff import cli
-from gnnff.batch import Row, Work, plan, provenance_path, run, run_dask
-from gnnff.cli import main
-from gnnff.molecule import count_records, read_records
+from gnnff.app import cli
+from gnnff.app.batch import Row, Work, plan, provenance_path, run, run_dask
+from gnnff.app.cli import main
+from gnnff.chem.molecule import count_records, read_records
 from gnnff.openmm import model_fingerprint
 
 try:
@@ -182,7 +182,7 @@ def test_interrupted_run_resumes_without_redoing_or_losing(library, client, work
 
 @needs_dask
 def test_cli_local_cluster_in_a_subprocess(library):
-    result = subprocess.run([sys.executable, "-m", "gnnff.cli", "parametrize", "lib.smi", "-o", "local/",
+    result = subprocess.run([sys.executable, "-m", "gnnff", "parametrize", "lib.smi", "-o", "local/",
                              "--dask", "local:2"], cwd=library, capture_output=True, text=True, timeout=300,
                             check=False)
     assert result.returncode == 1, result.stderr

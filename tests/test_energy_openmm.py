@@ -10,11 +10,11 @@ import torch
 from rdkit import Chem
 
 import gnnff
-from gnnff.energy import compute_energy, forces, total_energy
-from gnnff.molecule import positions_nm
+from gnnff.mm.energy import compute_energy, forces, total_energy
+from gnnff.chem.molecule import positions_nm
 from gnnff.schema import TERMS, ForceFieldParameters
 from gnnff.testing import compare_with_openmm, openmm_terms
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 
 ENERGY_RTOL = 1e-6
 FORCE_ATOL = 1e-4  # kJ/mol/nm
@@ -113,7 +113,7 @@ def test_batch_of_molecules_equals_molecules_one_by_one(small_molecules):
 
 
 def test_nonbonded_chunking_does_not_change_energy(small_molecules, monkeypatch):
-    from gnnff import energy as energy_module
+    from gnnff.mm import energy as energy_module
 
     result = gnnff.assign_parameters(small_molecules["aspirin"], model="sage", charges="mmff94")
     x = torch.as_tensor(positions_nm(result.mol))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import gnnff
-from gnnff.molecule import read_records
+from gnnff.chem.molecule import read_records
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.*"))
 

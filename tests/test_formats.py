@@ -12,8 +12,8 @@ import pytest
 from openmm import app, unit
 
 import gnnff
-from gnnff.formats import FORMATS, format_from_path, output_files, write_parametrized
-from gnnff.molecule import positions_nm
+from gnnff.app.formats import FORMATS, format_from_path, output_files, write_parametrized
+from gnnff.chem.molecule import positions_nm
 from gnnff.openmm import to_openmm_topology
 from gnnff.testing import energies_by_force
 
@@ -61,7 +61,7 @@ def test_format_round_trip(tmp_path, small_molecules, fmt, name):
 def test_sage_parameters_round_trip_through_amber_and_gromacs(tmp_path):
     """Sage has zero-k torsions and general phases; 1-4 pairs must survive (Amber keeps them via dihedrals)."""
     result = gnnff.assign_parameters("CC(=O)Nc1ccc(O)cc1", model="sage", charges="mmff94")
-    from gnnff.molecule import with_conformer
+    from gnnff.chem.molecule import with_conformer
 
     x = positions_nm(with_conformer(result.mol))[0]
     original = energies_by_force(result.to_openmm(), x)
@@ -105,7 +105,7 @@ def test_cli_formats_from_option_and_suffix(tmp_path):
     root = Path(__file__).resolve().parents[1]
 
     def gnnff_cli(*args):
-        return subprocess.run([sys.executable, "-m", "gnnff.cli", "parametrize", *args], cwd=tmp_path,
+        return subprocess.run([sys.executable, "-m", "gnnff", "parametrize", *args], cwd=tmp_path,
                               capture_output=True, text=True, check=False, timeout=300)
 
     run = gnnff_cli(str(root / "examples" / "molecules.smi"), "-o", "gmx/", "--format", "gromacs", "-q")
@@ -127,7 +127,7 @@ def test_cli_formats_from_option_and_suffix(tmp_path):
 def test_system_xml_is_the_serializers_text(smiles, model):
     """The XML written from parameter arrays is character for character what
     XmlSerializer writes for the built System (so it deserializes to the same System)."""
-    from gnnff.export import system_xml, to_xml
+    from gnnff.mm.export import system_xml, to_xml
 
     result = gnnff.assign_parameters(smiles, model=model)
     text = system_xml(result.topology, result.parameters)
@@ -138,7 +138,7 @@ def test_system_xml_is_the_serializers_text(smiles, model):
 def test_system_xml_of_sparse_torsions_unusual_numbers_and_two_components():
     """Pruned cosines (exact zeros), huge/tiny/negative-zero values, and a record of two
     molecules (one topology, several components)."""
-    from gnnff.export import system_xml, to_openmm, to_xml
+    from gnnff.mm.export import system_xml, to_openmm, to_xml
 
     result = gnnff.assign_parameters("CC(=O)[O-].C[NH3+]", model="sage")
 
@@ -161,7 +161,7 @@ def test_system_xml_of_sparse_torsions_unusual_numbers_and_two_components():
 def test_to_openmm_fast_path_builds_the_public_methods_system(monkeypatch):
     """to_openmm calls OpenMM's SWIG functions directly (no unit checks); the System equals
     the one built through the public add methods, which remain the fallback."""
-    from gnnff import export
+    from gnnff.mm import export
 
     result = gnnff.assign_parameters("CC(=O)Oc1ccccc1C(=O)[O-].[Na+]", model="sage")
     fast = export.to_xml(export.to_openmm(result.topology, result.parameters))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import gnnff
-from gnnff.data import read_spice_hdf5
+from gnnff.train.data import read_spice_hdf5
 from gnnff.errors import ModelError, ParametrizationError
-from gnnff.labelers import get_labeler
-from gnnff.molecule import positions_nm, with_conformer
+from gnnff.train.labelers import get_labeler
+from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.units import HARTREE_TO_KJ
 
 
@@ -60,7 +60,7 @@ def test_unknown_labeler_lists_known():
 
 def test_data_command_writes_resumable_spice_hdf5(tmp_path):
     (tmp_path / "two.smi").write_text("CO methanol\nC[NH3+] methylammonium\n")
-    command = [sys.executable, "-m", "gnnff.cli", "data", "two.smi", "-o", "out.h5", "--labeler", "gfn2-xtb",
+    command = [sys.executable, "-m", "gnnff", "data", "two.smi", "-o", "out.h5", "--labeler", "gfn2-xtb",
                "--etkdg", "2", "--md-frames", "2", "--workers", "2"]
     first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]

@@ -11,7 +11,7 @@ from rdkit import Chem
 
 import gnnff
 from gnnff.errors import ChemistryError, InputError, ParametrizationError
-from gnnff.molecule import read_records
+from gnnff.chem.molecule import read_records
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -197,7 +197,7 @@ def test_multi_record_file_to_parametrize_is_refused():
 
 
 def test_bonds_in_order_equals_rdkits_bond_list():
-    from gnnff.features import bonds_in_order
+    from gnnff.chem.features import bonds_in_order
 
     mol = gnnff.load_molecule("CC(=O)Oc1ccccc1C(=O)[O-].C[NH3+]")
     assert [b.GetIdx() for b in bonds_in_order(mol)] == list(range(mol.GetNumBonds()))
@@ -208,7 +208,7 @@ def test_bonds_in_order_equals_rdkits_bond_list():
 def test_large_molecules_keep_their_stereo_tags_unperceived():
     """Above STEREO_PERCEPTION_MAX_ATOMS atoms prepare skips RDKit's (quadratic) stereo
     perception; a smaller molecule is perceived (CIP labels set)."""
-    from gnnff.molecule import STEREO_PERCEPTION_MAX_ATOMS
+    from gnnff.chem.molecule import STEREO_PERCEPTION_MAX_ATOMS
 
     small = gnnff.load_molecule(Chem.MolFromSequence("ACDEF"))
     assert any(a.HasProp("_CIPCode") for a in small.GetAtoms())

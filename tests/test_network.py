@@ -9,11 +9,11 @@ from rdkit import Chem
 
 import gnnff
 from gnnff.errors import ModelError
-from gnnff.features import atom_features
-from gnnff.molecule import positions_nm, with_conformer
-from gnnff.network import Graph, NetworkConfig, build_network
+from gnnff.chem.features import atom_features
+from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.testing import assert_parameters_permute, compare_with_openmm
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from openmm import app, unit
 from rdkit import Chem
 
 import gnnff
-from gnnff.molecule import positions_nm
+from gnnff.chem.molecule import positions_nm
 from gnnff.openmm import GNNFFTemplateGenerator, ffxml, to_openmm_topology
 from gnnff.testing import energies_by_force, subsystem
 
@@ -55,7 +55,7 @@ def test_sage_general_phases_survive_ffxml():
     result = gnnff.assign_parameters("CC(=O)Nc1ccccc1", model="sage", charges="mmff94")
     system = app.ForceField(io.StringIO(ffxml(result))).createSystem(
         to_openmm_topology(result.mol), nonbondedMethod=app.NoCutoff, constraints=None)
-    from gnnff.molecule import with_conformer
+    from gnnff.chem.molecule import with_conformer
 
     x = positions_nm(with_conformer(result.mol))[0]
     _assert_same(energies_by_force(result.to_openmm(), x), energies_by_force(system, x), "acetanilide")
@@ -268,7 +268,7 @@ def test_salt_components_are_registered_as_separate_residues():
     salt = gnnff.load_molecule("C[NH3+].[Cl-]")
     generator = GNNFFTemplateGenerator(molecules=salt, model="sage", charges="mmff94")
     assert sorted(m.GetNumAtoms() for m in generator.molecules) == [1, 8]
-    from gnnff.molecule import components, with_conformer
+    from gnnff.chem.molecule import components, with_conformer
 
     mol = with_conformer(salt)
     modeller = app.Modeller(app.Topology(), [])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gnnff
-from gnnff import charges
+from gnnff.sources import charges
 
 # --- AM1-BCC when the environment is not activated -------------------------------------
 
@@ -30,8 +30,8 @@ def test_am1bcc_finds_ambertools_in_the_environment_bin_without_path():
         pytest.skip(f"antechamber is on {BARE_PATH}: nothing to prove")
     script = textwrap.dedent("""
         import os
-        from gnnff.charges import assign_charges
-        from gnnff.molecule import load_molecule
+        from gnnff.sources.charges import assign_charges
+        from gnnff.chem.molecule import load_molecule
 
         before = os.environ["PATH"]
         mol = load_molecule("CCO", name="ethanol")
@@ -99,7 +99,7 @@ def test_programs_on_path_is_restored(monkeypatch):
 # --- `gnnff models` says what each model is ---------------------------------------------
 
 def _models_listing() -> dict[str, dict[str, str]]:
-    result = subprocess.run([sys.executable, "-m", "gnnff.cli", "models"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "gnnff", "models"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     listing: dict[str, dict[str, str]] = {}
@@ -117,8 +117,8 @@ def test_models_command_describes_each_model():
     import torch
     from rdkit import Chem
 
-    from gnnff.classical import SAGE_ELEMENTS
-    from gnnff.models import DEFAULT_MODEL, WEIGHTS_DIR
+    from gnnff.sources.classical import SAGE_ELEMENTS
+    from gnnff.sources.models import DEFAULT_MODEL, WEIGHTS_DIR
 
     listing = _models_listing()
     assert set(listing) == set(gnnff.available_models())
@@ -141,7 +141,7 @@ def test_models_command_describes_each_model():
 
 
 def test_models_command_leaves_the_openff_toolkit_unloaded():
-    script = ("import sys, contextlib, io\nfrom gnnff.cli import main\n"
+    script = ("import sys, contextlib, io\nfrom gnnff.app.cli import main\n"
               "with contextlib.redirect_stdout(io.StringIO()):\n    code = main(['models'])\n"
               "print(code, 'openff.toolkit' in sys.modules)")  # the toolkit takes seconds to import
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -149,7 +149,7 @@ def test_models_command_leaves_the_openff_toolkit_unloaded():
 
 
 def test_models_details_of_an_unreadable_checkpoint(tmp_path):
-    from gnnff import cli
+    from gnnff.app import cli
 
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -181,7 +181,7 @@ def test_evaluate_on_minima_reports_no_force_rmse_and_says_why(tmp_path):
     import json
 
     data = _minima_sdf(tmp_path / "minima.sdf")
-    result = subprocess.run([sys.executable, "-m", "gnnff.cli", "evaluate", "gnnff-industry-v0", str(data),
+    result = subprocess.run([sys.executable, "-m", "gnnff", "evaluate", "gnnff-industry-v0", str(data),
                              "--baseline-charges", "mmff94", "-o", "eval"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -197,9 +197,9 @@ def test_evaluate_on_minima_reports_no_force_rmse_and_says_why(tmp_path):
 
 
 def test_evaluate_keeps_molecules_with_forces_and_counts_the_others():
-    from gnnff.data import MoleculeData
-    from gnnff.evaluate import _force_note, predict_molecules
-    from gnnff.molecule import load_molecule, positions_nm, with_conformer
+    from gnnff.train.data import MoleculeData
+    from gnnff.train.evaluate import _force_note, predict_molecules
+    from gnnff.chem.molecule import load_molecule, positions_nm, with_conformer
 
     mol = with_conformer(load_molecule("CCO", name="ethanol"))
     x = positions_nm(mol)
@@ -215,7 +215,7 @@ def test_evaluate_keeps_molecules_with_forces_and_counts_the_others():
 def test_parity_panels_share_square_limits():
     import matplotlib.pyplot as plt
 
-    from gnnff.evaluate import Predictions, _parity_figure
+    from gnnff.train.evaluate import Predictions, _parity_figure
 
     wide = Predictions("gnnff", forces=[(np.array([-30.0, 5.0]), np.array([-2.0, 4.0]))])
     narrow = Predictions("sage", forces=[(np.array([0.5, 1.0]), np.array([0.2, 0.9]))])

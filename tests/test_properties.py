@@ -20,9 +20,9 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 import gnnff
-from gnnff.cli import main
+from gnnff.app.cli import main
 from gnnff.errors import GnnffError
-from gnnff.molecule import components, load_molecule, read_records
+from gnnff.chem.molecule import components, load_molecule, read_records
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -25,7 +25,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from gnnff._version import __version__
-from gnnff.batch import provenance_path
+from gnnff.app.batch import provenance_path
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 SAGE = ("--model", "sage", "--charges", "mmff94")  # no AM1 run: fast
@@ -33,7 +33,7 @@ SAGE = ("--model", "sage", "--charges", "mmff94")  # no AM1 run: fast
 
 def gnnff(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "gnnff.cli", "parametrize", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "gnnff", "parametrize", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -109,7 +109,7 @@ def test_rerun_with_another_model_fails(tmp_path):
     assert snapshot(tmp_path) == before
 
     # the checkpoint is identified by its content, not its path: a copy is the same model
-    from gnnff.models import WEIGHTS_DIR
+    from gnnff.sources.models import WEIGHTS_DIR
 
     shutil.copy(WEIGHTS_DIR / "gnnff-industry-v0.pt", tmp_path / "copy.pt")
     result = gnnff(tmp_path, aspirin, "-o", "aspirin.xml", "--model", "copy.pt")
@@ -263,8 +263,8 @@ def test_several_records_and_an_unknown_suffix(tmp_path):
 
 def test_provenance_is_written_after_the_output_and_never_alone(tmp_path, monkeypatch, capfd):
     """If the provenance record cannot be written, the record fails and leaves no output."""
-    from gnnff import batch
-    from gnnff.cli import main
+    from gnnff.app import batch
+    from gnnff.app.cli import main
 
     monkeypatch.chdir(tmp_path)
     original = batch.atomic_write_text

@@ -15,7 +15,7 @@ import pytest
 from openmm import unit
 
 import gnnff
-from gnnff.simulate import RUN_FILES, SimulationConfig, _StabilityCheck, build_simulation_system
+from gnnff.app.simulate import RUN_FILES, SimulationConfig, _StabilityCheck, build_simulation_system
 
 ROOT = Path(__file__).resolve().parents[1]
 ASPIRIN = ROOT / "examples" / "aspirin.sdf"
@@ -23,7 +23,7 @@ COMPLEX = ROOT / "examples" / "protein-ligand"
 
 
 def _gnnff(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gnnff.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gnnff", *args], cwd=cwd, capture_output=True, text=True,
                           check=False, timeout=600)
 
 

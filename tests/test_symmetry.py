@@ -8,8 +8,8 @@ import torch
 from rdkit import Chem
 
 import gnnff
-from gnnff.energy import compute_energy, dihedrals, total_energy
-from gnnff.molecule import positions_nm
+from gnnff.mm.energy import compute_energy, dihedrals, total_energy
+from gnnff.chem.molecule import positions_nm
 from gnnff.testing import assert_parameters_permute
 
 

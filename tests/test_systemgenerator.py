@@ -23,7 +23,7 @@ from openmm.app.element import Element
 from rdkit import Chem
 
 import gnnff
-from gnnff.molecule import positions_nm
+from gnnff.chem.molecule import positions_nm
 from gnnff.openmm import GNNFFTemplateGenerator, to_openmm_topology
 from gnnff.testing import energies_by_force, subsystem
 

@@ -13,12 +13,12 @@ import torch
 from openmm import app
 
 import gnnff
-from gnnff.checkpoint import load_checkpoint
-from gnnff.energy import compute_energy
+from gnnff.nn.checkpoint import load_checkpoint
+from gnnff.mm.energy import compute_energy
 from gnnff.errors import ModelError
-from gnnff.formats import FORMATS, write_parametrized
-from gnnff.molecule import positions_nm, with_conformer
-from gnnff.network import NetworkConfig
+from gnnff.app.formats import FORMATS, write_parametrized
+from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.nn.network import NetworkConfig
 from gnnff.schema import ANGLES, REQUIRED_TERMS, TERMS, UREY_BRADLEYS, ForceFieldParameters, term_by_name
 from gnnff.testing import assert_parameters_permute, compare_with_openmm, energies_by_force
 
@@ -28,9 +28,9 @@ from test_formats import _read_back
 def test_schema_declares_what_every_stage_reads():
     """Each term names a form the energy and exporter know, an enumerator, a unique force
     group, a symmetry group starting at the identity and an expansion inside its tuple."""
-    from gnnff.energy import _FORM_ENERGY
-    from gnnff.export import _ADD, _ELEMENT
-    from gnnff.network import HEADS
+    from gnnff.mm.energy import _FORM_ENERGY
+    from gnnff.mm.export import _ADD, _ELEMENT
+    from gnnff.nn.network import HEADS
     from gnnff.openmm import _FFXML_WRITERS
 
     groups = [t.force_group for t in TERMS]

@@ -9,7 +9,7 @@ import pytest
 from rdkit import Chem
 
 import gnnff
-from gnnff.topology import build_topology
+from gnnff.chem.topology import build_topology
 
 
 def _graph_distances(mol: Chem.Mol, cutoff: int = 3) -> dict[tuple[int, int], int]:

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import gnnff
-from gnnff.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from gnnff.config import load_config
-from gnnff.data import read_qcarchive_sdf, read_spice_hdf5, split_by_molecule
+from gnnff.nn.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from gnnff.train.config import load_config
+from gnnff.train.data import read_qcarchive_sdf, read_spice_hdf5, split_by_molecule
 from gnnff.errors import InputError, ModelError
-from gnnff.molecule import positions_nm
-from gnnff.training import train
+from gnnff.chem.molecule import positions_nm
+from gnnff.train.training import train
 from gnnff.units import BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
 
 from conftest import SHARED_SDF
@@ -217,7 +217,7 @@ def test_cli_train_and_evaluate(tmp_path):
 
     config = _config(tmp_path, optim={"epochs": 2})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff.cli", *a], cwd=tmp_path,  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff", *a], cwd=tmp_path,  # noqa: E731
                                     capture_output=True, text=True, timeout=600)
     result = run("train", "config.yaml")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -238,7 +238,7 @@ def test_records_in_two_atom_orders_are_not_mixed(tmp_path, small_molecules):
     """QCArchive records sharing a SMILES can list atoms in different orders."""
     from rdkit import Chem
 
-    from gnnff.benchmark import read_benchmark_sdf
+    from gnnff.train.benchmark import read_benchmark_sdf
 
     mol = Chem.Mol(small_molecules["ethanol"])
     writer = Chem.SDWriter(str(tmp_path / "two-orders.sdf"))
@@ -261,7 +261,7 @@ def test_records_in_two_atom_orders_are_not_mixed(tmp_path, small_molecules):
 def test_two_processes_reproduce_one_with_the_same_global_batch(tmp_path):
     """Data-parallel training (2 gloo processes, each half of every batch) follows the
     single-process run: same metrics per epoch to float32 rounding, same weights."""
-    from gnnff.training import train_parallel
+    from gnnff.train.training import train_parallel
 
     single = train(load_config(_config(tmp_path / "one", optim={"epochs": 2, "threads": 1})))
     double = train_parallel(load_config(_config(tmp_path / "two", optim={"epochs": 2, "threads": 2})), 2)
@@ -292,7 +292,7 @@ def test_cli_data_parallel_v1_model_with_stage_one_and_resume(tmp_path):
     (rank 0, the other waits), rank 0 alone writes; --resume continues in 2 processes."""
     import yaml
 
-    from gnnff.labels import label_nonbonded
+    from gnnff.train.labels import label_nonbonded
 
     labels = tmp_path / "labels.jsonl"
     label_nonbonded([(s, "t") for s in LABEL_SMILES], labels, method="mmff94")
@@ -301,7 +301,7 @@ def test_cli_data_parallel_v1_model_with_stage_one_and_resume(tmp_path):
                      nonbonded={"labels": str(labels), "epochs": 3, "batch_molecules": 4, "validation": 0.3})
     del config["reference_cache"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff.cli", "train", "config.yaml", *a],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff", "train", "config.yaml", *a],  # noqa: E731
                                     cwd=tmp_path, capture_output=True, text=True, timeout=600)
     result = run("--nproc", "2")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -337,7 +337,7 @@ def test_ranks_end_when_their_launcher_is_killed(tmp_path):
 
     import yaml
 
-    from gnnff.labels import label_nonbonded
+    from gnnff.train.labels import label_nonbonded
 
     labels = tmp_path / "labels.jsonl"
     label_nonbonded([(s, "t") for s in LABEL_SMILES], labels, method="mmff94")
@@ -346,7 +346,7 @@ def test_ranks_end_when_their_launcher_is_killed(tmp_path):
                      nonbonded={"labels": str(labels), "epochs": 100000, "patience": 100000, "validation": 0.3})
     del config["reference_cache"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    launcher = subprocess.Popen([sys.executable, "-m", "gnnff.cli", "train", "config.yaml", "--nproc", "2"],
+    launcher = subprocess.Popen([sys.executable, "-m", "gnnff", "train", "config.yaml", "--nproc", "2"],
                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     children_file = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children")
@@ -398,7 +398,7 @@ def test_urey_bradley_variant_trains_and_train_restores_torch_state(tmp_path):
     payload = load_checkpoint(result["model"])
     assert UREY_BRADLEYS.name in payload["terms"]
     torch.manual_seed(0)  # train() seeds torch with optim.seed (0) and builds the network first
-    fresh = gnnff.network.build_network(gnnff.network.NetworkConfig.from_dict(payload["network"]))
+    fresh = gnnff.nn.network.build_network(gnnff.nn.network.NetworkConfig.from_dict(payload["network"]))
     key = "heads.urey_bradleys.mlp.0.weight"
     assert not torch.allclose(payload["state_dict"][key], fresh.state_dict()[key])
     parameters = gnnff.assign_parameters("CC(=O)Oc1ccccc1C(=O)O", model=result["model"]).parameters

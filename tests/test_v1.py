@@ -16,17 +16,17 @@ import torch
 from rdkit import Chem
 
 import gnnff
-from gnnff.checkpoint import GNNSource, save_checkpoint
-from gnnff.config import load_config
-from gnnff.energy import compute_energy
+from gnnff.nn.checkpoint import GNNSource, save_checkpoint
+from gnnff.train.config import load_config
+from gnnff.mm.energy import compute_energy
 from gnnff.errors import InputError, ModelError
-from gnnff.export import to_openmm
-from gnnff.features import atom_features
-from gnnff.labels import add_lennard_jones, label_molecule, label_nonbonded, read_labels
-from gnnff.molecule import positions_nm, with_conformer
-from gnnff.network import Graph, NetworkConfig, build_network
+from gnnff.mm.export import to_openmm
+from gnnff.chem.features import atom_features
+from gnnff.train.labels import add_lennard_jones, label_molecule, label_nonbonded, read_labels
+from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.schema import PROPERS
-from gnnff.topology import build_topology
+from gnnff.chem.topology import build_topology
 
 V1 = NetworkConfig(width=32, depth=2, head_width=32, head_depth=1, features="v1", nonbonded_width=32,
                    nonbonded_depth=2, torsion_threshold=0.5, linear_angles=True)
@@ -195,7 +195,7 @@ def test_an_element_covered_only_as_an_ion_is_refused_when_bonded(tmp_path):
 
 
 def test_library_ions_get_their_table_charges_in_a_salt(tmp_path):
-    from gnnff.ions import library_charges
+    from gnnff.chem.ions import library_charges
 
     source = GNNSource(_v1_checkpoint(tmp_path))
     result = gnnff.assign_parameters("C[NH3+].C[NH3+].[O-]S(=O)(=O)[O-].[Na+].[Cl-]", model=source)
@@ -216,7 +216,7 @@ def test_library_ions_get_their_table_charges_in_a_salt(tmp_path):
 
 
 def test_library_charges_follow_the_input_atom_order():
-    from gnnff.ions import library_charges
+    from gnnff.chem.ions import library_charges
 
     a = gnnff.load_molecule("OP(=O)(O)[O-]")
     b = gnnff.load_molecule("[O-]P(O)(=O)O")
@@ -286,8 +286,8 @@ SMILES = ["CCO", "CC(=O)O", "CC(=O)[O-]", "CCN", "CC[NH3+]", "c1ccccc1O", "CC(=O
 
 @pytest.mark.slow
 def test_nonbonded_stage_lowers_held_out_error(tmp_path):
-    from gnnff.config import NonbondedStage
-    from gnnff.nonbonded_training import _batch, _validation_part, load_labelled, nonbonded_metrics, train_nonbonded
+    from gnnff.train.config import NonbondedStage
+    from gnnff.train.nonbonded_training import _batch, _validation_part, load_labelled, nonbonded_metrics, train_nonbonded
 
     labels = tmp_path / "labels.jsonl"
     label_nonbonded([(s, "t") for s in SMILES], labels, method="mmff94")
@@ -309,7 +309,7 @@ def test_nonbonded_stage_lowers_held_out_error(tmp_path):
 
 def test_pruned_torsions_still_get_gradient():
     """The threshold passes gradients straight through: a cosine below it can come back."""
-    from gnnff.network import _signed_torsion
+    from gnnff.nn.network import _signed_torsion
 
     raw = torch.tensor([0.01, -0.02, 1.0], dtype=torch.float64, requires_grad=True)
     k, phase = _signed_torsion(raw, threshold=0.2)
@@ -323,7 +323,7 @@ def test_resonance_is_averaged_per_conjugated_system_whatever_their_number():
     """Seven carboxylates: 2^7 whole-molecule combinations exceed MAX_STRUCTURES, but each
     system is enumerated on its own, so every carboxylate oxygen gets exactly -1/2 and
     every C-O bond 3/2; a 2,500-atom peptide is handled system by system."""
-    from gnnff.features import MAX_STRUCTURES, atom_features, structure_averaged
+    from gnnff.chem.features import MAX_STRUCTURES, atom_features, structure_averaged
 
     mol = gnnff.load_molecule("C(C(=O)[O-])" * 7 + "C")
     assert 2**7 > MAX_STRUCTURES
@@ -344,7 +344,7 @@ def test_conjugated_systems_without_formal_charges_are_not_enumerated_because_no
     """structure_averaged skips systems without formal charges; the premise: RDKit
     enumerates such a system (charge separation not allowed) to one structure with the
     input's charges and non-aromatic bond orders, so skipping it changes nothing."""
-    from gnnff.features import MAX_STRUCTURES, _system_atoms, _system_structures, bonds_in_order, conjugated_systems
+    from gnnff.chem.features import MAX_STRUCTURES, _system_atoms, _system_structures, bonds_in_order, conjugated_systems
 
     mol = gnnff.load_molecule(smiles)
     bonds = bonds_in_order(mol)

@@ -18,7 +18,7 @@ import openmm
 from openmm import app, unit
 
 import gnnff
-from gnnff.molecule import positions_nm
+from gnnff.chem.molecule import positions_nm
 from gnnff.openmm import GNNFFTemplateGenerator, to_openmm_topology
 
 HERE = Path(__file__).resolve().parent

@@ -19,8 +19,8 @@ import openmm
 from openmm import unit
 from rdkit import Chem
 
-from gnnff.features import structure_averaged, terminal_groups
-from gnnff.molecule import net_charge
+from gnnff.chem.features import structure_averaged, terminal_groups
+from gnnff.chem.molecule import net_charge
 from gnnff.units import KJ_TO_KCAL
 
 __all__ = ["compare_charges", "dipole_debye", "equivalent_atoms", "gb_polarization_kcal", "nagl_charges"]

@@ -28,8 +28,8 @@ from rdkit import Chem
 from gnnff.api import Parametrized
 from gnnff.errors import GnnffError, InputError, ModelError, first_line
 from gnnff.files import atomic_write_text
-from gnnff.models import ParameterSource, get_model
-from gnnff.molecule import mapped_smiles
+from gnnff.sources.models import ParameterSource, get_model
+from gnnff.chem.molecule import mapped_smiles
 
 __all__ = [
     "DEFAULT_FORCE_FIELDS",
@@ -72,7 +72,7 @@ class ChargeCache:
         JSON file (created on first write; rewritten atomically after each new entry),
         or None for an in-memory cache.
     method
-        A :data:`gnnff.charges.CHARGE_METHODS` name; ``"am1bcc"`` is the full AM1-BCC
+        A :data:`gnnff.sources.charges.CHARGE_METHODS` name; ``"am1bcc"`` is the full AM1-BCC
         with sqm geometry optimisation.
     """
 
@@ -92,7 +92,7 @@ class ChargeCache:
 
     def get(self, mol: Chem.Mol) -> np.ndarray:
         """Charges ``(n_atoms,)`` in e of ``mol`` (computed and stored on a miss)."""
-        from gnnff.charges import assign_charges
+        from gnnff.sources.charges import assign_charges
 
         key = mapped_smiles(mol)
         if key not in self._data:

@@ -32,7 +32,7 @@ from openmm import app, unit
 from gnnff.api import Parametrized
 from gnnff.condensed.common import require, template_forcefield
 from gnnff.errors import InputError
-from gnnff.molecule import positions_nm, with_conformer
+from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.openmm import to_openmm_topology
 from gnnff.units import KJ_TO_KCAL
 

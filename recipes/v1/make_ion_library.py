@@ -1,4 +1,4 @@
-"""Library charges of common inorganic ions (gnnff/library/ions.json), made once.
+"""Library charges of common inorganic ions (gnnff/chem/library/ions.json), made once.
 
 Full AM1-BCC (OpenFF toolkit + sqm with AM1 optimisation) on an ETKDG conformer, then
 averaged over symmetry-equivalent atoms (the oxygens of sulfate, the hydrogens of
@@ -17,13 +17,13 @@ import numpy as np
 from rdkit import Chem
 
 import gnnff
-from gnnff.charges import assign_charges
+from gnnff.sources.charges import assign_charges
 from gnnff.condensed.charges import equivalent_atoms
 from gnnff.files import atomic_write_text
-from gnnff.ions import ION_SMILES, library_key
-from gnnff.molecule import prepare, with_conformer
+from gnnff.chem.ions import ION_SMILES, library_key
+from gnnff.chem.molecule import prepare, with_conformer
 
-OUT = Path(__file__).resolve().parents[2] / "gnnff" / "library" / "ions.json"
+OUT = Path(__file__).resolve().parents[2] / "gnnff" / "chem" / "library" / "ions.json"
 
 
 def main() -> None:

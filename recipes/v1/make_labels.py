@@ -1,7 +1,7 @@
 """Nonbonded labels for gnnff-v1 (step 1 of recipes/v1/run.sh): AM1-BCC charges
 (``am1bcc-mmff``) and Sage 2.2 Lennard-Jones for SMILES of the shared data.
 
-Molecules: monatomic ions and the inorganic ions of gnnff.ions, the DES370K monomers and
+Molecules: monatomic ions and the inorganic ions of gnnff.chem.ions, the DES370K monomers and
 ions (303), then SPICE PubChem (14,621), the training
 part of the industry set (split exactly as train.yaml splits it) and the SPICE dipeptides
 (677), interleaved 2:2:1 in a fixed shuffled order, so a partial run is a balanced sample.
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from gnnff.ions import ION_SMILES
-from gnnff.labels import add_lennard_jones, label_nonbonded
+from gnnff.chem.ions import ION_SMILES
+from gnnff.train.labels import add_lennard_jones, label_nonbonded
 
 #: Monatomic ions Sage 2.2 has parameters for (its LJ labels them).
 MONATOMIC = ("[Li+]", "[Na+]", "[K+]", "[Rb+]", "[Cs+]", "[F-]", "[Cl-]", "[Br-]", "[I-]")
@@ -66,15 +66,15 @@ def held_out(shared: Path) -> set[str]:
 
 def industry_parts(config_path: Path) -> tuple[list[str], set[str]]:
     """Mapped SMILES of the training molecules and plain keys of validation + test."""
-    from gnnff.config import load_config
-    from gnnff.data import drop_broken, read_qcarchive_sdf, split_by_molecule
+    from gnnff.train.config import load_config
+    from gnnff.train.data import drop_broken, read_qcarchive_sdf, split_by_molecule
 
     config = load_config(config_path)
     sdf = config.data[0]
     data = drop_broken(read_qcarchive_sdf(sdf.path, dataset=sdf.name, limit=sdf.limit))
     fractions = (1.0 - config.split.validation - config.split.test, config.split.validation, config.split.test)
     train, validation, test = split_by_molecule(data, fractions, config.split.seed)
-    from gnnff.molecule import mapped_smiles
+    from gnnff.chem.molecule import mapped_smiles
 
     return [mapped_smiles(d.mol) for d in train], {plain(d.key) for d in validation + test}
 
@@ -177,7 +177,7 @@ def main() -> None:
     else:
         order = labelling_order(Path(args.shared))
     if args.rare_first or args.write_todo:
-        from gnnff.labels import read_labels
+        from gnnff.train.labels import read_labels
 
         entries = list(read_labels(output))
         seen = {entry["input"] for entry in entries}

@@ -24,18 +24,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gnnff.checkpoint import load_checkpoint, save_checkpoint
-from gnnff.config import TrainConfig
-from gnnff.data import (MoleculeData, ReferenceCache, drop_broken, drop_distorted, drop_high_energy, read_dataset,
+from gnnff.nn.checkpoint import load_checkpoint, save_checkpoint
+from gnnff.train.config import TrainConfig
+from gnnff.train.data import (MoleculeData, ReferenceCache, drop_broken, drop_distorted, drop_high_energy, read_dataset,
                         split_by_molecule)
-from gnnff.energy import energy_and_forces
+from gnnff.mm.energy import energy_and_forces
 from gnnff.errors import InputError, first_line
 from gnnff.files import atomic_write_text
-from gnnff.network import Graph, build_network
-from gnnff.nonbonded_training import label_elements, lj_residuals, train_nonbonded
-from gnnff.parallel import SINGLE, World, launch
+from gnnff.nn.network import Graph, build_network
+from gnnff.train.nonbonded_training import label_elements, lj_residuals, train_nonbonded
+from gnnff.train.parallel import SINGLE, World, launch
 from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = ["Batch", "make_batch", "predict", "Metrics", "train", "train_parallel", "prepare_data"]
@@ -325,7 +325,7 @@ def _shards(items: list, config: TrainConfig, rng: np.random.Generator,
 def train(config: TrainConfig, *, resume: bool = False, world: World = SINGLE) -> dict[str, Any]:
     """Train a network as configured; write checkpoints, metrics.csv and the resolved config.
 
-    ``world``: this process's place in a data-parallel run (:mod:`gnnff.parallel`); rank
+    ``world``: this process's place in a data-parallel run (:mod:`gnnff.train.parallel`); rank
     0 writes the files. Returns the summary written to ``summary.json`` (best validation
     metrics, paths). Torch's global random state and thread count are the caller's again
     afterwards (training seeds and sizes them for itself).
@@ -414,7 +414,7 @@ def _train_rank(config: TrainConfig, resume: bool, *, world: World) -> None:
 
 def train_parallel(config: TrainConfig, nproc: int, *, resume: bool = False) -> dict[str, Any]:
     """:func:`train` data-parallel in ``nproc`` new processes on this machine
-    (:mod:`gnnff.parallel`); returns rank 0's summary."""
+    (:mod:`gnnff.train.parallel`); returns rank 0's summary."""
     launch(_train_rank, nproc, config, resume)
     return json.loads((Path(config.output) / "summary.json").read_text())
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from gnnff._version import __version__
 from gnnff.errors import GnnffError
-from gnnff.molecule import Record, positions_nm
+from gnnff.chem.molecule import Record, positions_nm
 from gnnff.units import BOHR_TO_NM, HARTREE_TO_KJ
 
 __all__ = ["SamplingConfig", "sample_conformers", "mapped_smiles", "generate"]
@@ -106,7 +106,7 @@ _WORKER: dict = {}
 def _init_worker(labeler: str) -> None:
     import torch
 
-    from gnnff.labelers import get_labeler
+    from gnnff.train.labelers import get_labeler
 
     torch.set_num_threads(1)
     _WORKER["labeler"] = get_labeler(labeler)
@@ -145,10 +145,10 @@ def generate(records: Sequence[Record], output: str | os.PathLike, *, labeler: s
     """
     import h5py
 
-    from gnnff.labelers import LABELERS
+    from gnnff.train.labelers import LABELERS
 
     if labeler not in LABELERS:
-        from gnnff.labelers import get_labeler
+        from gnnff.train.labelers import get_labeler
 
         get_labeler(labeler)  # raises with the known names
     output = Path(output)

@@ -30,7 +30,7 @@ import openmm
 from openmm import app, unit
 
 from gnnff.errors import InputError, SimulationError
-from gnnff.export import to_xml
+from gnnff.mm.export import to_xml
 from gnnff.files import atomic_write_text
 
 __all__ = ["STRETCH_LIMIT", "SimulationConfig", "build_simulation_system", "simulate"]
@@ -125,7 +125,7 @@ def build_simulation_system(molecule: Any, *, config: SimulationConfig, protein:
     say
         Called with a line for each stage (reading, solvating, building the System).
     """
-    from gnnff.molecule import load_molecule, name_of, positions_nm, with_conformer
+    from gnnff.chem.molecule import load_molecule, name_of, positions_nm, with_conformer
     from gnnff.openmm import GNNFFTemplateGenerator, to_openmm_topology
 
     mol = load_molecule(molecule)

@@ -1,7 +1,7 @@
 """Stage 1 of a separate-nonbonded model (gnnff-v1): charges and Lennard-Jones from labels.
 
-The :class:`gnnff.network.NonbondedNetwork` is fitted to per-atom labels
-(:mod:`gnnff.labels`: AM1-BCC charges, Sage 2.2 sigma/epsilon) before any energy is seen,
+The :class:`gnnff.nn.network.NonbondedNetwork` is fitted to per-atom labels
+(:mod:`gnnff.train.labels`: AM1-BCC charges, Sage 2.2 sigma/epsilon) before any energy is seen,
 then frozen: the gas-phase loss of stage 2 cannot reshape charges or Lennard-Jones.
 
 Loss: ``w_q mean((q - q_ref)^2) / (0.01 e)^2 + w_LJ [mean((sigma/sigma_ref - 1)^2)
@@ -27,10 +27,10 @@ from tqdm import tqdm
 
 from gnnff.errors import GnnffError, InputError
 from gnnff.files import atomic_write, atomic_write_text
-from gnnff.features import atom_features
-from gnnff.labels import prepared_from_mapped_smiles, read_labels
-from gnnff.network import Graph, NonbondedNetwork
-from gnnff.topology import Topology, build_topology
+from gnnff.chem.features import atom_features
+from gnnff.train.labels import prepared_from_mapped_smiles, read_labels
+from gnnff.nn.network import Graph, NonbondedNetwork
+from gnnff.chem.topology import Topology, build_topology
 
 __all__ = ["LabelledMolecule", "load_labelled", "lj_residuals", "train_nonbonded", "nonbonded_metrics"]
 
@@ -52,10 +52,10 @@ class LabelledMolecule:
 
 def load_labelled(path: str | Path, *, features: str, exclude: set[str] = frozenset(),
                   limit: int | None = None) -> list[LabelledMolecule]:
-    """Labelled molecules of a :mod:`gnnff.labels` file, minus failures and ``exclude`` keys."""
+    """Labelled molecules of a :mod:`gnnff.train.labels` file, minus failures and ``exclude`` keys."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such label file; make it with gnnff.labels (see recipes/v1/make_labels.py)")
+        raise InputError(f"{path}: no such label file; make it with gnnff.train.labels (see recipes/v1/make_labels.py)")
     out: list[LabelledMolecule] = []
     entries = [e for e in read_labels(path) if "error" not in e and e.get("key") not in exclude]
     for entry in tqdm(entries[:limit], desc=f"read {path.name}", unit="mol", disable=None):
@@ -126,7 +126,7 @@ def nonbonded_metrics(network: NonbondedNetwork, batches: Sequence[_Batch],
 
 def train_nonbonded(network: NonbondedNetwork, stage: Any, *, features: str, exclude: set[str],
                     output: Path, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-    """Fit ``network`` to the labels of ``stage`` (a :class:`gnnff.config.NonbondedStage`).
+    """Fit ``network`` to the labels of ``stage`` (a :class:`gnnff.train.config.NonbondedStage`).
 
     A finished stage (``OUT/nonbonded.json`` present) is loaded instead of redone.
     Returns the stage summary (molecules, epochs, best validation metrics).

@@ -70,7 +70,7 @@ def _default_ani_dir() -> Path:
     env = os.environ.get("GNNFF_ANI2X_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "models" / "torchani"
+    return Path(__file__).resolve().parents[3] / "shared" / "models" / "torchani"
 
 
 class ANI2xLabeler:

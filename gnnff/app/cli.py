@@ -25,7 +25,7 @@ from gnnff.errors import GnnffError, InputError
 __all__ = ["main"]
 
 
-#: Output formats of `parametrize` (gnnff.formats.FORMATS, listed here so that building
+#: Output formats of `parametrize` (gnnff.app.formats.FORMATS, listed here so that building
 #: the parser imports nothing heavy).
 _FORMATS = ("xml", "ffxml", "amber", "gromacs")
 
@@ -137,8 +137,8 @@ def _simulate_parser(commands) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from gnnff.molecule import looks_like_path
-    from gnnff.simulate import SimulationConfig, simulate
+    from gnnff.chem.molecule import looks_like_path
+    from gnnff.app.simulate import SimulationConfig, simulate
 
     config = SimulationConfig(
         solvent=args.solvent, ns=args.ns, equilibration_ps=args.equilibration_ps, timestep_fs=args.timestep,
@@ -155,7 +155,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from gnnff.generate import SamplingConfig, generate
+    from gnnff.train.generate import SamplingConfig, generate
 
     _, _, records = _records(args.input)
     sampling = SamplingConfig(etkdg=args.etkdg, md_frames=args.md_frames, temperature=args.temperature,
@@ -169,9 +169,9 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from gnnff.config import load_config
-    from gnnff.parallel import from_environment
-    from gnnff.training import train, train_parallel
+    from gnnff.train.config import load_config
+    from gnnff.train.parallel import from_environment
+    from gnnff.train.training import train, train_parallel
 
     config = load_config(args.config)
     world = from_environment()
@@ -191,7 +191,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import gnnff
-    from gnnff.evaluate import evaluate, format_table
+    from gnnff.train.evaluate import evaluate, format_table
 
     sources = {"gnnff": gnnff.get_model(args.checkpoint)}
     if args.baseline_charges != "none":
@@ -210,7 +210,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _records(source: str) -> tuple[str, int, Iterator]:
     """The input's stem, its number of records, and the records (read lazily)."""
-    from gnnff.molecule import Record, count_records, load_molecule, looks_like_path, read_records
+    from gnnff.chem.molecule import Record, count_records, load_molecule, looks_like_path, read_records
 
     if not source.strip():
         raise InputError("empty input: give a molecule file or a SMILES string")
@@ -245,12 +245,12 @@ def _output_paths(stem: str, output: str | None, count: int,
     One record goes to ``output`` (default ``STEM`` + the format's suffix); an output
     without a suffix gets the format's (``-o lig --format amber``: ``lig.prmtop`` +
     ``lig.inpcrd``) and an unknown suffix is an InputError
-    (:func:`gnnff.formats.resolve_output`). Several records, or an ``output`` that is
+    (:func:`gnnff.app.formats.resolve_output`). Several records, or an ``output`` that is
     an existing folder or ends with ``/``, go to a folder (``FOLDER/0001.xml`` ...,
     report ``FOLDER/report.csv``; default folder ``STEM``), or to numbered files from
     a file name (``lig.xml`` -> ``lig-0001.xml`` ..., report ``lig-report.csv``).
     """
-    from gnnff.formats import FORMATS, resolve_output
+    from gnnff.app.formats import FORMATS, resolve_output
 
     width = max(4, len(str(count)))
     folder = output is not None and (output.endswith(("/", os.sep)) or Path(output).is_dir())
@@ -292,7 +292,7 @@ def _prepare_output(first: Path, report: Path | None) -> None:
 def _write(result, path: Path, fmt: str = "xml") -> list[Path]:
     """Write one parametrized molecule to ``path`` atomically (the one place outputs are
     written); return the files written."""
-    from gnnff.formats import write_parametrized
+    from gnnff.app.formats import write_parametrized
 
     return write_parametrized(result, path, fmt)
 
@@ -308,7 +308,7 @@ def _parametrize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import gnnff
-    from gnnff.batch import Row, Work, one_line, plan, run, run_dask  # torch and the network: after the cheap checks
+    from gnnff.app.batch import Row, Work, one_line, plan, run, run_dask  # torch and the network: after the cheap checks
     from gnnff.openmm import model_fingerprint
 
     model = gnnff.get_model(args.model, **options)
@@ -339,7 +339,7 @@ def _parametrize(args: argparse.Namespace) -> int:
             else:
                 yield item
 
-    from gnnff import cli  # _write by its module name, so worker processes can import it
+    from gnnff.app import cli  # _write by its module name, so worker processes can import it
 
     write = functools.partial(cli._write, fmt=fmt)
     workers = _workers(requested, count) if args.dask is None else 0
@@ -420,7 +420,7 @@ def _dask_client(value: str | None, local: int | None) -> Iterator:
     # slower (RDKit and torch allocate many small blocks); these workers keep glibc's default
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
             LocalCluster(n_workers=local or cores, threads_per_worker=1, processes=True, dashboard_address=":0",
-                         silence_logs=logging.CRITICAL, preload=["gnnff.batch"]) as cluster, \
+                         silence_logs=logging.CRITICAL, preload=["gnnff.app.batch"]) as cluster, \
             Client(cluster) as client:  # errors reach the report as rows; dask's own logs stay quiet
         yield client
 
@@ -498,7 +498,7 @@ def _one_torch_thread() -> Iterator[None]:
 
 def _report(rows, stem: Path) -> bool:
     """Write the report (CSV + JSON); False, with an error line, if it cannot be written."""
-    from gnnff.batch import write_report
+    from gnnff.app.batch import write_report
 
     try:
         write_report(rows, stem)
@@ -516,7 +516,7 @@ def _models() -> int:
     """
     from importlib.metadata import entry_points
 
-    from gnnff.models import DEFAULT_MODEL, WEIGHTS_DIR, available_models
+    from gnnff.sources.models import DEFAULT_MODEL, WEIGHTS_DIR, available_models
 
     plugins = {ep.name: ep.value for ep in entry_points(group="gnnff.models")}
     for name in available_models():
@@ -541,8 +541,8 @@ def _element_symbols(numbers) -> str:
 
 
 def _sage_details() -> dict[str, str]:
-    from gnnff.charges import CHARGE_METHODS
-    from gnnff.classical import SAGE_ELEMENTS, SAGE_OFFXML, SageSource
+    from gnnff.sources.charges import CHARGE_METHODS
+    from gnnff.sources.classical import SAGE_ELEMENTS, SAGE_OFFXML, SageSource
 
     default = SageSource().charges
     others = ", ".join(m for m in CHARGE_METHODS if m != default)
@@ -553,8 +553,8 @@ def _sage_details() -> dict[str, str]:
 
 
 def _checkpoint_details(path: Path) -> dict[str, str]:
-    from gnnff.checkpoint import load_checkpoint
-    from gnnff.network import NetworkConfig
+    from gnnff.nn.checkpoint import load_checkpoint
+    from gnnff.nn.network import NetworkConfig
 
     try:
         payload = load_checkpoint(path)

@@ -1,6 +1,6 @@
 """Topology: atoms, their chemical features, and every MM term's atom tuples.
 
-Built from a prepared RDKit molecule (see :mod:`gnnff.molecule`) with neighbour
+Built from a prepared RDKit molecule (see :mod:`gnnff.chem.molecule`) with neighbour
 lists only, so time and memory grow linearly with the number of atoms (no dense
 adjacency matrices or their powers). Tuple conventions follow :mod:`gnnff.schema`.
 """
@@ -169,7 +169,7 @@ def build_topology(mol: Chem.Mol) -> Topology:
     Parameters
     ----------
     mol
-        A molecule returned by :func:`gnnff.molecule.prepare` (explicit hydrogens).
+        A molecule returned by :func:`gnnff.chem.molecule.prepare` (explicit hydrogens).
 
     Returns
     -------

@@ -3,7 +3,7 @@
 Functional forms and units are those of :mod:`gnnff.schema` (OpenMM conventions,
 nm, kJ/mol, rad, e). Forces are ``-d energy / d positions`` by autograd
 (:func:`forces`). The energies equal those of the System written by
-:func:`gnnff.export.to_openmm`, term by term (tests prove it against OpenMM's
+:func:`gnnff.mm.export.to_openmm`, term by term (tests prove it against OpenMM's
 Reference platform).
 """
 
@@ -20,7 +20,7 @@ from gnnff.schema import (
     ForceFieldParameters,
     Term,
 )
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 from gnnff.units import ONE_4PI_EPS0
 
 __all__ = [
@@ -167,7 +167,7 @@ def compute_energy(topology: Topology, parameters: ForceFieldParameters,
         Term name -> energy in kJ/mol, shape ``(n_conformations, n_molecules)``, for
         every term present in ``parameters`` (in export order).
     """
-    positions = torch.as_tensor(positions)  # numpy arrays (e.g. gnnff.molecule.positions_nm) welcome
+    positions = torch.as_tensor(positions)  # numpy arrays (e.g. gnnff.chem.molecule.positions_nm) welcome
     x = positions if positions.dim() == 3 else positions[None]
     if x.shape[1] != topology.n_atoms:
         raise ValueError(f"positions have {x.shape[1]} atoms, the topology has {topology.n_atoms}")

@@ -26,13 +26,13 @@ import numpy as np
 from rdkit import Chem
 from tqdm import tqdm
 
-from gnnff.energy import nonbonded_pairs
+from gnnff.mm.energy import nonbonded_pairs
 from gnnff.errors import GnnffError, InputError
 from gnnff.files import atomic_write_text
-from gnnff.features import atom_features
-from gnnff.molecule import mol_from_mapped_smiles, molecule_key, prepare
+from gnnff.chem.features import atom_features
+from gnnff.chem.molecule import mol_from_mapped_smiles, molecule_key, prepare
 from gnnff.schema import NONBONDED
-from gnnff.topology import Topology, build_topology
+from gnnff.chem.topology import Topology, build_topology
 from gnnff.units import ANGSTROM_TO_NM, BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
 
 __all__ = [
@@ -93,7 +93,7 @@ class MoleculeData:
                                                           *nonbonded_pairs(topology)]))
 
     def features(self, version: str = "v0") -> np.ndarray:
-        """Atom features (:func:`gnnff.features.atom_features`, feature set ``version``), computed once."""
+        """Atom features (:func:`gnnff.chem.features.atom_features`, feature set ``version``), computed once."""
         if version not in self._features:
             self._features[version] = atom_features(self.mol, version)
         return self._features[version]
@@ -269,7 +269,7 @@ def _mol_id(mol: Chem.Mol) -> str:
 
 def _reference_nonbonded(task: tuple[str, bytes]) -> dict[str, list[float]]:
     """Sage LJ and reference charges of one pickled molecule ({} where Sage fails)."""
-    from gnnff.classical import SageSource
+    from gnnff.sources.classical import SageSource
 
     charges, pickled = task
     mol = Chem.Mol(pickled)

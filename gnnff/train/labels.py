@@ -1,7 +1,7 @@
 """Nonbonded training labels: reference charges and Sage 2.2 Lennard-Jones per molecule.
 
 The labels of gnnff-v1's nonbonded network, computed from SMILES (no QM data needed):
-charges by a :data:`gnnff.charges.CHARGE_METHODS` method (``am1bcc-mmff`` by default, one
+charges by a :data:`gnnff.sources.charges.CHARGE_METHODS` method (``am1bcc-mmff`` by default, one
 ETKDG conformer), sigma and epsilon from Sage 2.2's SMIRNOFF typing.
 
 Stored as JSON Lines, one molecule per line, appended as each molecule finishes, so a run
@@ -13,7 +13,7 @@ A line is either a label::
 
 or a failure ``{"input": ..., "source": ..., "error": "..."}``. ``smiles`` is the mapped,
 explicit-hydrogen SMILES of the labelled molecule (its atom order); ``key`` is
-:func:`gnnff.molecule.molecule_key`.
+:func:`gnnff.chem.molecule.molecule_key`.
 
 The two halves can run apart: ``lennard_jones=False`` writes charge-only entries (this
 needs only RDKit and AmberTools, so it runs on a machine without OpenMM or the OpenFF
@@ -34,7 +34,7 @@ from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
 from gnnff.errors import GnnffError, InputError, first_line
-from gnnff.molecule import mapped_smiles
+from gnnff.chem.molecule import mapped_smiles
 
 __all__ = ["LABEL_METHOD", "add_lennard_jones", "label_molecule", "label_nonbonded", "read_labels",
            "prepared_from_mapped_smiles"]
@@ -45,7 +45,7 @@ LABEL_METHOD = "am1bcc-mmff"
 
 def prepared_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
     """The prepared molecule of a mapped SMILES, atoms in map-number order, named ``label``."""
-    from gnnff.molecule import mol_from_mapped_smiles as parse, prepare
+    from gnnff.chem.molecule import mol_from_mapped_smiles as parse, prepare
 
     mol = parse(smiles, label)
     mol.SetProp("_Name", label)
@@ -56,8 +56,8 @@ def label_molecule(smiles: str, source: str = "", method: str = LABEL_METHOD,
                    lennard_jones: bool = True) -> dict[str, Any]:
     """Label one molecule given by SMILES (mapped or plain); a failure becomes an ``error``
     entry. ``lennard_jones=False`` leaves out sigma and epsilon (see :func:`add_lennard_jones`)."""
-    from gnnff.charges import assign_charges
-    from gnnff.molecule import load_molecule, molecule_key, with_conformer
+    from gnnff.sources.charges import assign_charges
+    from gnnff.chem.molecule import load_molecule, molecule_key, with_conformer
 
     RDLogger.DisableLog("rdApp.*")
     start = time.perf_counter()
@@ -83,7 +83,7 @@ def label_molecule(smiles: str, source: str = "", method: str = LABEL_METHOD,
 
 
 def _lennard_jones(mol: Chem.Mol) -> dict[str, list[float]]:
-    from gnnff.classical import SageSource
+    from gnnff.sources.classical import SageSource
 
     sigma, epsilon = SageSource().lennard_jones(mol)
     return {"sigma": np.round(sigma, 7).tolist(), "epsilon": np.round(epsilon, 7).tolist()}

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from gnnff.errors import ModelError
-from gnnff.features import FEATURE_SETS, N_FEATURES
+from gnnff.chem.features import FEATURE_SETS, N_FEATURES
 from gnnff.schema import (
     ANGLES,
     BONDS,
@@ -44,7 +44,7 @@ from gnnff.schema import (
     Term,
     UreyBradleyParameters,
 )
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 
 __all__ = ["NetworkConfig", "Graph", "Head", "HEADS", "GNNForceField", "NonbondedNetwork", "ARCHITECTURES",
            "build_network", "LJ_BOUNDS", "linear_angles", "linear_propers", "nonbonded_parameters"]
@@ -99,7 +99,7 @@ class NetworkConfig:
     depth: int = 3
     head_width: int = 128
     head_depth: int = 2
-    #: atom feature set (:data:`gnnff.features.FEATURE_SETS`)
+    #: atom feature set (:data:`gnnff.chem.features.FEATURE_SETS`)
     features: str = "v0"
     #: > 0: charges and Lennard-Jones come from a network of their own (this width), trained
     #: on labels before and frozen while the valence terms are fitted; 0: shared with valence

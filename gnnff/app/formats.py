@@ -119,7 +119,7 @@ def write_parametrized(result: Parametrized, path: str | os.PathLike, fmt: str =
     InputError
         ``path`` has another format's suffix or an unknown one (see :func:`resolve_output`).
     """
-    from gnnff.export import system_xml
+    from gnnff.mm.export import system_xml
     from gnnff.files import atomic_write_text
 
     files = output_files(path, fmt)
@@ -137,7 +137,7 @@ def write_parametrized(result: Parametrized, path: str | os.PathLike, fmt: str =
 def _structure(result: Parametrized):
     import parmed
 
-    from gnnff.molecule import positions_nm, with_conformer
+    from gnnff.chem.molecule import positions_nm, with_conformer
     from gnnff.openmm import to_openmm_topology
 
     mol = with_conformer(result.mol)

@@ -2,7 +2,7 @@
 
 A parameter source turns a prepared molecule and its topology into
 :class:`gnnff.schema.ForceFieldParameters`. Built-in sources are listed in
-:data:`_BUILTIN`; other packages can add theirs through the ``gnnff.models``
+:data:`_BUILTIN`; other packages can add theirs through the ``gnnff.sources.models``
 entry-point group, or at run time with :func:`register_model`.
 """
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # annotations only: `gnnff models` must not import torch or R
     from rdkit import Chem
 
     from gnnff.schema import ForceFieldParameters
-    from gnnff.topology import Topology
+    from gnnff.chem.topology import Topology
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -62,8 +62,8 @@ class BatchedParameterSource(ParameterSource, Protocol):
 
 
 def _sage(**options: Any) -> ParameterSource:
-    from gnnff.charges import CHARGE_METHODS
-    from gnnff.classical import SageSource
+    from gnnff.sources.charges import CHARGE_METHODS
+    from gnnff.sources.classical import SageSource
 
     method = options.get("charges")
     if method is not None and method not in CHARGE_METHODS:
@@ -75,7 +75,7 @@ def _sage(**options: Any) -> ParameterSource:
 _BUILTIN: dict[str, Callable[..., ParameterSource]] = {"sage": _sage}
 
 #: Trained models shipped inside the package: ``weights/NAME.pt`` is model ``NAME``.
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 def _packaged() -> dict[str, Path]:
@@ -114,7 +114,7 @@ def _checkpoint_source(path: Path) -> ParameterSource:
 
 @functools.lru_cache(maxsize=4)
 def _load_checkpoint_source(path: str, mtime_ns: int, size: int) -> ParameterSource:
-    from gnnff.checkpoint import GNNSource
+    from gnnff.nn.checkpoint import GNNSource
 
     return GNNSource(path)
 

@@ -10,7 +10,7 @@ Sage's SMIRNOFF parameters are converted into gnnff's containers (OpenMM units):
   trefoil torsions; our centre total is ``3 k / idivf``;
 - Lennard-Jones: sigma (or r_min/2 converted) and epsilon per atom;
 - charges: Sage's library charges where they cover the molecule (water, ions),
-  otherwise :func:`gnnff.charges.assign_charges` (AM1-BCC by default).
+  otherwise :func:`gnnff.sources.charges.assign_charges` (AM1-BCC by default).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from gnnff.charges import assign_charges
+from gnnff.sources.charges import assign_charges
 from gnnff.errors import ParametrizationError, first_line
-from gnnff.molecule import check_elements
+from gnnff.chem.molecule import check_elements
 from gnnff.schema import (
     ANGLES,
     BONDS,
@@ -41,7 +41,7 @@ from gnnff.schema import (
     ProperParameters,
     unit_of,
 )
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 from gnnff.units import RMIN_HALF_TO_SIGMA
 
 __all__ = ["SageSource", "SAGE_ELEMENTS"]
@@ -80,7 +80,7 @@ class SageSource:
     ----------
     charges
         Charge method for molecules Sage has no library charges for; one of
-        :data:`gnnff.charges.CHARGE_METHODS`.
+        :data:`gnnff.sources.charges.CHARGE_METHODS`.
     offxml
         SMIRNOFF force field file known to the OpenFF toolkit.
     """

@@ -37,9 +37,9 @@ from gnnff._version import __version__
 from gnnff.api import Parametrized, assign_parameters_many
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_text
-from gnnff.formats import output_files
-from gnnff.models import ParameterSource
-from gnnff.molecule import Record, net_charge
+from gnnff.app.formats import output_files
+from gnnff.sources.models import ParameterSource
+from gnnff.chem.molecule import Record, net_charge
 
 __all__ = ["REPORT_COLUMNS", "Job", "Row", "Work", "molecule_identity", "one_line", "plan", "provenance_path",
            "report_text", "run", "run_dask", "write_report"]
@@ -106,7 +106,7 @@ class Work:
     Attributes
     ----------
     format
-        Output format, a key of :data:`gnnff.formats.FORMATS`.
+        Output format, a key of :data:`gnnff.app.formats.FORMATS`.
     model
         Name of the parameter source (for messages).
     model_fingerprint
@@ -302,7 +302,7 @@ def _init_worker(model: str | None, options: dict[str, Any], write: Writer, work
 
     import torch
 
-    from gnnff.models import get_model
+    from gnnff.sources.models import get_model
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool and reports
     torch.set_num_threads(1)  # the processes share the cores
@@ -334,7 +334,7 @@ def run(jobs: Iterable[Job], *, model: str | ParameterSource | None, model_optio
         Atoms per network call (default :data:`gnnff.api.BATCH_ATOMS`).
     """
     from gnnff.api import BATCH_ATOMS
-    from gnnff.models import get_model
+    from gnnff.sources.models import get_model
 
     batch_atoms = BATCH_ATOMS if batch_atoms is None else batch_atoms
     chunks = _chunks(jobs, chunk)
@@ -364,7 +364,7 @@ def _dask_chunk(jobs: list[Job], model: str | None, options: tuple[tuple[str, An
     if key not in _SOURCES:
         import torch
 
-        from gnnff.models import get_model
+        from gnnff.sources.models import get_model
 
         torch.set_num_threads(1)  # the worker's processes share the cores, as in run()
         _SOURCES[key] = get_model(model, **dict(options))
@@ -372,7 +372,7 @@ def _dask_chunk(jobs: list[Job], model: str | None, options: tuple[tuple[str, An
 
 
 def dask_setup(worker: Any) -> None:
-    """distributed's preload hook, run by workers started with ``preload=["gnnff.batch"]``:
+    """distributed's preload hook, run by workers started with ``preload=["gnnff.app.batch"]``:
     they ignore Ctrl-C, which is the client's (it cancels the chunks in flight and reports),
     as :func:`run`'s worker processes do."""
     import signal

@@ -27,7 +27,7 @@ from gnnff.schema import (
     Term,
 )
 from gnnff.files import atomic_write_text
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 
 __all__ = ["system_xml", "to_openmm", "to_xml", "write_xml"]
 

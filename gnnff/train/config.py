@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gnnff.errors import InputError, ModelError
-from gnnff.network import NetworkConfig
+from gnnff.nn.network import NetworkConfig
 
 __all__ = ["DataSource", "SplitConfig", "LossConfig", "NonbondedStage", "OptimConfig", "TrainConfig", "load_config"]
 
@@ -66,7 +66,7 @@ class LossConfig:
 @dataclass(frozen=True)
 class NonbondedStage:
     """Stage 1 of a model with a separate nonbonded network (``network.nonbonded_width`` > 0):
-    fit charges and Lennard-Jones to ``labels`` (a :mod:`gnnff.labels` JSON Lines file)
+    fit charges and Lennard-Jones to ``labels`` (a :mod:`gnnff.train.labels` JSON Lines file)
     before the valence terms; molecules of the main data's validation and test parts are
     left out. ``charges`` and ``lennard_jones`` weight the two losses; ``validation`` is the
     fraction of label molecules held out for early stopping; ``limit`` the first N used."""

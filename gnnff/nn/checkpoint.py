@@ -19,13 +19,13 @@ from rdkit import Chem
 from gnnff._version import __version__
 from gnnff.errors import GnnffError, ModelError, ParametrizationError, first_line
 from gnnff.files import atomic_write
-from gnnff.features import atom_features
-from gnnff.ions import library_charges
-from gnnff.molecule import check_elements
-from gnnff.network import Graph, NetworkConfig, build_network
+from gnnff.chem.features import atom_features
+from gnnff.chem.ions import library_charges
+from gnnff.chem.molecule import check_elements
+from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.schema import TERMS, ForceFieldParameters, Term
 from gnnff.threads import inference_threads
-from gnnff.topology import Topology
+from gnnff.chem.topology import Topology
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "GNNSource"]
 
@@ -203,7 +203,7 @@ class GNNSource:
                     "separate ion, or use --model sage")
 
     def _library(self, mol: Chem.Mol, parameters: ForceFieldParameters) -> ForceFieldParameters:
-        """Library charges for inorganic ions (:mod:`gnnff.ions`), for separate-nonbonded models."""
+        """Library charges for inorganic ions (:mod:`gnnff.chem.ions`), for separate-nonbonded models."""
         if not self.config.separate_nonbonded:
             return parameters
         charges = library_charges(mol)

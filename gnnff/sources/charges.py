@@ -37,7 +37,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from gnnff.errors import ParametrizationError, first_line
-from gnnff.molecule import net_charge, with_conformer
+from gnnff.chem.molecule import net_charge, with_conformer
 
 __all__ = ["CHARGE_METHODS", "assign_charges"]
 

@@ -1,0 +1,4 @@
+"""Applications over the public API: the command line, batch mode with reports and resume,
+output formats (System XML, ffxml, Amber, GROMACS), MD (`gnnff simulate`) and the template
+cache of the OpenMM generator (:mod:`gnnff.openmm`).
+"""

@@ -1,0 +1,4 @@
+"""Stage 1, chemistry: reading molecules (files, SMILES, RDKit, OpenFF), preparing them, their
+topology (every term's atom tuples) and the network's atom features. Imports only the foundation
+modules (schema, units, errors).
+"""

@@ -1,0 +1,3 @@
+"""Parameter sources: the model registry, trained checkpoints and the classical Sage source
+(with its AM1-BCC charges). Imports nn, mm, chem and the foundation.
+"""

@@ -1,0 +1,4 @@
+"""Training and evaluation: configs, data readers, reference labelers and labels, data
+generation, the training loop (single process or data-parallel), evaluation and the
+benchmark protocol. Imports sources, nn, mm, chem and the foundation.
+"""
