@@ -33,7 +33,7 @@ from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
 import gnnff
-from gnnff.train.benchmark import bootstrap_interval
+from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.condensed.charges import compare_charges, nagl_charges, summarize_metrics
 from gnnff.condensed.common import (
     SHARED_DATA,
@@ -44,7 +44,7 @@ from gnnff.condensed.common import (
 )
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_csv
-from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.train.benchmark import bootstrap_interval
 
 ELEMENTS = {1, 6, 7, 8, 9, 15, 16, 17, 35}
 

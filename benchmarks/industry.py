@@ -20,10 +20,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 import gnnff
-from gnnff.train.benchmark import (ConformerResult, plot_cumulative, read_baseline_csv, read_benchmark_sdf,
-                             run_protocol, summarize)
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_csv
+from gnnff.train.benchmark import (
+    ConformerResult,
+    plot_cumulative,
+    read_baseline_csv,
+    read_benchmark_sdf,
+    run_protocol,
+    summarize,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -18,10 +18,10 @@ import torch
 from rdkit import Chem
 
 import gnnff
-from gnnff.train.config import load_config
-from gnnff.train.data import read_qcarchive_sdf
 from gnnff.nn.checkpoint import graph
 from gnnff.nn.network import NetworkConfig, build_network
+from gnnff.train.config import load_config
+from gnnff.train.data import read_qcarchive_sdf
 from gnnff.train.training import Metrics, batch_loss, make_batch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"

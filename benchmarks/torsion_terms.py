@@ -22,9 +22,9 @@ import openmm
 from rdkit import RDLogger
 
 import gnnff
-from gnnff.train.data import molecule_key, qcarchive_groups
 from gnnff.errors import GnnffError
 from gnnff.schema import PROPERS
+from gnnff.train.data import molecule_key, qcarchive_groups
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 

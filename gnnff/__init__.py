@@ -27,13 +27,13 @@ if TYPE_CHECKING:  # what static tools and IDEs see; at run time these load on f
         assign_parameters_many,
         parametrize,
     )
+    from gnnff.chem.molecule import load_molecule, read_records
+    from gnnff.chem.topology import Topology, build_topology
     from gnnff.mm.energy import compute_energy, forces, total_energy
     from gnnff.mm.export import to_openmm, to_xml, write_xml
-    from gnnff.sources.models import available_models, get_model, register_model
-    from gnnff.chem.molecule import load_molecule, read_records
     from gnnff.schema import REQUIRED_TERMS, TERMS, ForceFieldParameters
+    from gnnff.sources.models import available_models, get_model, register_model
     from gnnff.threads import set_inference_threads
-    from gnnff.chem.topology import Topology, build_topology
 
 #: Public name -> module that defines it (imported on first attribute access).
 _LAZY: dict[str, str] = {

@@ -19,12 +19,12 @@ import openmm
 import torch
 from rdkit import Chem
 
+from gnnff.chem.molecule import check_elements, components, load_molecule, name_of
+from gnnff.chem.topology import Topology, build_topology
 from gnnff.errors import GnnffError, ParametrizationError
 from gnnff.mm.export import to_openmm
-from gnnff.sources.models import BatchedParameterSource, ParameterSource, get_model
-from gnnff.chem.molecule import check_elements, components, load_molecule, name_of
 from gnnff.schema import TERMS, ForceFieldParameters
-from gnnff.chem.topology import Topology, build_topology
+from gnnff.sources.models import BatchedParameterSource, ParameterSource, get_model
 
 __all__ = ["Parametrized", "assign_parameters", "assign_parameters_many", "parametrize"]
 

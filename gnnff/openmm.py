@@ -44,11 +44,9 @@ from openmm import app
 from openmm.app.element import Element
 from rdkit import Chem
 
-from gnnff.app.template_cache import open_cache
 from gnnff._version import __version__
 from gnnff.api import Parametrized, assign_parameters
-from gnnff.errors import InputError, ModelError, ParametrizationError
-from gnnff.sources.models import ParameterSource, available_models, get_model
+from gnnff.app.template_cache import open_cache
 from gnnff.chem.molecule import (
     components,
     load_molecule,
@@ -58,6 +56,8 @@ from gnnff.chem.molecule import (
     net_charge,
     read_records,
 )
+from gnnff.chem.topology import Topology
+from gnnff.errors import InputError, ModelError, ParametrizationError
 from gnnff.schema import (
     ANGLES,
     BONDS,
@@ -69,7 +69,7 @@ from gnnff.schema import (
     UREY_BRADLEYS,
     Term,
 )
-from gnnff.chem.topology import Topology
+from gnnff.sources.models import ParameterSource, available_models, get_model
 
 try:  # optional: openmmforcefields' SystemGenerator looks for generators among its base's subclasses
     from openmmforcefields.generators.template_generators import (

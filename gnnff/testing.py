@@ -7,15 +7,18 @@ import openmm
 import torch
 from openmm import unit
 
+from gnnff.chem.topology import Topology
 from gnnff.mm.energy import compute_energy, forces
 from gnnff.schema import ForceFieldParameters
-from gnnff.chem.topology import Topology
 
 __all__ = [
     "assert_parameters_permute",
     "compare_with_openmm",
     "energies_by_force",
     "openmm_terms",
+    "random_rotation",
+    "assert_rigid_motion_invariant",
+    "assert_atoms_permute",
     "parameter_table",
     "subsystem",
 ]
@@ -109,6 +112,51 @@ def assert_parameters_permute(original: tuple[Topology, ForceFieldParameters],
         for key, value in a[term.name].items():
             np.testing.assert_allclose(b[term.name][key], value, atol=atol, rtol=rtol,
                                        err_msg=f"{term.name} {key}")
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random proper rotation matrix ``(3, 3)``."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def assert_rigid_motion_invariant(energy_and_forces, positions: np.ndarray, *, moves: int = 4, seed: int = 0,
+                                  rtol: float = 1e-10, atol: float = 1e-8) -> None:
+    """Assert that rotating and translating a geometry leaves the energy unchanged and
+    rotates the forces with it (invariance and equivariance).
+
+    Parameters
+    ----------
+    energy_and_forces
+        ``f(positions (n_atoms, 3) nm) -> (energies, forces (n_atoms, 3))``; ``energies`` a
+        float or a dict of floats (e.g. per term), compared entry by entry.
+    positions
+        ``(n_atoms, 3)`` in nm.
+    """
+    rng = np.random.default_rng(seed)
+    x = np.asarray(positions, dtype=np.float64)
+    e0, f0 = energy_and_forces(x)
+    e0 = e0 if isinstance(e0, dict) else {"energy": e0}
+    scale = max(1.0, float(np.abs(f0).max()))
+    for _ in range(moves):
+        rotation, shift = random_rotation(rng), rng.normal(size=3)
+        e, f = energy_and_forces(x @ rotation.T + shift)
+        e = e if isinstance(e, dict) else {"energy": e}
+        assert e.keys() == e0.keys()
+        for name in e0:
+            assert abs(float(e[name]) - float(e0[name])) <= atol + rtol * abs(float(e0[name])), \
+                f"{name}: energy {float(e[name])} after a rigid motion, {float(e0[name])} before"
+        np.testing.assert_allclose(np.asarray(f), np.asarray(f0) @ rotation.T, rtol=0, atol=atol + rtol * scale,
+                                   err_msg="forces do not rotate with the molecule")
+
+
+def assert_atoms_permute(values: np.ndarray, permuted_values: np.ndarray, new_order: np.ndarray, *,
+                         atol: float = 0.0, what: str = "per-atom values") -> None:
+    """Assert that per-atom rows follow a relabelling: row ``i`` of ``permuted_values`` is
+    row ``new_order[i]`` of ``values`` (features, charges, forces, ...)."""
+    np.testing.assert_allclose(np.asarray(permuted_values), np.asarray(values)[np.asarray(new_order)],
+                               rtol=0, atol=atol, err_msg=f"{what} do not follow the atoms")
 
 
 def energies_by_force(system: openmm.System, positions: np.ndarray,

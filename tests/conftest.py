@@ -105,3 +105,12 @@ def toy_checkpoint(path: Path, *, optional_terms: tuple[str, ...] = ("urey_bradl
 def urey_bradley_model(tmp_path_factory) -> Path:
     """A toy checkpoint whose network predicts the opt-in Urey-Bradley term."""
     return toy_checkpoint(tmp_path_factory.mktemp("ub") / "ub.pt")
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    """Both precisions, for the numeric tests: torch.float32 (training, inference) and
+    torch.float64 (export, reference energies)."""
+    import torch
+
+    return getattr(torch, request.param)

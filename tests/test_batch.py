@@ -13,8 +13,8 @@ from rdkit import Chem
 
 import gnnff
 from gnnff.api import assign_parameters_many
-from gnnff.nn.checkpoint import GNNSource
 from gnnff.app.cli import main
+from gnnff.nn.checkpoint import GNNSource
 
 
 def _tensors(parameters):
@@ -199,15 +199,15 @@ def test_workers_write_the_same_files(tmp_path, monkeypatch):
     (2.0, 100, 1),    # few molecules: starting workers costs more than it saves
 ])
 def test_auto_workers_use_idle_cores_for_many_molecules(monkeypatch, idle, count, expected):
-    from gnnff.app import cli
+    from gnnff.app import workers
 
-    monkeypatch.setattr(cli, "_idle_cores", lambda cores: idle)
-    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert cli._workers(None, count) == expected
-    assert cli._workers(3, count) == min(3, count)
+    monkeypatch.setattr(workers, "idle_cores", lambda cores: idle)
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert workers.choose_workers(None, count) == expected
+    assert workers.choose_workers(3, count) == min(3, count)
 
 
 def test_idle_cores_is_a_fraction_of_the_cores():
-    from gnnff.app import cli
+    from gnnff.app import workers
 
-    assert 0.0 <= cli._idle_cores(2, window=0.05) <= 2.0
+    assert 0.0 <= workers.idle_cores(2, window=0.05) <= 2.0

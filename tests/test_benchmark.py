@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import SHARED_SDF
 
 import gnnff
 from gnnff.train.benchmark import read_baseline_csv, read_benchmark_sdf, run_protocol, summarize
-
-from conftest import SHARED_SDF
 
 BASELINE = SHARED_SDF.parent / "industry-benchmark-dev-baseline-metrics.csv.gz"
 

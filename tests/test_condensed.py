@@ -17,6 +17,7 @@ import pytest
 from openmm import unit
 
 import gnnff
+from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.condensed.charges import (
     compare_charges,
     dipole_debye,
@@ -31,7 +32,6 @@ from gnnff.condensed.common import (
     bootstrap_statistics,
     mapped_smiles,
 )
-from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.units import KJ_TO_KCAL, ONE_4PI_EPS0
 
 DATA = Path(__file__).resolve().parent / "data"

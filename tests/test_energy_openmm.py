@@ -10,11 +10,11 @@ import torch
 from rdkit import Chem
 
 import gnnff
-from gnnff.mm.energy import compute_energy, forces, total_energy
 from gnnff.chem.molecule import positions_nm
+from gnnff.chem.topology import Topology
+from gnnff.mm.energy import compute_energy, forces, total_energy
 from gnnff.schema import TERMS, ForceFieldParameters
 from gnnff.testing import compare_with_openmm, openmm_terms
-from gnnff.chem.topology import Topology
 
 ENERGY_RTOL = 1e-6
 FORCE_ATOL = 1e-4  # kJ/mol/nm

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import gnnff
-from gnnff.train.data import read_spice_hdf5
-from gnnff.errors import ModelError, ParametrizationError
-from gnnff.train.labelers import get_labeler
 from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.errors import ModelError, ParametrizationError
+from gnnff.train.data import read_spice_hdf5
+from gnnff.train.labelers import get_labeler
 from gnnff.units import HARTREE_TO_KJ
 
 

@@ -10,8 +10,8 @@ import pytest
 from rdkit import Chem
 
 import gnnff
-from gnnff.errors import ChemistryError, InputError, ParametrizationError
 from gnnff.chem.molecule import read_records
+from gnnff.errors import ChemistryError, InputError, ParametrizationError
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).parents[1] / "examples"

@@ -8,12 +8,12 @@ import torch
 from rdkit import Chem
 
 import gnnff
-from gnnff.errors import ModelError
 from gnnff.chem.features import atom_features
 from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.chem.topology import Topology
+from gnnff.errors import ModelError
 from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.testing import assert_parameters_permute, compare_with_openmm
-from gnnff.chem.topology import Topology
 
 
 @pytest.fixture(scope="module")

@@ -197,9 +197,9 @@ def test_evaluate_on_minima_reports_no_force_rmse_and_says_why(tmp_path):
 
 
 def test_evaluate_keeps_molecules_with_forces_and_counts_the_others():
+    from gnnff.chem.molecule import load_molecule, positions_nm, with_conformer
     from gnnff.train.data import MoleculeData
     from gnnff.train.evaluate import _force_note, predict_molecules
-    from gnnff.chem.molecule import load_molecule, positions_nm, with_conformer
 
     mol = with_conformer(load_molecule("CCO", name="ethanol"))
     x = positions_nm(mol)

@@ -21,8 +21,8 @@ from rdkit.Chem import AllChem
 
 import gnnff
 from gnnff.app.cli import main
-from gnnff.errors import GnnffError
 from gnnff.chem.molecule import components, load_molecule, read_records
+from gnnff.errors import GnnffError
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import gnnff
-from gnnff.sources.models import WEIGHTS_DIR, available_models
 from gnnff.chem.molecule import read_records
+from gnnff.sources.models import WEIGHTS_DIR, available_models
 
 SHIPPED = sorted(WEIGHTS_DIR.glob("*.pt"))
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.*"))

@@ -8,15 +8,9 @@ import torch
 from rdkit import Chem
 
 import gnnff
-from gnnff.mm.energy import compute_energy, dihedrals, total_energy
 from gnnff.chem.molecule import positions_nm
-from gnnff.testing import assert_parameters_permute
-
-
-def _rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
+from gnnff.mm.energy import compute_energy, dihedrals, total_energy
+from gnnff.testing import assert_parameters_permute, random_rotation
 
 
 @pytest.mark.parametrize("name", ["aspirin", "glycine_zwitterion", "nitrobenzene", "phosphate"])
@@ -37,7 +31,7 @@ def test_rigid_motion_leaves_energy_unchanged(small_molecules):
     result = gnnff.assign_parameters(small_molecules["aspirin"], model="sage", charges="mmff94")
     x = positions_nm(result.mol)[0]
     rng = np.random.default_rng(5)
-    moved = np.stack([x @ _rotation(rng).T + rng.normal(size=3) for _ in range(5)])
+    moved = np.stack([x @ random_rotation(rng).T + rng.normal(size=3) for _ in range(5)])
     e = compute_energy(result.topology, result.parameters, torch.as_tensor(np.concatenate([x[None], moved])))
     for name, values in e.items():
         assert torch.allclose(values, values[:1].expand_as(values), rtol=1e-10, atol=1e-9), name

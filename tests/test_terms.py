@@ -11,18 +11,17 @@ import openmm
 import pytest
 import torch
 from openmm import app
+from test_formats import _read_back
 
 import gnnff
-from gnnff.nn.checkpoint import load_checkpoint
-from gnnff.mm.energy import compute_energy
-from gnnff.errors import ModelError
 from gnnff.app.formats import FORMATS, write_parametrized
 from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.errors import ModelError
+from gnnff.mm.energy import compute_energy
+from gnnff.nn.checkpoint import load_checkpoint
 from gnnff.nn.network import NetworkConfig
-from gnnff.schema import ANGLES, REQUIRED_TERMS, TERMS, UREY_BRADLEYS, ForceFieldParameters, term_by_name
+from gnnff.schema import REQUIRED_TERMS, TERMS, UREY_BRADLEYS, ForceFieldParameters, term_by_name
 from gnnff.testing import assert_parameters_permute, compare_with_openmm, energies_by_force
-
-from test_formats import _read_back
 
 
 def test_schema_declares_what_every_stage_reads():
@@ -95,7 +94,8 @@ def test_urey_bradley_model_matches_openmm_term_by_term(urey_bradley_model, smal
     by_hand = 0.0
     for (i, _, k), kk, r0 in zip(result.topology.urey_bradleys, ub.k.tolist(), ub.length.tolist()):
         by_hand += 0.5 * kk * (np.linalg.norm(x[0, i] - x[0, k]) - r0) ** 2
-    assert float(energies[UREY_BRADLEYS.name][0, 0]) == pytest.approx(by_hand, rel=1e-5 if dtype == torch.float32 else 1e-10)
+    rel = 1e-5 if dtype == torch.float32 else 1e-10
+    assert float(energies[UREY_BRADLEYS.name][0, 0]) == pytest.approx(by_hand, rel=rel)
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -218,6 +218,9 @@ def test_network_config_rejects_unknown_optional_terms():
         NetworkConfig.from_dict({"optional_terms": ["angles"]})
     assert NetworkConfig.from_dict({"optional_terms": ["urey_bradleys"]}).terms == TERMS
     assert NetworkConfig().terms == REQUIRED_TERMS
+    # a checkpoint without opt-in terms carries no optional_terms key (older gnnff reads it)
+    assert "optional_terms" not in NetworkConfig().to_dict()
+    assert NetworkConfig.from_dict(NetworkConfig().to_dict()) == NetworkConfig()
 
 
 def test_ffxml_with_urey_bradley_in_a_forcefield_beside_amber(urey_bradley_model):

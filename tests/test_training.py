@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_SDF
 
 import gnnff
+from gnnff.chem.molecule import positions_nm
+from gnnff.errors import InputError, ModelError
 from gnnff.nn.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from gnnff.train.config import load_config
 from gnnff.train.data import read_qcarchive_sdf, read_spice_hdf5, split_by_molecule
-from gnnff.errors import InputError, ModelError
-from gnnff.chem.molecule import positions_nm
 from gnnff.train.training import train
 from gnnff.units import BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
-
-from conftest import SHARED_SDF
 
 
 def _config(tmp_path: Path, **overrides) -> dict:
@@ -164,8 +163,9 @@ def test_qcarchive_reader_units_and_grouping():
     d = data[0]
     assert d.positions.shape == (d.n_conformations, d.mol.GetNumAtoms(), 3)
     assert np.all(d.forces == 0.0)
-    from rdkit import Chem
     import gzip
+
+    from rdkit import Chem
 
     with gzip.open(SHARED_SDF) as handle:
         first = next(Chem.ForwardSDMolSupplier(handle, removeHs=False))

@@ -5,7 +5,6 @@ separate nonbonded stage."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 
@@ -16,17 +15,17 @@ import torch
 from rdkit import Chem
 
 import gnnff
-from gnnff.nn.checkpoint import GNNSource, save_checkpoint
-from gnnff.train.config import load_config
-from gnnff.mm.energy import compute_energy
-from gnnff.errors import InputError, ModelError
-from gnnff.mm.export import to_openmm
 from gnnff.chem.features import atom_features
-from gnnff.train.labels import add_lennard_jones, label_molecule, label_nonbonded, read_labels
 from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.chem.topology import build_topology
+from gnnff.errors import InputError, ModelError
+from gnnff.mm.energy import compute_energy
+from gnnff.mm.export import to_openmm
+from gnnff.nn.checkpoint import GNNSource, save_checkpoint
 from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.schema import PROPERS
-from gnnff.chem.topology import build_topology
+from gnnff.train.config import load_config
+from gnnff.train.labels import add_lennard_jones, label_molecule, label_nonbonded, read_labels
 
 V1 = NetworkConfig(width=32, depth=2, head_width=32, head_depth=1, features="v1", nonbonded_width=32,
                    nonbonded_depth=2, torsion_threshold=0.5, linear_angles=True)
@@ -287,7 +286,13 @@ SMILES = ["CCO", "CC(=O)O", "CC(=O)[O-]", "CCN", "CC[NH3+]", "c1ccccc1O", "CC(=O
 @pytest.mark.slow
 def test_nonbonded_stage_lowers_held_out_error(tmp_path):
     from gnnff.train.config import NonbondedStage
-    from gnnff.train.nonbonded_training import _batch, _validation_part, load_labelled, nonbonded_metrics, train_nonbonded
+    from gnnff.train.nonbonded_training import (
+        _batch,
+        _validation_part,
+        load_labelled,
+        nonbonded_metrics,
+        train_nonbonded,
+    )
 
     labels = tmp_path / "labels.jsonl"
     label_nonbonded([(s, "t") for s in SMILES], labels, method="mmff94")
@@ -344,7 +349,13 @@ def test_conjugated_systems_without_formal_charges_are_not_enumerated_because_no
     """structure_averaged skips systems without formal charges; the premise: RDKit
     enumerates such a system (charge separation not allowed) to one structure with the
     input's charges and non-aromatic bond orders, so skipping it changes nothing."""
-    from gnnff.chem.features import MAX_STRUCTURES, _system_atoms, _system_structures, bonds_in_order, conjugated_systems
+    from gnnff.chem.features import (
+        MAX_STRUCTURES,
+        _system_atoms,
+        _system_structures,
+        bonds_in_order,
+        conjugated_systems,
+    )
 
     mol = gnnff.load_molecule(smiles)
     bonds = bonds_in_order(mol)

@@ -35,11 +35,11 @@ from rdkit import Chem
 
 from gnnff._version import __version__
 from gnnff.api import Parametrized, assign_parameters_many
+from gnnff.app.formats import output_files
+from gnnff.chem.molecule import Record, net_charge
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_text
-from gnnff.app.formats import output_files
 from gnnff.sources.models import ParameterSource
-from gnnff.chem.molecule import Record, net_charge
 
 __all__ = ["REPORT_COLUMNS", "Job", "Row", "Work", "molecule_identity", "one_line", "plan", "provenance_path",
            "report_text", "run", "run_dask", "write_report"]

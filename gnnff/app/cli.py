@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from gnnff._version import __version__
+from gnnff.app import workers as machine
 from gnnff.errors import GnnffError, InputError
 
 __all__ = ["main"]
@@ -36,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gnnff {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _parametrize_parser(commands)
+    commands.add_parser("models", help="list the known models")
+    _train_parser(commands)
+    _evaluate_parser(commands)
+    _data_parser(commands)
+    _simulate_parser(commands)
+    return parser
+
+
+def _parametrize_parser(commands) -> None:
     p = commands.add_parser(
         "parametrize", help="write an OpenMM System XML for each molecule of the input",
         description="Parametrize molecules and write one OpenMM System XML per molecule. Several "
@@ -72,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
                         "themselves, so they must see the input's and outputs' folders (a shared "
                         "filesystem); needs pip install 'gnnff[dask]'")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    commands.add_parser("models", help="list the known models")
+
+
+def _train_parser(commands) -> None:
     t = commands.add_parser("train", help="train a model from a YAML config",
                             description="Train a gnnff model; outputs go to the config's 'output' folder.")
     t.add_argument("config", metavar="CONFIG.yaml")
@@ -81,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="data-parallel training in N processes on this machine (torch.distributed, gloo): "
                         "each step's batch is shared out, optim.threads split between them (default: 1; "
                         "under torchrun its processes are used instead)")
+
+
+def _evaluate_parser(commands) -> None:
     e = commands.add_parser("evaluate", help="RMSE tables and parity plots against QM data",
                             description="Energy/force RMSE per data set (bootstrap 95%% intervals over "
                                         "molecules) for a model beside the Sage baseline.")
@@ -92,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline-charges", default="am1bcc-fast",
                    help="charges of the Sage baseline (default: %(default)s); 'none' skips the baseline")
     e.add_argument("--limit", type=int, default=None, help="first N molecules of each file")
+
+
+def _data_parser(commands) -> None:
     g = commands.add_parser("data", help="generate reference data (conformers + QM/ML labels) as HDF5",
                             description="Conformers (input 3D or ETKDG, plus MD frames at elevated temperature) "
                                         "labelled by a reference method, appended to a SPICE-layout HDF5 file; "
@@ -104,8 +123,6 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=float, default=500.0, help="MD temperature in K (default: 500)")
     g.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     g.add_argument("--seed", type=int, default=0)
-    _simulate_parser(commands)
-    return parser
 
 
 def _simulate_parser(commands) -> None:
@@ -137,8 +154,8 @@ def _simulate_parser(commands) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from gnnff.chem.molecule import looks_like_path
     from gnnff.app.simulate import SimulationConfig, simulate
+    from gnnff.chem.molecule import looks_like_path
 
     config = SimulationConfig(
         solvent=args.solvent, ns=args.ns, equilibration_ps=args.equilibration_ps, timestep_fs=args.timestep,
@@ -301,14 +318,14 @@ def _parametrize(args: argparse.Namespace) -> int:
     options = {"charges": args.charges} if args.charges else {}
     if options and args.model is None:
         raise InputError("--charges applies to the classical model: add --model sage")
-    requested = _requested_workers(args.workers or "auto")
-    local = _dask_option(args.dask, args.workers)  # before any file is read: a bad --dask is exit 2
+    requested = machine.requested_workers(args.workers or "auto")
+    local = machine.dask_option(args.dask, args.workers)  # before any file is read: a bad --dask is exit 2
     stem, count, records = _records(args.input)  # a bad input file fails before the model loads
     paths, report, fmt = _output_paths(stem, args.output, count, args.format)  # so does a bad -o
     from tqdm import tqdm
 
     import gnnff
-    from gnnff.app.batch import Row, Work, one_line, plan, run, run_dask  # torch and the network: after the cheap checks
+    from gnnff.app.batch import Row, Work, plan, run, run_dask  # torch and the network: after the cheap checks
     from gnnff.openmm import model_fingerprint
 
     model = gnnff.get_model(args.model, **options)
@@ -318,19 +335,7 @@ def _parametrize(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     start = time.perf_counter()
     bar = tqdm(total=count, unit="mol", desc="parametrize", file=sys.stderr, disable=None if count > 1 else True)
-
-    def record(new: list[Row]) -> None:
-        for row in new:
-            rows.append(row)
-            if row.status == "failed":
-                tqdm.write(f"gnnff: error: {one_line(row.error)}", file=sys.stderr)
-            elif row.status == "skipped":
-                say(f"skipped {row.output}  record {row.record}: output exists, made from the same molecule, "
-                    "model and format (--overwrite redoes it)")
-            else:
-                say(f"wrote {row.output}  record {row.record}{f' ({row.name})' if row.name else ''}  "
-                    f"{row.atoms} atoms  net charge {row.net_charge:+d}  model {model.name}")
-        bar.update(len(new))
+    record = _recorder(rows, bar, say, model.name)
 
     def jobs():
         for item in plan(records, paths, overwrite=args.overwrite, work=work):
@@ -342,14 +347,14 @@ def _parametrize(args: argparse.Namespace) -> int:
     from gnnff.app import cli  # _write by its module name, so worker processes can import it
 
     write = functools.partial(cli._write, fmt=fmt)
-    workers = _workers(requested, count) if args.dask is None else 0
+    workers = machine.choose_workers(requested, count) if args.dask is None else 0
     try:
-        with _one_torch_thread(), _dask_client(args.dask, local) as client:
+        with machine.one_torch_thread(), machine.dask_client(args.dask, local) as client:
             if client is None:
                 batches = run(jobs(), model=model if workers == 1 else args.model, model_options=options,
                               write=write, work=work, workers=workers)
             else:
-                batches = run_dask(jobs(), client=client, model=_model_for_workers(args.model),
+                batches = run_dask(jobs(), client=client, model=machine.model_for_workers(args.model),
                                    model_options=options, write=write, work=work)
             with contextlib.closing(batches):  # an interrupt cancels the chunks in flight first
                 for done in batches:
@@ -366,134 +371,26 @@ def _parametrize(args: argparse.Namespace) -> int:
     return 0 if counts["failed"] == 0 and reported else 1
 
 
-_DASK_INSTALL = "pip install 'gnnff[dask]'"
+def _recorder(rows: list, bar, say, model_name: str):
+    """``record(new_rows)``: keep the rows, say one line for each (errors to stderr), advance the bar."""
+    from tqdm import tqdm
 
+    from gnnff.app.batch import one_line
 
-def _dask_option(value: str | None, workers: str | None) -> int | None:
-    """Check ``--dask`` (and that dask.distributed is installed) before anything is read;
-    return the number of local workers for ``local:N`` (0 for ``local``), None for an address."""
-    if value is None:
-        return None
-    if workers is not None:
-        raise InputError("--workers and --dask exclude each other: use --dask local:N for N local workers")
-    try:
-        import distributed  # noqa: F401 - checked here, used in _dask_client
-    except ImportError:
-        raise InputError(f"--dask needs dask.distributed, which is not installed: {_DASK_INSTALL}") from None
-    name, _, number = value.partition(":")
-    if name != "local":
-        if not value.strip():
-            raise InputError("--dask needs a scheduler address (tcp://host:8786) or local[:N]")
-        return None
-    if not number:
-        return 0
-    if not number.isdigit() or int(number) < 1:
-        raise InputError(f"--dask local:N needs a number of workers of at least 1, not '{number}'")
-    return int(number)
+    def record(new: list) -> None:
+        for row in new:
+            rows.append(row)
+            if row.status == "failed":
+                tqdm.write(f"gnnff: error: {one_line(row.error)}", file=sys.stderr)
+            elif row.status == "skipped":
+                say(f"skipped {row.output}  record {row.record}: output exists, made from the same molecule, "
+                    "model and format (--overwrite redoes it)")
+            else:
+                say(f"wrote {row.output}  record {row.record}{f' ({row.name})' if row.name else ''}  "
+                    f"{row.atoms} atoms  net charge {row.net_charge:+d}  model {model_name}")
+        bar.update(len(new))
 
-
-@contextlib.contextmanager
-def _dask_client(value: str | None, local: int | None) -> Iterator:
-    """A dask.distributed Client for ``--dask`` (None without): connected to the scheduler
-    at ``value``, or to a LocalCluster of ``local`` single-threaded worker processes (0: one
-    per core) that is shut down after."""
-    if value is None:
-        yield None
-        return
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    if local is None:
-        try:
-            client = Client(value, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as err:
-            raise InputError(f"--dask {value}: cannot connect to a dask scheduler ({_reason(err)}); "
-                             "start one (dask scheduler) and its workers, or use --dask local") from None
-        with client:
-            yield client
-        return
-    import dask
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    # dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which makes gnnff ~40%
-    # slower (RDKit and torch allocate many small blocks); these workers keep glibc's default
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
-            LocalCluster(n_workers=local or cores, threads_per_worker=1, processes=True, dashboard_address=":0",
-                         silence_logs=logging.CRITICAL, preload=["gnnff.app.batch"]) as cluster, \
-            Client(cluster) as client:  # errors reach the report as rows; dask's own logs stay quiet
-        yield client
-
-
-def _reason(err: BaseException) -> str:
-    """``err`` as one line."""
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-def _model_for_workers(model: str | None) -> str | None:
-    """``--model`` as workers load it: a checkpoint file by its absolute path (their folder may differ)."""
-    if model is not None and Path(model).is_file():
-        return str(Path(model).resolve())
-    return model
-
-
-#: Below this many molecules, starting worker processes (~3 s) costs more than it saves.
-AUTO_WORKERS_MIN_MOLECULES = 500
-
-
-def _requested_workers(value: str) -> int | None:
-    """``--workers``: a positive number, or None for auto."""
-    if value == "auto":
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise InputError(f"--workers must be a number of at least 1 or 'auto', not '{value}'")
-    return number
-
-
-def _workers(requested: int | None, count: int) -> int:
-    """Worker processes for ``count`` molecules: as requested, or (auto) one per idle core when
-    there are enough molecules; busy cores make workers slower than one process (measured)."""
-    if requested is not None:
-        return max(1, min(requested, count))
-    if count < AUTO_WORKERS_MIN_MOLECULES:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, int(_idle_cores(cores) + 0.5)))
-
-
-def _idle_cores(cores: int, window: float = 0.3) -> float:
-    """Cores idle right now: /proc/stat over ``window`` seconds (Linux), else from the load average."""
-    def idle_and_total() -> tuple[int, int]:
-        with open("/proc/stat") as handle:
-            fields = [int(x) for x in handle.readline().split()[1:]]
-        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user .. steal
-
-    try:
-        idle0, total0 = idle_and_total()
-        time.sleep(window)
-        idle1, total1 = idle_and_total()
-        machine = os.cpu_count() or cores
-        return min(cores, machine * (idle1 - idle0) / max(total1 - total0, 1))
-    except (OSError, ValueError, IndexError):
-        return cores - os.getloadavg()[0]
-
-
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run the network on one thread (restored after): its matrices are small, extra threads
-    gain little on an idle machine and cost several-fold on a busy one; --workers uses the cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return record
 
 
 def _report(rows, stem: Path) -> bool:

@@ -119,8 +119,8 @@ def write_parametrized(result: Parametrized, path: str | os.PathLike, fmt: str =
     InputError
         ``path`` has another format's suffix or an unknown one (see :func:`resolve_output`).
     """
-    from gnnff.mm.export import system_xml
     from gnnff.files import atomic_write_text
+    from gnnff.mm.export import system_xml
 
     files = output_files(path, fmt)
     if fmt == "xml":  # written from the parameters: the same text as XmlSerializer's, faster

@@ -30,8 +30,8 @@ import openmm
 from openmm import app, unit
 
 from gnnff.errors import InputError, SimulationError
-from gnnff.mm.export import to_xml
 from gnnff.files import atomic_write_text
+from gnnff.mm.export import to_xml
 
 __all__ = ["STRETCH_LIMIT", "SimulationConfig", "build_simulation_system", "simulate"]
 
@@ -293,6 +293,37 @@ def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConf
     topology, positions, system = build_simulation_system(molecule, config=config, protein=protein, model=model,
                                                           say=say)
     atomic_write_text(out / "system.xml", to_xml(system))
+    simulation = _simulation(topology, system, positions, config)
+    check = _StabilityCheck(system, topology)
+    _minimise(simulation, config, progress, say)
+    say(f"MD: {config.equilibration_ps:g} ps equilibration + {config.ns:g} ns production at "
+        f"{config.temperature_k:g} K, {config.timestep_fs:g} fs steps")
+    state = simulation.context.getState(getEnergy=True, getPositions=True, enforcePeriodicBox=False)
+    check(state, 0, 0.0)
+    _write_pdb(out / "start.pdb", topology, state.getPositions())
+    simulation.context.setVelocitiesToTemperature(config.temperature_k * unit.kelvin, config.seed)
+    state, done, production_wall = _run_md(simulation, check, config, out, progress)
+    _write_pdb(out / "final.pdb", topology, state.getPositions())
+    ns = config.steps(config.ns * 1000.0) * config.timestep_fs * 1e-6
+    summary = {
+        "atoms": topology.getNumAtoms(),
+        "solvent": config.solvent,
+        "protein": str(protein) if protein is not None else None,
+        "platform": simulation.context.getPlatform().getName(),
+        "steps": done,
+        "production_ns": ns,
+        "ns_per_day": ns / (production_wall / 86400.0) if production_wall > 0 else None,
+        "final_potential_energy_kj_mol": state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+        "files": list(RUN_FILES),
+        "config": asdict(config),
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _simulation(topology: app.Topology, system: openmm.System, positions: Any,
+                config: SimulationConfig) -> app.Simulation:
+    """A Langevin simulation of ``system`` on the configured platform, at ``positions``."""
     integrator = openmm.LangevinMiddleIntegrator(config.temperature_k * unit.kelvin,
                                                  config.friction_per_ps / unit.picosecond,
                                                  config.timestep_fs * unit.femtosecond)
@@ -300,18 +331,25 @@ def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConf
     platform = _platform(config.platform)
     simulation = app.Simulation(topology, system, integrator, *([platform] if platform else []))
     simulation.context.setPositions(positions)
-    check = _StabilityCheck(system, topology)
+    return simulation
+
+
+def _minimise(simulation: app.Simulation, config: SimulationConfig, progress: bool, say: Any) -> None:
+    from tqdm import tqdm
+
     limit = config.minimize_iterations
     say(f"minimising ({'until converged' if limit == 0 else f'at most {limit} iterations'})")
     with tqdm(total=limit or None, unit="it", desc="minimise", disable=not progress, file=None) as bar:
         simulation.minimizeEnergy(tolerance=10.0 * unit.kilojoule_per_mole / unit.nanometer,
                                   maxIterations=limit, reporter=_MinimizationProgress(bar))
-    say(f"MD: {config.equilibration_ps:g} ps equilibration + {config.ns:g} ns production at "
-        f"{config.temperature_k:g} K, {config.timestep_fs:g} fs steps")
-    state = simulation.context.getState(getEnergy=True, getPositions=True, enforcePeriodicBox=False)
-    check(state, 0, 0.0)
-    _write_pdb(out / "start.pdb", topology, state.getPositions())
-    simulation.context.setVelocitiesToTemperature(config.temperature_k * unit.kelvin, config.seed)
+
+
+def _run_md(simulation: app.Simulation, check: Any, config: SimulationConfig, out: Path,
+            progress: bool) -> tuple[Any, int, float]:
+    """Equilibration then production in chunks of the report interval, the stability
+    check after each; the trajectory and log written as it goes. Returns the last state,
+    the steps done and the production's wall time (s)."""
+    from tqdm import tqdm
 
     interval = config.steps(config.report_ps)
     equilibration = config.steps(config.equilibration_ps)
@@ -322,7 +360,7 @@ def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConf
         totalEnergy=True, temperature=True, volume=config.solvent == "water", speed=True,
         totalSteps=equilibration + production, separator=","))
     bar = tqdm(total=equilibration + production, unit="step", desc="md", disable=not progress, file=None)
-    done, production_wall = 0, 0.0
+    done, production_wall, state = 0, 0.0, None
     try:
         for phase, steps in (("equilibration", equilibration), ("production", production)):
             remaining, start = steps, time.perf_counter()
@@ -342,19 +380,6 @@ def simulate(molecule: Any, output: str | os.PathLike, *, config: SimulationConf
             close = getattr(getattr(reporter, "_out", None), "close", None)
             if close is not None:
                 close()
-    _write_pdb(out / "final.pdb", topology, state.getPositions())
-    ns = production * config.timestep_fs * 1e-6
-    summary = {
-        "atoms": topology.getNumAtoms(),
-        "solvent": config.solvent,
-        "protein": str(protein) if protein is not None else None,
-        "platform": simulation.context.getPlatform().getName(),
-        "steps": done,
-        "production_ns": ns,
-        "ns_per_day": ns / (production_wall / 86400.0) if production_wall > 0 else None,
-        "final_potential_energy_kj_mol": state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
-        "files": list(RUN_FILES),
-        "config": asdict(config),
-    }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary
+    if state is None:  # no steps at all: the minimised state
+        state = simulation.context.getState(getEnergy=True, getPositions=True)
+    return state, done, production_wall

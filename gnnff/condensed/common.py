@@ -26,10 +26,10 @@ import torch
 from rdkit import Chem
 
 from gnnff.api import Parametrized
+from gnnff.chem.molecule import mapped_smiles
 from gnnff.errors import GnnffError, InputError, ModelError, first_line
 from gnnff.files import atomic_write_text
 from gnnff.sources.models import ParameterSource, get_model
-from gnnff.chem.molecule import mapped_smiles
 
 __all__ = [
     "DEFAULT_FORCE_FIELDS",

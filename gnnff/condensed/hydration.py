@@ -30,9 +30,9 @@ import openmm
 from openmm import app, unit
 
 from gnnff.api import Parametrized
+from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.condensed.common import require, template_forcefield
 from gnnff.errors import InputError
-from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.openmm import to_openmm_topology
 from gnnff.units import KJ_TO_KCAL
 

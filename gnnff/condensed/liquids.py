@@ -30,10 +30,10 @@ import openmm
 from openmm import app, unit
 
 from gnnff.api import Parametrized
+from gnnff.chem.molecule import name_of, with_conformer
 from gnnff.condensed.common import require, template_forcefield
 from gnnff.errors import InputError, SimulationError
 from gnnff.files import atomic_write_text
-from gnnff.chem.molecule import name_of, with_conformer
 from gnnff.openmm import atom_names, to_openmm_topology
 
 __all__ = ["LiquidProtocol", "liquid_density", "pack_box"]

@@ -14,13 +14,13 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from gnnff.chem.topology import Topology
 from gnnff.schema import (
     COULOMB_14_SCALE,
     LJ_14_SCALE,
     ForceFieldParameters,
     Term,
 )
-from gnnff.chem.topology import Topology
 from gnnff.units import ONE_4PI_EPS0
 
 __all__ = [

@@ -3,8 +3,8 @@
 Only standard OpenMM forces, one per term present in the parameters (the terms of
 :data:`gnnff.schema.TERMS` in their order), each in its own force group
 (``term.force_group``) and named after the term. Each functional form
-(:data:`gnnff.schema.FORMS`) has one table writer here, used by every term of that form. Particles follow the topology's atom
-order. The nonbonded force has no cutoff; 1-2 and 1-3 pairs are exceptions with
+(:data:`gnnff.schema.FORMS`) has one table writer here, used by every term of that form.
+Particles follow the topology's atom order. The nonbonded force has no cutoff; 1-2 and 1-3 pairs are exceptions with
 zero interaction, 1-4 pairs are exceptions scaled as in :mod:`gnnff.schema`.
 """
 
@@ -19,6 +19,8 @@ import numpy as np
 import openmm
 from openmm.app.element import Element
 
+from gnnff.chem.topology import Topology
+from gnnff.files import atomic_write_text
 from gnnff.schema import (
     COULOMB_14_SCALE,
     FORMS,
@@ -26,8 +28,6 @@ from gnnff.schema import (
     ForceFieldParameters,
     Term,
 )
-from gnnff.files import atomic_write_text
-from gnnff.chem.topology import Topology
 
 __all__ = ["system_xml", "to_openmm", "to_xml", "write_xml"]
 

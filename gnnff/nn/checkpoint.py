@@ -17,15 +17,15 @@ import torch
 from rdkit import Chem
 
 from gnnff._version import __version__
-from gnnff.errors import GnnffError, ModelError, ParametrizationError, first_line
-from gnnff.files import atomic_write
 from gnnff.chem.features import atom_features
 from gnnff.chem.ions import library_charges
 from gnnff.chem.molecule import check_elements
+from gnnff.chem.topology import Topology
+from gnnff.errors import GnnffError, ModelError, ParametrizationError, first_line
+from gnnff.files import atomic_write
 from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.schema import TERMS, ForceFieldParameters, Term
 from gnnff.threads import inference_threads
-from gnnff.chem.topology import Topology
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "GNNSource"]
 

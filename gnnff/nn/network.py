@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from gnnff.errors import ModelError
 from gnnff.chem.features import FEATURE_SETS, N_FEATURES
+from gnnff.chem.topology import Topology
+from gnnff.errors import ModelError
 from gnnff.schema import (
     ANGLES,
     BONDS,
@@ -44,7 +45,6 @@ from gnnff.schema import (
     Term,
     UreyBradleyParameters,
 )
-from gnnff.chem.topology import Topology
 
 __all__ = ["NetworkConfig", "Graph", "Head", "HEADS", "GNNForceField", "NonbondedNetwork", "ARCHITECTURES",
            "build_network", "LJ_BOUNDS", "linear_angles", "linear_propers", "nonbonded_parameters"]
@@ -147,8 +147,13 @@ class NetworkConfig:
         return tuple(t for t in TERMS if not t.optional or t.name in self.optional_terms)
 
     def to_dict(self) -> dict[str, Any]:
+        """The options as plain data; ``optional_terms`` only when there are some, so a
+        checkpoint without opt-in terms stays readable by a gnnff that predates them."""
         values = asdict(self)
-        values["optional_terms"] = list(self.optional_terms)
+        if self.optional_terms:
+            values["optional_terms"] = list(self.optional_terms)
+        else:
+            del values["optional_terms"]
         return values
 
 

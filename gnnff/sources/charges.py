@@ -36,8 +36,8 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from gnnff.errors import ParametrizationError, first_line
 from gnnff.chem.molecule import net_charge, with_conformer
+from gnnff.errors import ParametrizationError, first_line
 
 __all__ = ["CHARGE_METHODS", "assign_charges"]
 

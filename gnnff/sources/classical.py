@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from gnnff.sources.charges import assign_charges
-from gnnff.errors import ParametrizationError, first_line
 from gnnff.chem.molecule import check_elements
+from gnnff.chem.topology import Topology
+from gnnff.errors import ParametrizationError, first_line
 from gnnff.schema import (
     ANGLES,
     BONDS,
@@ -41,7 +41,7 @@ from gnnff.schema import (
     ProperParameters,
     unit_of,
 )
-from gnnff.chem.topology import Topology
+from gnnff.sources.charges import assign_charges
 from gnnff.units import RMIN_HALF_TO_SIGMA
 
 __all__ = ["SageSource", "SAGE_ELEMENTS"]

@@ -19,8 +19,8 @@ from gnnff.errors import GnnffError, ModelError
 if TYPE_CHECKING:  # annotations only: `gnnff models` must not import torch or RDKit
     from rdkit import Chem
 
-    from gnnff.schema import ForceFieldParameters
     from gnnff.chem.topology import Topology
+    from gnnff.schema import ForceFieldParameters
 
 __all__ = [
     "DEFAULT_MODEL",

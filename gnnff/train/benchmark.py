@@ -26,11 +26,11 @@ import openmm.unit as unit
 from rdkit import Chem
 from rdkit.Chem import TorsionFingerprints, rdMolAlign
 
-from gnnff.train.data import molecule_key, qcarchive_groups
-from gnnff.mm.export import to_openmm
-from gnnff.sources.models import ParameterSource
 from gnnff.chem.molecule import prepare
 from gnnff.chem.topology import build_topology
+from gnnff.mm.export import to_openmm
+from gnnff.sources.models import ParameterSource
+from gnnff.train.data import molecule_key, qcarchive_groups
 from gnnff.units import ANGSTROM_TO_NM, KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = ["BenchmarkMolecule", "ConformerResult", "read_benchmark_sdf", "run_protocol",

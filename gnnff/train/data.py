@@ -26,13 +26,13 @@ import numpy as np
 from rdkit import Chem
 from tqdm import tqdm
 
-from gnnff.mm.energy import nonbonded_pairs
-from gnnff.errors import GnnffError, InputError
-from gnnff.files import atomic_write_text
 from gnnff.chem.features import atom_features
 from gnnff.chem.molecule import mol_from_mapped_smiles, molecule_key, prepare
-from gnnff.schema import NONBONDED
 from gnnff.chem.topology import Topology, build_topology
+from gnnff.errors import GnnffError, InputError
+from gnnff.files import atomic_write_text
+from gnnff.mm.energy import nonbonded_pairs
+from gnnff.schema import NONBONDED
 from gnnff.units import ANGSTROM_TO_NM, BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
 
 __all__ = [

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gnnff.train.data import MoleculeData, drop_broken, read_dataset
-from gnnff.mm.energy import energy_and_forces
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_csv, atomic_write_text
+from gnnff.mm.energy import energy_and_forces
 from gnnff.sources.models import ParameterSource
+from gnnff.train.data import MoleculeData, drop_broken, read_dataset
 from gnnff.units import KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = ["Predictions", "predict_molecules", "bootstrap_rmse", "evaluate"]

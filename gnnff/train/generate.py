@@ -25,8 +25,8 @@ from rdkit.Chem import AllChem
 from tqdm import tqdm
 
 from gnnff._version import __version__
-from gnnff.errors import GnnffError
 from gnnff.chem.molecule import Record, positions_nm
+from gnnff.errors import GnnffError
 from gnnff.units import BOHR_TO_NM, HARTREE_TO_KJ
 
 __all__ = ["SamplingConfig", "sample_conformers", "mapped_smiles", "generate"]

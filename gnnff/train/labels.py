@@ -33,8 +33,8 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
-from gnnff.errors import GnnffError, InputError, first_line
 from gnnff.chem.molecule import mapped_smiles
+from gnnff.errors import GnnffError, InputError, first_line
 
 __all__ = ["LABEL_METHOD", "add_lennard_jones", "label_molecule", "label_nonbonded", "read_labels",
            "prepared_from_mapped_smiles"]
@@ -45,7 +45,8 @@ LABEL_METHOD = "am1bcc-mmff"
 
 def prepared_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
     """The prepared molecule of a mapped SMILES, atoms in map-number order, named ``label``."""
-    from gnnff.chem.molecule import mol_from_mapped_smiles as parse, prepare
+    from gnnff.chem.molecule import mol_from_mapped_smiles as parse
+    from gnnff.chem.molecule import prepare
 
     mol = parse(smiles, label)
     mol.SetProp("_Name", label)
@@ -56,8 +57,8 @@ def label_molecule(smiles: str, source: str = "", method: str = LABEL_METHOD,
                    lennard_jones: bool = True) -> dict[str, Any]:
     """Label one molecule given by SMILES (mapped or plain); a failure becomes an ``error``
     entry. ``lennard_jones=False`` leaves out sigma and epsilon (see :func:`add_lennard_jones`)."""
-    from gnnff.sources.charges import assign_charges
     from gnnff.chem.molecule import load_molecule, molecule_key, with_conformer
+    from gnnff.sources.charges import assign_charges
 
     RDLogger.DisableLog("rdApp.*")
     start = time.perf_counter()

@@ -25,12 +25,12 @@ import torch
 from rdkit import Chem
 from tqdm import tqdm
 
+from gnnff.chem.features import atom_features
+from gnnff.chem.topology import Topology, build_topology
 from gnnff.errors import GnnffError, InputError
 from gnnff.files import atomic_write, atomic_write_text
-from gnnff.chem.features import atom_features
-from gnnff.train.labels import prepared_from_mapped_smiles, read_labels
 from gnnff.nn.network import Graph, NonbondedNetwork
-from gnnff.chem.topology import Topology, build_topology
+from gnnff.train.labels import prepared_from_mapped_smiles, read_labels
 
 __all__ = ["LabelledMolecule", "load_labelled", "lj_residuals", "train_nonbonded", "nonbonded_metrics"]
 

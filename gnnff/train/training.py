@@ -24,18 +24,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gnnff.nn.checkpoint import load_checkpoint, save_checkpoint
-from gnnff.train.config import TrainConfig
-from gnnff.train.data import (MoleculeData, ReferenceCache, drop_broken, drop_distorted, drop_high_energy, read_dataset,
-                        split_by_molecule)
-from gnnff.mm.energy import energy_and_forces
+from gnnff.chem.topology import Topology
 from gnnff.errors import InputError, first_line
 from gnnff.files import atomic_write_text
+from gnnff.mm.energy import energy_and_forces
+from gnnff.nn.checkpoint import load_checkpoint, save_checkpoint
 from gnnff.nn.network import Graph, build_network
+from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
+from gnnff.train.config import TrainConfig
+from gnnff.train.data import (
+    MoleculeData,
+    ReferenceCache,
+    drop_broken,
+    drop_distorted,
+    drop_high_energy,
+    read_dataset,
+    split_by_molecule,
+)
 from gnnff.train.nonbonded_training import label_elements, lj_residuals, train_nonbonded
 from gnnff.train.parallel import SINGLE, World, launch
-from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
-from gnnff.chem.topology import Topology
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = ["Batch", "make_batch", "predict", "Metrics", "train", "train_parallel", "prepare_data"]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from rdkit import Chem
 
+from gnnff.chem.molecule import Record
 from gnnff.train.config import load_config
 from gnnff.train.data import drop_broken, read_qcarchive_sdf, split_by_molecule
 from gnnff.train.generate import SamplingConfig, generate
-from gnnff.chem.molecule import Record
 
 HERE = Path(__file__).resolve().parent
 ANI_ELEMENTS = {1, 6, 7, 8, 9, 16, 17}

@@ -17,11 +17,11 @@ import numpy as np
 from rdkit import Chem
 
 import gnnff
-from gnnff.sources.charges import assign_charges
-from gnnff.condensed.charges import equivalent_atoms
-from gnnff.files import atomic_write_text
 from gnnff.chem.ions import ION_SMILES, library_key
 from gnnff.chem.molecule import prepare, with_conformer
+from gnnff.condensed.charges import equivalent_atoms
+from gnnff.files import atomic_write_text
+from gnnff.sources.charges import assign_charges
 
 OUT = Path(__file__).resolve().parents[2] / "gnnff" / "chem" / "library" / "ions.json"
 

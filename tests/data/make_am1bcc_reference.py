@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import gnnff
-from gnnff.sources.charges import assign_charges
-from gnnff.condensed.common import SHARED_DATA, mapped_smiles
 from gnnff.chem.molecule import with_conformer
+from gnnff.condensed.common import SHARED_DATA, mapped_smiles
+from gnnff.sources.charges import assign_charges
 
 HERE = Path(__file__).resolve().parent
 MOLECULES = {
