@@ -10,6 +10,11 @@ and Sage physical-property molecule, and the molecules ``benchmarks/charges.py``
 (40 and 200 with its default seed). Output: labels.jsonl beside this file; it resumes.
 
     python recipes/v1/make_labels.py [--workers 2] [--limit N]
+    python recipes/v1/make_labels.py --snapshot      # labels.jsonl -> labels.jsonl.gz (committed)
+
+Labels take hours on 2 cores and a machine is not kept between sessions, so the labels made
+so far are committed as ``labels.jsonl.gz``: a run without ``labels.jsonl`` starts from that
+snapshot and labels only what it lacks.
 
 On a many-core machine without OpenMM/OpenFF (only RDKit, AmberTools, numpy, tqdm), the
 charges can be computed apart and merged back here, where Sage's LJ is added:
@@ -27,6 +32,7 @@ import csv
 import gzip
 import importlib.util
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +152,33 @@ def rare_first(todo: list[tuple[str, str]], labelled: list[str]) -> list[tuple[s
     return [todo[i] for i in np.argsort(-np.asarray(scores), kind="stable")]
 
 
+def write_snapshot(labels: Path, snapshot: Path) -> None:
+    """``labels`` (JSON Lines, complete lines only) gzipped to ``snapshot``, atomically."""
+    from gnnff.files import atomic_write
+    from gnnff.train.labels import read_labels
+
+    entries = list(read_labels(labels))  # skips a torn last line
+
+    def write(tmp: str) -> None:
+        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as handle:
+            handle.writelines(json.dumps(entry) + "\n" for entry in entries)
+
+    atomic_write(snapshot, write)
+    print(f"{snapshot}: {len(entries)} label entries ({snapshot.stat().st_size / 1e6:.1f} MB)")
+
+
+def restore_snapshot(snapshot: Path, labels: Path) -> None:
+    """Start ``labels`` from the committed snapshot (atomically)."""
+    from gnnff.files import atomic_write
+
+    def write(tmp: str) -> None:
+        with gzip.open(snapshot, "rt", encoding="utf-8") as source, open(tmp, "w", encoding="utf-8") as out:
+            out.writelines(source)
+
+    atomic_write(labels, write)
+    print(f"{labels}: started from the snapshot {snapshot.name}")
+
+
 def main() -> None:
     RDLogger.DisableLog("rdApp.*")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -161,8 +194,15 @@ def main() -> None:
                         "environments are rarest among those already labelled")
     parser.add_argument("--merge", nargs="+", metavar="JSONL", help="add Sage LJ to these label files "
                         "and append them to OUTPUT")
+    parser.add_argument("--snapshot", action="store_true", help="write OUTPUT.gz (the committed snapshot) and stop")
     args = parser.parse_args()
     output = Path(args.output)
+    snapshot = output.with_name(output.name + ".gz")
+    if args.snapshot:
+        write_snapshot(output, snapshot)
+        return
+    if not output.exists() and snapshot.is_file():
+        restore_snapshot(snapshot, output)
     if args.merge:
         for part in args.merge:
             counts = add_lennard_jones(part, output)
