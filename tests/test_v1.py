@@ -367,3 +367,27 @@ def test_conjugated_systems_without_formal_charges_are_not_enumerated_because_no
         for k, order in zip(system, orders):
             if not bonds[k].GetIsAromatic():
                 assert order == bonds[k].GetBondTypeAsDouble(), (smiles, k)
+
+
+def test_label_snapshot_round_trip(tmp_path):
+    """recipes/v1/make_labels.py keeps its labels in a committed gzip snapshot: written from
+    the complete lines of labels.jsonl (a torn last line left out), restored to the same entries."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from gnnff.train.labels import read_labels
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "v1" / "make_labels.py"
+    spec = importlib.util.spec_from_file_location("make_labels", path)
+    make_labels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_labels)
+    labels = tmp_path / "labels.jsonl"
+    entries = [{"input": "CCO", "charges": [0.1, -0.1]}, {"input": "[Na+]", "error": "x"}]
+    labels.write_text("".join(json.dumps(e) + "\n" for e in entries) + '{"input": "CC', encoding="utf-8")
+    snapshot = tmp_path / "labels.jsonl.gz"
+    make_labels.write_snapshot(labels, snapshot)
+    restored = tmp_path / "restored.jsonl"
+    make_labels.restore_snapshot(snapshot, restored)
+    assert list(read_labels(restored)) == entries
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.jsonl", "labels.jsonl.gz", "restored.jsonl"]
