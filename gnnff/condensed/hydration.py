@@ -185,6 +185,39 @@ def _set_platform(name: str | None) -> None:
     cache.platform = openmm.Platform.getPlatformByName(name)
 
 
+def _resume(storage: Path, protocol: HydrationProtocol) -> tuple[Any, Any]:
+    """The sampler and reporter of an existing storage file, or (None, None) when there is
+    none or it was killed before its first checkpoint (its files are then removed)."""
+    multistate = require("openmmtools.multistate", "the hydration benchmark")
+    if not storage.is_file():
+        return None, None
+    reporter = None
+    try:
+        reporter = multistate.MultiStateReporter(str(storage), open_mode="a",
+                                                 checkpoint_interval=protocol.checkpoint_interval)
+        return multistate.ReplicaExchangeSampler.from_storage(reporter), reporter
+    except (OSError, KeyError, IndexError, ValueError, RuntimeError):  # killed before its first checkpoint
+        if reporter is not None:
+            reporter.close()
+        for path in storage.parent.glob(storage.stem + "*.nc"):
+            path.unlink()
+        return None, None
+
+
+def _analyse(storage: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MBAR free energies, their errors (kT) and the overlap matrix of a finished leg."""
+    multistate = require("openmmtools.multistate", "the hydration benchmark")
+    reporter = multistate.MultiStateReporter(str(storage), open_mode="r")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            analyzer = multistate.MultiStateSamplerAnalyzer(reporter)
+            f, df = analyzer.get_free_energy()
+            return f, df, np.asarray(analyzer.mbar.compute_overlap()["matrix"])
+    finally:
+        reporter.close()
+
+
 def run_leg(result: Parametrized, phase: str, protocol: HydrationProtocol, storage: str | os.PathLike, *,
             progress: Any = None) -> dict[str, Any]:
     """Run (or resume) one leg and estimate its free energy with MBAR.
@@ -205,23 +238,13 @@ def run_leg(result: Parametrized, phase: str, protocol: HydrationProtocol, stora
         (smallest MBAR overlap between neighbouring states; below ~0.03 the schedule
         needs more states there).
     """
-    multistate = require("openmmtools.multistate", "the hydration benchmark")
+    require("openmmtools.multistate", "the hydration benchmark")  # a clear error before any work
     _set_platform(protocol.platform)
     storage = Path(storage)
     storage.parent.mkdir(parents=True, exist_ok=True)
     target = protocol.iterations if phase == "solvent" else protocol.vacuum_iterations
     start = time.perf_counter()
-    sampler = reporter = None
-    if storage.is_file():
-        try:
-            reporter = multistate.MultiStateReporter(str(storage), open_mode="a",
-                                                     checkpoint_interval=protocol.checkpoint_interval)
-            sampler = multistate.ReplicaExchangeSampler.from_storage(reporter)
-        except (OSError, KeyError, IndexError, ValueError, RuntimeError):  # killed before its first checkpoint
-            if reporter is not None:
-                reporter.close()
-            for path in storage.parent.glob(storage.stem + "*.nc"):
-                path.unlink()
+    sampler, reporter = _resume(storage, protocol)
     if sampler is None:
         sampler, reporter = _create(result, phase, protocol, storage, target)
     done = sampler.iteration
@@ -238,15 +261,7 @@ def run_leg(result: Parametrized, phase: str, protocol: HydrationProtocol, stora
     n_atoms = sampler.sampler_states[0].n_particles
     reporter.close()  # netCDF/HDF5 must not hold the file open twice
     del sampler
-    reporter = multistate.MultiStateReporter(str(storage), open_mode="r")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            analyzer = multistate.MultiStateSamplerAnalyzer(reporter)
-            f, df = analyzer.get_free_energy()
-            overlap = np.asarray(analyzer.mbar.compute_overlap()["matrix"])
-    finally:
-        reporter.close()
+    f, df, overlap = _analyse(storage)
     kt = protocol.kt_kcal
     neighbours = [float(overlap[i, i + 1]) for i in range(len(overlap) - 1)]
     return {"dG_kcal": float(f[0, -1] * kt), "dG_err_kcal": float(df[0, -1] * kt), "iterations": int(target),

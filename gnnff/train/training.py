@@ -345,6 +345,25 @@ def train(config: TrainConfig, *, resume: bool = False, world: World = SINGLE) -
         torch.set_num_threads(threads)
 
 
+def _advance(state: dict[str, Any], epoch: int, loss: float) -> bool:
+    """Record ``epoch``'s validation loss in the loop state; whether it is the best so far."""
+    improved = loss < state["best"]
+    if improved:
+        state.update(best=loss, bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    state["epoch"] = epoch
+    return improved
+
+
+def _epoch_line(epoch: int, train: dict[str, float], validation: dict[str, float]) -> str:
+    charges = (f"  charge RMSE {validation['charge_rmse']:.4f} e"
+               if math.isfinite(validation["charge_rmse"]) else "")  # none without reference charges
+    return (f"epoch {epoch}: train loss {train['loss']:.4f}  validation energy RMSE "
+            f"{validation['energy_rmse']:.3f} kcal/mol  force RMSE {validation['force_rmse']:.3f} kcal/mol/A"
+            + charges)
+
+
 def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
     torch.manual_seed(config.optim.seed)
     torch.set_num_threads(max(1, config.optim.threads // world.size))
@@ -388,12 +407,7 @@ def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
                    "molecules": {k: len(v) for k, v in parts.items()}}
         if stage_one is not None:
             summary["nonbonded"] = {"best": stage_one["best"], "molecules": stage_one["molecules"]}
-        improved = val_metrics["loss"] < state["best"]
-        if improved:
-            state.update(best=val_metrics["loss"], bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
+        improved = _advance(state, epoch, val_metrics["loss"])
         if world.main:
             _write_row(out / "metrics.csv", epoch, train_metrics, val_metrics, time.perf_counter() - start)
             save = functools.partial(save_checkpoint, network=network, config=config.network, elements=elements,
@@ -401,9 +415,7 @@ def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
             if improved:
                 save(out / "model.pt")
             save(out / "last.pt", extra={"optimizer": optimizer.state_dict(), "loop": dict(state)})
-        say(f"epoch {epoch}: train loss {train_metrics['loss']:.4f}  validation energy RMSE "
-            f"{val_metrics['energy_rmse']:.3f} kcal/mol  force RMSE {val_metrics['force_rmse']:.3f} "
-            f"kcal/mol/A  charge RMSE {val_metrics['charge_rmse']:.4f} e")
+        say(_epoch_line(epoch, train_metrics, val_metrics))
         if state["bad_epochs"] >= config.optim.patience:
             say(f"early stop: no validation improvement for {config.optim.patience} epochs")
             break
