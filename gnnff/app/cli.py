@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     _train_parser(commands)
     _evaluate_parser(commands)
     _data_parser(commands)
+    _scan_parser(commands)
     _simulate_parser(commands)
     return parser
 
@@ -125,6 +126,37 @@ def _data_parser(commands) -> None:
     g.add_argument("--seed", type=int, default=0)
 
 
+def _scan_parser(commands) -> None:
+    s = commands.add_parser(
+        "scan", help="drive one torsion with a reference method and compare the model's profile",
+        description="Restrained-optimisation torsion drive: the dihedral I-J-K-L is set to each grid value "
+                    "(every --step degrees, both directions round from the input conformer, the lower energy "
+                    "kept) with the reference method, everything else optimised; the model's System is then "
+                    "minimised under the same restraint at each point. Writes profile.csv, profile.png, "
+                    "scan.sdf and summary.json (RMSE of the model's profile) to the output folder.")
+    s.add_argument("input", metavar="INPUT", help="molecule file (its first conformer starts the drive) or SMILES")
+    s.add_argument("--torsion", type=int, nargs=4, required=True, metavar=("I", "J", "K", "L"),
+                   help="the dihedral's atoms, 0-based indices in the input's order (hydrogens included)")
+    s.add_argument("--labeler", default="ani-2x", help="reference method: ani-2x (default), gfn2-xtb, b3lyp-d3bj")
+    s.add_argument("--model", default=None, metavar="NAME_OR_PATH", help="the model compared (default: the default)")
+    s.add_argument("--step", type=float, default=15.0, metavar="DEG", help="grid spacing (default: %(default)s)")
+    s.add_argument("-o", "--output", default=None, metavar="DIR", help="output folder (default: INPUT-stem-scan-I-J-K-L)")
+    s.add_argument("--overwrite", action="store_true", help="replace an earlier scan in the output folder")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from gnnff.train.scan import scan
+
+    output = args.output or f"{_input_stem(args.input)}-scan-{'-'.join(map(str, args.torsion))}"
+    summary = scan(args.input, tuple(args.torsion), output, labeler=args.labeler, model=args.model, step=args.step,
+                   overwrite=args.overwrite, progress=not args.quiet)
+    print(f"scan of torsion {summary['torsion']} ({summary['molecule']}): {summary['points']} points, "
+          f"{args.labeler} vs {summary['model']}: RMSE {summary['rmse_kcal_mol']:.2f} kcal/mol; "
+          f"{summary['seconds']:.0f} s ({summary['labelling_seconds']:.0f} s labelling); {output}/")
+    return 0
+
+
 def _simulate_parser(commands) -> None:
     m = commands.add_parser(
         "simulate", help="MD of a ligand in water or vacuum, optionally in a protein",
@@ -153,17 +185,22 @@ def _simulate_parser(commands) -> None:
     m.add_argument("-q", "--quiet", action="store_true", help="no stage lines or progress bars")
 
 
+def _input_stem(source: str) -> str:
+    """A file's stem, or a name made from a SMILES string (for default output folders)."""
+    from gnnff.chem.molecule import looks_like_path
+
+    return Path(source).name.split(".")[0] if looks_like_path(source) else _slug(source)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from gnnff.app.simulate import SimulationConfig, simulate
-    from gnnff.chem.molecule import looks_like_path
 
     config = SimulationConfig(
         solvent=args.solvent, ns=args.ns, equilibration_ps=args.equilibration_ps, timestep_fs=args.timestep,
         temperature_k=args.temperature, padding_nm=args.padding, box_nm=args.box, report_ps=args.report_ps,
         platform=args.platform, seed=args.seed,
         minimize_iterations=args.minimize_iterations)
-    stem = Path(args.input).name.split(".")[0] if looks_like_path(args.input) else _slug(args.input)
-    output = args.output or f"{stem}-md"
+    output = args.output or f"{_input_stem(args.input)}-md"
     summary = simulate(args.input, output, config=config, protein=args.protein, model=args.model,
                        progress=not args.quiet, overwrite=args.overwrite)
     print(f"simulated {summary['production_ns']:g} ns of {summary['atoms']} atoms on {summary['platform']} at "
@@ -492,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "scan":
+            return _scan(args)
     except GnnffError as err:
         print("gnnff: error: " + " ".join(str(err).split()), file=sys.stderr)  # always one line
         return 2

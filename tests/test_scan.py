@@ -1,0 +1,93 @@
+"""Torsion drives (``gnnff scan``): the driven dihedral lands on the grid, the reported
+energy is the unrestrained one, bad torsions are refused by name, the CLI writes its files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gnnff
+from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.errors import InputError
+from gnnff.train.scan import (check_torsion, dihedral_deg, drive, mm_profile, moving_atoms, set_dihedral,
+                              system_energy)
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def butane():
+    result = gnnff.assign_parameters("CCCC")
+    mol = with_conformer(result.mol)
+    return mol, positions_nm(mol)[0], system_energy(result.to_openmm())
+
+
+def test_drive_lands_on_the_grid_and_reports_the_unrestrained_energy(butane):
+    mol, x0, energy = butane
+    torsion = check_torsion(mol, (0, 1, 2, 3))
+    points = drive(energy, x0, torsion, moving_atoms(mol, torsion), step=60.0)
+    assert [p.target_deg for p in points] == [-180.0, -120.0, -60.0, 0.0, 60.0, 120.0]
+    for p in points:
+        assert abs((p.dihedral_deg - p.target_deg + 180.0) % 360.0 - 180.0) < 0.05, p
+        assert dihedral_deg(p.positions, torsion) == pytest.approx(p.dihedral_deg)
+        assert p.energy == pytest.approx(energy(p.positions)[0], abs=1e-9)  # the restraint is released
+    e = {p.target_deg: p.energy for p in points}
+    assert min(e, key=e.get) == -180.0 and max(e, key=e.get) == 0.0  # anti lowest, syn highest
+    assert e[60.0] == pytest.approx(e[-60.0], abs=0.05)  # the two gauche minima
+    # the same energy function's MM profile on these geometries gives the same energies
+    again = mm_profile(energy, points, torsion)
+    np.testing.assert_allclose([p.energy for p in again], [p.energy for p in points], atol=0.05)
+
+
+def test_set_dihedral_turns_only_the_moving_side(butane):
+    mol, x0, _ = butane
+    torsion = (0, 1, 2, 3)
+    moving = moving_atoms(mol, torsion)
+    assert 2 in moving and 3 in moving and 0 not in moving and 1 not in moving
+    x = set_dihedral(x0, torsion, moving, 37.0)
+    assert dihedral_deg(x, torsion) == pytest.approx(37.0, abs=1e-9)
+    still = np.setdiff1d(np.arange(mol.GetNumAtoms()), moving)
+    np.testing.assert_array_equal(x[still], x0[still])
+    for bond in mol.GetBonds():
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        assert np.linalg.norm(x[i] - x[j]) == pytest.approx(np.linalg.norm(x0[i] - x0[j]), rel=1e-12)
+
+
+@pytest.mark.parametrize("smiles, torsion, message", [
+    ("CCCC", (0, 1, 3, 2), r"atoms 1 and 3 of torsion \(0, 1, 3, 2\) are not bonded"),
+    ("C1CCCCC1", (0, 1, 2, 3), r"central bond 1-2 of torsion .* is in a ring"),
+    ("CCCC", (0, 1, 2, 99), r"torsion atom 99 does not exist \(the molecule has atoms 0..13"),
+    ("CCCC", (0, 1, 2, 1), r"repeats an atom"),
+])
+def test_bad_torsions_are_refused_by_name(smiles, torsion, message):
+    mol = gnnff.load_molecule(smiles)
+    with pytest.raises(InputError, match=message):
+        check_torsion(mol, torsion, smiles)
+
+
+@pytest.mark.slow
+def test_cli_scan_with_ani2x_writes_profile_plot_geometries_and_summary(tmp_path):
+    if not (ROOT.parent / "shared" / "models" / "torchani" / "ani-2x_8x.info").is_file():
+        pytest.skip("ANI-2x weights not found beside the checkout (../shared/models/torchani)")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff", "scan", *a], cwd=tmp_path,  # noqa: E731
+                                    capture_output=True, text=True, timeout=600)
+    done = run("CCO", "--torsion", "0", "1", "2", "8", "--step", "120", "-o", "scan", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "3 points, ani-2x vs gnnff-industry-v0" in done.stdout
+    out = tmp_path / "scan"
+    assert sorted(p.name for p in out.iterdir()) == ["profile.csv", "profile.png", "scan.sdf", "summary.json"]
+    rows = list(csv.DictReader(open(out / "profile.csv")))
+    assert [float(r["target_deg"]) for r in rows] == [-120.0, 0.0, 120.0]
+    assert min(float(r["reference_kcal_mol"]) for r in rows) == 0.0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["max_dihedral_error_deg"] < 0.1 and 0.0 <= summary["rmse_kcal_mol"] < 5.0
+    assert sum(1 for line in open(out / "scan.sdf") if line.startswith("$$$$")) == 3
+    again = run("CCO", "--torsion", "0", "1", "2", "8", "-o", "scan")
+    assert again.returncode == 2 and "a scan is already there" in again.stderr
+    bad = run("CCO", "--torsion", "0", "1", "2", "3", "-o", "bad")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "are not bonded" in bad.stderr
