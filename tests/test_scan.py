@@ -91,3 +91,46 @@ def test_cli_scan_with_ani2x_writes_profile_plot_geometries_and_summary(tmp_path
     assert again.returncode == 2 and "a scan is already there" in again.stderr
     bad = run("CCO", "--torsion", "0", "1", "2", "3", "-o", "bad")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "are not bonded" in bad.stderr
+
+
+def _central_bonds(smiles: str, order=None) -> set[frozenset]:
+    from rdkit import Chem
+
+    from gnnff.train.scan import rotatable_torsions
+
+    mol = gnnff.load_molecule(smiles)
+    if order is not None:
+        mol = gnnff.load_molecule(Chem.RenumberAtoms(mol, order.tolist()))
+    torsions = rotatable_torsions(mol)
+    for t in torsions:
+        check_torsion(mol, t)  # every proposal is drivable
+        assert all(mol.GetAtomWithIdx(a).GetAtomicNum() > 1 for a in t)  # heavy outer atoms
+    return {frozenset(t[1:3]) for t in torsions}
+
+
+def test_rotatable_torsions_one_per_symmetry_unique_bond_between_heavy_groups():
+    assert _central_bonds("CCCC") == {frozenset({1, 2})}  # the terminal methyl rotors move only hydrogens
+    assert _central_bonds("CCO") == set()
+    # bibenzyl: the two phenyl-CH2 bonds are equivalent, the CH2-CH2 bond is the other one
+    assert _central_bonds("c1ccccc1CCc1ccccc1") == {frozenset({5, 6}), frozenset({6, 7})}
+    # aspirin: ester C-O, O-ring, ring-carboxyl (not the acid's O-H, not the acetyl methyl)
+    assert _central_bonds("CC(=O)Oc1ccccc1C(=O)O") == {frozenset({1, 3}), frozenset({3, 4}), frozenset({9, 10})}
+    assert _central_bonds("c1ccccc1-c1ccccc1") == {frozenset({5, 6})}
+    assert _central_bonds("C1CCCCC1") == set()  # ring bonds are not driven
+
+
+def test_rotatable_torsions_follow_a_relabelling():
+    smiles = "CC(=O)Oc1ccccc1C(=O)O"
+    order = np.random.default_rng(2).permutation(21)  # new atom i is old atom order[i]
+    mapped = {frozenset(int(order[a]) for a in bond) for bond in _central_bonds(smiles, order)}
+    assert mapped == _central_bonds(smiles)
+
+
+def test_cli_scan_torsion_option_errors(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff", "scan", *a], cwd=tmp_path,  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    for args, message in ((("CCO", "--torsion", "auto"), "no rotatable bond between heavy-atom groups"),
+                          (("CCO", "--torsion", "1", "2", "3"), "--torsion takes four atom indices or 'auto'")):
+        done = run(*args)
+        assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []

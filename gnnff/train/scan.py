@@ -33,7 +33,8 @@ from gnnff.mm.energy import dihedrals
 from gnnff.units import KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = ["ScanPoint", "EnergyFunction", "check_torsion", "dihedral_deg", "restrained_minimise", "drive",
-           "mm_profile", "moving_atoms", "set_dihedral", "system_energy", "labeler_energy", "scan", "RESTRAINT_K"]
+           "mm_profile", "moving_atoms", "rotatable_torsions", "set_dihedral", "system_energy", "labeler_energy",
+           "scan", "RESTRAINT_K"]
 
 #: ``f(positions (n_atoms, 3) nm) -> (energy kJ/mol, forces (n_atoms, 3) kJ/mol/nm)``
 EnergyFunction = Callable[[np.ndarray], tuple[float, np.ndarray]]
@@ -76,6 +77,38 @@ def check_torsion(mol: Chem.Mol, torsion: tuple[int, int, int, int], label: str 
         raise InputError(f"{label}: the central bond {atoms[1]}-{atoms[2]} of torsion {atoms} is in a ring and "
                          "cannot be driven round; choose a rotatable bond")
     return atoms
+
+
+def rotatable_torsions(mol: Chem.Mol) -> list[tuple[int, int, int, int]]:
+    """The torsions worth scanning: one per symmetry-unique rotatable bond.
+
+    A bond qualifies when it is single, in no ring, and both its atoms have a heavy-atom
+    neighbour besides each other (so central torsions and ring-substituent torsions
+    qualify; a methyl, hydroxyl or amine rotor at the end of a chain, whose rotation moves
+    only hydrogens, does not). Bonds equivalent by symmetry (RDKit canonical ranks without
+    tie breaking) are scanned once. The outer atoms are the heavy neighbours of highest
+    rank (ties: lowest index). Sorted by the central atoms.
+    """
+    ranks = list(Chem.CanonicalRankAtoms(mol, breakTies=False))
+    seen, out = set(), []
+    for bond in mol.GetBonds():
+        j, k = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        if bond.GetBondType() != Chem.BondType.SINGLE or bond.IsInRing():
+            continue
+        outer = []
+        for centre, other in ((j, k), (k, j)):
+            heavy = [n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors()
+                     if n.GetIdx() != other and n.GetAtomicNum() > 1]
+            outer.append(max(heavy, key=lambda a: (ranks[a], -a)) if heavy else None)
+        if None in outer:
+            continue
+        key = tuple(sorted((ranks[j], ranks[k])))
+        if key in seen:
+            continue
+        seen.add(key)
+        i, l = outer
+        out.append((i, j, k, l) if j < k else (l, k, j, i))
+    return sorted(out, key=lambda t: (t[1], t[2]))
 
 
 def moving_atoms(mol: Chem.Mol, torsion: tuple[int, ...]) -> np.ndarray:
