@@ -130,7 +130,8 @@ def test_cli_scan_torsion_option_errors(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff", "scan", *a], cwd=tmp_path,  # noqa: E731
                                     capture_output=True, text=True, timeout=300)
     for args, message in ((("CCO", "--torsion", "auto"), "no rotatable bond between heavy-atom groups"),
-                          (("CCO", "--torsion", "1", "2", "3"), "--torsion takes four atom indices or 'auto'")):
+                          (("CCO", "--torsion", "1", "2", "3"), "--torsion takes four atom indices or 'auto'"),
+                          (("CCCC", "--torsion", "0", "1", "2", "3", "--labeler", "cmap"), "unknown labeler")):
         done = run(*args)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert list(tmp_path.iterdir()) == []

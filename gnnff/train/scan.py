@@ -28,7 +28,7 @@ import openmm
 import torch
 from rdkit import Chem
 
-from gnnff.errors import InputError
+from gnnff.errors import InputError, ParametrizationError
 from gnnff.mm.energy import dihedrals
 from gnnff.units import KJ_TO_KCAL, NM_TO_ANGSTROM
 
@@ -277,8 +277,12 @@ def scan(molecule, torsion: tuple[int, int, int, int], output: str | os.PathLike
     n = len(_targets(0.0, step))
     bar = tqdm(total=3 * n, unit="opt", desc=f"scan {atoms}", disable=not progress)
     start = time.perf_counter()
-    reference = drive(reference_energy, positions_nm(mol)[0], atoms, moving_atoms(mol, atoms), step=step,
-                      progress=bar.update)
+    try:
+        reference = drive(reference_energy, positions_nm(mol)[0], atoms, moving_atoms(mol, atoms), step=step,
+                          progress=bar.update)
+    except ParametrizationError as err:  # outside the labeler's domain
+        bar.close()
+        raise ParametrizationError(f"{label}: {labeler}: {err}") from None
     labelling = time.perf_counter() - start
     mm = mm_profile(system_energy(result.to_openmm()), reference, atoms, progress=bar.update)
     bar.close()
