@@ -2,7 +2,7 @@
 
 Layers (a module may import its own layer and those below, never above):
 
-0. foundation: ``schema``, ``units``, ``errors``, ``files``, ``threads``, ``_version``
+0. foundation: ``schema``, ``units``, ``errors``, ``files``, ``threads``, ``_version``, ``_lazy``
 1. ``chem``: molecules, topology, features
 2. ``nn`` (network, checkpoints) and ``mm`` (energy, export); neither imports the other
 3. ``sources``: model registry, Sage
@@ -25,7 +25,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gnnff"
 
 LAYERS = {
-    "schema": 0, "units": 0, "errors": 0, "files": 0, "threads": 0, "_version": 0,
+    "schema": 0, "units": 0, "errors": 0, "files": 0, "threads": 0, "_version": 0, "_lazy": 0,
     "chem": 1, "nn": 2, "mm": 2, "sources": 3, "api": 4, "train": 5,
     "app": 6, "openmm": 6, "condensed": 6, "testing": 7, "__init__": 7, "__main__": 7,
 }
@@ -62,8 +62,8 @@ def test_every_module_belongs_to_a_layer():
     units = {_unit(name) for name, _ in _modules() if name != "gnnff"}
     assert units <= set(LAYERS), f"modules outside the declared layers: {sorted(units - set(LAYERS))}"
     top_level = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    assert top_level == sorted(["__init__", "__main__", "_version", "api", "errors", "files", "openmm", "schema",
-                                "testing", "threads", "units"])
+    assert top_level == sorted(["__init__", "__main__", "_lazy", "_version", "api", "errors", "files", "openmm",
+                                "schema", "testing", "threads", "units"])
 
 
 @pytest.mark.parametrize("name, path", _modules(), ids=[n for n, _ in _modules()])
@@ -81,3 +81,19 @@ def test_imports_point_inwards(name, path):
 def test_the_schema_and_units_import_nothing_from_gnnff():
     for stem in ("schema", "units", "errors", "files"):
         assert not _imports(PACKAGE / f"{stem}.py"), stem
+
+
+def test_stage_modules_resolve_from_a_bare_import():
+    """``import gnnff`` then ``gnnff.chem.molecule`` (etc.): each stage package imports its
+    modules on first access, and an unknown name is an AttributeError."""
+    import subprocess
+    import sys
+
+    code = ("import gnnff; print(gnnff.chem.molecule.__name__, gnnff.mm.energy.__name__, gnnff.nn.network.__name__, "
+            "gnnff.sources.models.__name__, gnnff.train.scan.__name__, gnnff.app.formats.__name__)\n"
+            "try:\n    gnnff.chem.nothing\nexcept AttributeError as err:\n    print(err)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == ("gnnff.chem.molecule gnnff.mm.energy gnnff.nn.network gnnff.sources.models "
+                                          "gnnff.train.scan gnnff.app.formats")
+    assert "module 'gnnff.chem' has no attribute 'nothing'" in done.stdout

@@ -2,3 +2,7 @@
 generation, the training loop (single process or data-parallel), evaluation and the
 benchmark protocol. Imports sources, nn, mm, chem and the foundation.
 """
+
+from gnnff._lazy import submodules
+
+__getattr__ = submodules(__name__)
