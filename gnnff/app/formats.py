@@ -207,11 +207,14 @@ def _precise_lines(top: str, result: Parametrized) -> str:
             section = header.group(1)
         elif line.strip() and not line.lstrip().startswith(";"):
             words = line.split()
-            if section == "bonds" and words[2] == "1" and tuple(sorted(map(int, words[:2]))) in bonds:
-                length, k = bonds[tuple(sorted(map(int, words[:2])))]
-                line = f"{words[0]:>7s} {words[1]:>6s} {1:>5d}   {length!r} {k!r}"
-            elif section == "angles" and words[3] == "5" and tuple(map(int, words[:3])) in angles:
-                numbers = " ".join(repr(v) for v in angles[tuple(map(int, words[:3]))])
-                line = f"{words[0]:>7s} {words[1]:>6s} {words[2]:>6s} {5:>5d}   {numbers}"
+            if section == "bonds" and words[2] == "1":
+                bond = bonds.get(tuple(sorted(map(int, words[:2]))))
+                if bond is not None:
+                    line = f"{words[0]:>7s} {words[1]:>6s} {1:>5d}   {bond[0]!r} {bond[1]!r}"
+            elif section == "angles" and words[3] == "5":
+                angle = angles.get(tuple(map(int, words[:3])))
+                if angle is not None:
+                    numbers = " ".join(repr(v) for v in angle)
+                    line = f"{words[0]:>7s} {words[1]:>6s} {words[2]:>6s} {5:>5d}   {numbers}"
         lines.append(line)
     return "\n".join(lines) + "\n"

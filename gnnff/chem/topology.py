@@ -135,8 +135,13 @@ class Topology:
                 arrays = [a + s for a, s in zip(arrays, shift)]
             return np.concatenate(arrays, axis=0)
 
-        tuples = {name: np.concatenate([t.tuples[name] + s for t, s in zip(topologies, offsets)], axis=0)
-                  for name in topologies[0].tuples}
+        # terms that share one tuple array (Urey-Bradley and angles) share its batch too
+        joined: dict[int, np.ndarray] = {}
+        tuples = {}
+        for name, first in topologies[0].tuples.items():
+            if id(first) not in joined:
+                joined[id(first)] = np.concatenate([t.tuples[name] + s for t, s in zip(topologies, offsets)], axis=0)
+            tuples[name] = joined[id(first)]
         return Topology(
             name="+".join(t.name for t in topologies),
             atomic_numbers=cat("atomic_numbers"),
@@ -193,7 +198,12 @@ def build_topology(mol: Chem.Mol) -> Topology:
     for nbrs in neighbours:
         nbrs.sort()
 
-    tuples = {term.name: _as_array(term.tuples(neighbours), term.arity) for term in TERMS if term.arity > 1}
+    # one enumeration per rule: terms with the same rule (angles, Urey-Bradley) share the array
+    enumerated: dict = {}
+    for term in TERMS:
+        if term.arity > 1 and term.tuples not in enumerated:
+            enumerated[term.tuples] = _as_array(term.tuples(neighbours), term.arity)
+    tuples = {term.name: enumerated[term.tuples] for term in TERMS if term.arity > 1}
     bonds = tuples[BONDS.name]
     bond_orders = np.array([by_pair[pair] for pair in map(tuple, bonds.tolist())], dtype=np.float64)
 

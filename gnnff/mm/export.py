@@ -4,8 +4,9 @@ Only standard OpenMM forces, one per term present in the parameters (the terms o
 :data:`gnnff.schema.TERMS` in their order), each in its own force group
 (``term.force_group``) and named after the term. Each functional form
 (:data:`gnnff.schema.FORMS`) has one table writer here, used by every term of that form.
-Particles follow the topology's atom order. The nonbonded force has no cutoff; 1-2 and 1-3 pairs are exceptions with
-zero interaction, 1-4 pairs are exceptions scaled as in :mod:`gnnff.schema`.
+Particles follow the topology's atom order. The nonbonded force has no cutoff; 1-2 and
+1-3 pairs are exceptions with zero interaction, 1-4 pairs are exceptions scaled as in
+:mod:`gnnff.schema`.
 """
 
 from __future__ import annotations

@@ -186,16 +186,17 @@ def _targets(start_deg: float, step: float) -> list[float]:
 def drive(energy: EnergyFunction, x0: np.ndarray, torsion: tuple[int, ...], moving: np.ndarray, *,
           step: float = 15.0, progress: Callable[[int], None] | None = None, **options) -> list[ScanPoint]:
     """The scan of ``torsion`` from the conformer ``x0`` (nm): one point per grid value
-    (sorted from -180 degrees), each the lower-energy end of a forward and a backward pass.
+    (sorted from -180 degrees), each the lower-energy end of a forward and a backward pass
+    (both from the start point: 2n - 1 optimisations for n points).
     Each optimisation starts from the previous point's geometry with the ``moving`` atoms
     (:func:`moving_atoms`) turned rigidly to the new value, so the stiff restraint starts
     satisfied. ``progress(n)`` is called after each optimisation; ``options`` go to
     :func:`restrained_minimise`."""
     forward = _targets(dihedral_deg(x0, torsion), step)
-    backward = [forward[0]] + forward[1:][::-1]
     best: dict[float, ScanPoint] = {}
-    for order in (forward, backward):
-        x = np.asarray(x0, dtype=np.float64)
+    # the backward pass starts from the forward pass's first point (the same optimisation)
+    for order in (forward, forward[1:][::-1]):
+        x = best[round(forward[0], 6)].positions if best else np.asarray(x0, dtype=np.float64)
         for target in order:
             x, e = restrained_minimise(energy, set_dihedral(x, torsion, moving, target), torsion, target, **options)
             key = round(target, 6)
@@ -275,7 +276,7 @@ def scan(molecule, torsion: tuple[int, int, int, int], output: str | os.PathLike
     reference_energy = labeler_energy(get_labeler(labeler), np.array([a.GetAtomicNum() for a in mol.GetAtoms()]),
                                       Chem.GetFormalCharge(mol))
     n = len(_targets(0.0, step))
-    bar = tqdm(total=3 * n, unit="opt", desc=f"scan {atoms}", disable=not progress)
+    bar = tqdm(total=3 * n - 1, unit="opt", desc=f"scan {atoms}", disable=not progress)
     start = time.perf_counter()
     try:
         reference = drive(reference_energy, positions_nm(mol)[0], atoms, moving_atoms(mol, atoms), step=step,
