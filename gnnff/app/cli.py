@@ -129,10 +129,10 @@ def _data_parser(commands) -> None:
 def _scan_parser(commands) -> None:
     s = commands.add_parser(
         "scan", help="drive one torsion with a reference method and compare the model's profile",
-        description="Restrained-optimisation torsion drive: the dihedral I-J-K-L is set to each grid value "
-                    "(every --step degrees, both directions round from the input conformer, the lower energy "
-                    "kept) with the reference method, everything else optimised; the model's System is then "
-                    "minimised under the same restraint at each point. Writes profile.csv, profile.png, "
+        description="Constrained-optimisation torsion drive (geomeTRIC): the dihedral I-J-K-L is held at each "
+                    "grid value (every --step degrees, both directions round from the input conformer, the lower "
+                    "energy kept) with the reference method, everything else optimised; the model's System is "
+                    "then minimised under the same constraint at each point. Writes profile.csv, profile.png, "
                     "scan.sdf and summary.json (RMSE of the model's profile) to the output folder.")
     s.add_argument("input", metavar="INPUT", help="molecule file (its first conformer starts the drive) or SMILES")
     s.add_argument("--torsion", nargs="+", required=True, metavar="I J K L | auto",

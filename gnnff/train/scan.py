@@ -1,13 +1,12 @@
-"""Torsion drives: restrained-optimisation scans of one dihedral, reference and MM side by side.
+"""Torsion drives: constrained-optimisation scans of one dihedral, reference and MM side by side.
 
 A drive sets the dihedral ``i-j-k-l`` to each value of a grid (``step`` degrees) by
-minimising the energy plus a stiff harmonic restraint on that dihedral, everything else
-free; each point starts from a neighbour's optimised geometry, going once round the
-circle in each direction from the input conformer, and keeps the lower of the two
-energies it reaches (hysteresis of one-directional scans). The energy reported for a
-point is the energy *without* the restraint. The MM profile takes each reference
-geometry, minimises it with the model's System under the same restraint, and reports
-the System's energy.
+minimising the energy with that dihedral constrained, everything else free (geomeTRIC,
+the optimiser of TorsionDrive); each point starts from a neighbour's optimised
+geometry, going once round the circle in each direction from the input conformer, and
+keeps the lower of the two energies it reaches (hysteresis of one-directional scans).
+The MM profile takes each reference geometry, minimises it with the model's System
+under the same constraint, and reports the System's energy.
 
 Any energy function ``f(positions nm (n, 3)) -> (energy kJ/mol, forces kJ/mol/nm)``
 can drive: a labeler (:mod:`gnnff.train.labelers`) or an OpenMM System
@@ -30,24 +29,26 @@ from rdkit import Chem
 
 from gnnff.errors import InputError, ParametrizationError
 from gnnff.mm.energy import dihedrals
-from gnnff.units import KJ_TO_KCAL, NM_TO_ANGSTROM
+from gnnff.units import ANGSTROM_TO_NM, KJ_TO_KCAL, NM_TO_ANGSTROM
 
-__all__ = ["ScanPoint", "EnergyFunction", "check_torsion", "dihedral_deg", "restrained_minimise", "drive",
+__all__ = ["ScanPoint", "EnergyFunction", "check_torsion", "dihedral_deg", "constrained_minimise", "drive", "Atoms",
            "mm_profile", "moving_atoms", "rotatable_torsions", "set_dihedral", "system_energy", "labeler_energy",
-           "scan", "RESTRAINT_K"]
+           "scan", "plot_profiles", "HARTREE_KJ", "OPTIMISER"]
 
 #: ``f(positions (n_atoms, 3) nm) -> (energy kJ/mol, forces (n_atoms, 3) kJ/mol/nm)``
 EnergyFunction = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
-#: Force constant of the dihedral restraint, kJ/mol/rad^2 (0.1 degree off costs 0.15 kJ/mol):
-#: stiff enough that the driven dihedral lands within a few hundredths of a degree.
-RESTRAINT_K = 1.0e5
+#: How every scan point is optimised (recorded in summaries)
+OPTIMISER = "geomeTRIC (TRIC coordinates, dihedral constrained, default convergence)"
+
+#: kJ/mol per hartree (CODATA 2018), the optimiser's unit of energy
+HARTREE_KJ = 2625.4996394799
 
 
 @dataclass(frozen=True)
 class ScanPoint:
     """One grid point of a drive: target and reached dihedral (degrees), the energy
-    without the restraint (kJ/mol) and the optimised positions (nm)."""
+    (kJ/mol) and the optimised positions (nm)."""
 
     target_deg: float
     dihedral_deg: float
@@ -145,34 +146,72 @@ def dihedral_deg(positions: np.ndarray, torsion: tuple[int, ...]) -> float:
     return math.degrees(float(dihedrals(x, i, j, k, l)[0, 0]))
 
 
-def _wrap(angle: torch.Tensor) -> torch.Tensor:
-    return torch.atan2(torch.sin(angle), torch.cos(angle))
+@dataclass(frozen=True)
+class Atoms:
+    """What the optimiser needs of a molecule besides positions: element symbols and bonds
+    (the molecular graph, so internal coordinates never guess bonds from distances)."""
+
+    symbols: tuple[str, ...]
+    bonds: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, mol: Chem.Mol) -> "Atoms":
+        return cls(tuple(a.GetSymbol() for a in mol.GetAtoms()),
+                   tuple((b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()))
 
 
-def restrained_minimise(energy: EnergyFunction, x0: np.ndarray, torsion: tuple[int, ...], target_deg: float, *,
-                        k: float = RESTRAINT_K, max_iterations: int = 500, gtol: float = 1e-2
-                        ) -> tuple[np.ndarray, float]:
-    """Minimise ``energy + 0.5 k (phi - target)^2`` from ``x0`` (L-BFGS, scipy); returns the
-    optimised positions (nm) and ``energy`` there without the restraint (kJ/mol).
-    ``gtol``: largest gradient component at convergence, kJ/mol/nm."""
-    from scipy.optimize import minimize
+def _engine(molecule, energy: EnergyFunction):
+    """A geomeTRIC engine around an :data:`EnergyFunction` (atomic units in; kJ/mol and nm out)."""
+    from geometric.engine import Engine
+    from geometric.nifty import bohr2ang
 
-    i, j, l_, m = (torch.tensor([a]) for a in torsion)
-    target = math.radians(target_deg)
-    shape = np.asarray(x0).shape
+    nm_per_bohr = bohr2ang * ANGSTROM_TO_NM
 
-    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        x = flat.reshape(shape)
-        e, f = energy(x)
-        xt = torch.as_tensor(x[None]).requires_grad_(True)
-        restraint = 0.5 * k * _wrap(dihedrals(xt, i, j, l_, m)[0, 0] - target) ** 2
-        (grad,) = torch.autograd.grad(restraint, xt)
-        return float(e) + restraint.item(), (-np.asarray(f) + grad[0].numpy()).ravel()
+    class Wrapped(Engine):
+        def calc_new(self, coords, dirname):
+            e, f = energy(np.asarray(coords, dtype=np.float64).reshape(-1, 3) * nm_per_bohr)
+            return {"energy": float(e) / HARTREE_KJ, "gradient": -np.asarray(f).ravel() * nm_per_bohr / HARTREE_KJ}
 
-    result = minimize(objective, np.asarray(x0, dtype=np.float64).ravel(), jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iterations, "gtol": gtol})
-    x = result.x.reshape(shape)
-    return x, float(energy(x)[0])
+    return Wrapped(molecule)
+
+
+def constrained_minimise(energy: EnergyFunction, atoms: Atoms, x0: np.ndarray, torsion: tuple[int, ...],
+                         target_deg: float, *, max_iterations: int = 300) -> tuple[np.ndarray, float]:
+    """Minimise ``energy`` from ``x0`` (nm) with the dihedral ``torsion`` held at ``target_deg``:
+    geomeTRIC in translation-rotation internal coordinates (TRIC) with the dihedral as a
+    constraint, its default convergence criteria (the ones TorsionDrive uses; typically
+    10-40 energy and gradient evaluations). Returns the optimised positions (nm) and the
+    energy there (kJ/mol). ParametrizationError when it does not converge."""
+    import logging
+    import tempfile
+
+    from geometric.errors import Error as GeometricError
+    from geometric.internal import DelocalizedInternalCoordinates
+    from geometric.molecule import Molecule
+    from geometric.nifty import ang2bohr
+    from geometric.optimize import Optimize, OptParams
+    from geometric.prepare import parse_constraints
+
+    logging.getLogger("geometric").setLevel(logging.ERROR)  # its optimiser narrates every step
+    molecule = Molecule()
+    molecule.elem = list(atoms.symbols)
+    molecule.xyzs = [np.asarray(x0, dtype=np.float64) * NM_TO_ANGSTROM]
+    molecule.bonds = list(atoms.bonds)
+    molecule.build_topology(force_bonds=False)
+    spec = "$set\ndihedral {} {} {} {} {:.6f}\n".format(*(a + 1 for a in torsion), target_deg)
+    constraints, values = parse_constraints(molecule, spec)
+    coordinates = DelocalizedInternalCoordinates(molecule, build=True, connect=False, addcart=False,
+                                                 constraints=constraints, cvals=values[0])
+    params = OptParams(maxiter=max_iterations, enforce=0.1, qccnv=False)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gnnff-scan-") as scratch:
+            progress = Optimize(molecule.xyzs[0].ravel() * ang2bohr, molecule, coordinates,
+                                _engine(molecule, energy), scratch, params)
+    except GeometricError as err:
+        raise ParametrizationError(f"constrained optimisation at {target_deg:g} degrees did not converge "
+                                   f"({type(err).__name__}); try a smaller --step") from None
+    x = np.asarray(progress.xyzs[-1], dtype=np.float64) * ANGSTROM_TO_NM
+    return x, float(progress.qm_energies[-1]) * HARTREE_KJ
 
 
 def _targets(start_deg: float, step: float) -> list[float]:
@@ -183,22 +222,23 @@ def _targets(start_deg: float, step: float) -> list[float]:
     return [((first + s * step + 180.0) % 360.0) - 180.0 for s in range(n)]
 
 
-def drive(energy: EnergyFunction, x0: np.ndarray, torsion: tuple[int, ...], moving: np.ndarray, *,
+def drive(energy: EnergyFunction, atoms: Atoms, x0: np.ndarray, torsion: tuple[int, ...], moving: np.ndarray, *,
           step: float = 15.0, progress: Callable[[int], None] | None = None, **options) -> list[ScanPoint]:
     """The scan of ``torsion`` from the conformer ``x0`` (nm): one point per grid value
     (sorted from -180 degrees), each the lower-energy end of a forward and a backward pass
     (both from the start point: 2n - 1 optimisations for n points).
     Each optimisation starts from the previous point's geometry with the ``moving`` atoms
-    (:func:`moving_atoms`) turned rigidly to the new value, so the stiff restraint starts
+    (:func:`moving_atoms`) turned rigidly to the new value, so the constraint starts
     satisfied. ``progress(n)`` is called after each optimisation; ``options`` go to
-    :func:`restrained_minimise`."""
+    :func:`constrained_minimise`."""
     forward = _targets(dihedral_deg(x0, torsion), step)
     best: dict[float, ScanPoint] = {}
     # the backward pass starts from the forward pass's first point (the same optimisation)
     for order in (forward, forward[1:][::-1]):
         x = best[round(forward[0], 6)].positions if best else np.asarray(x0, dtype=np.float64)
         for target in order:
-            x, e = restrained_minimise(energy, set_dihedral(x, torsion, moving, target), torsion, target, **options)
+            x, e = constrained_minimise(energy, atoms, set_dihedral(x, torsion, moving, target), torsion, target,
+                                        **options)
             key = round(target, 6)
             if key not in best or e < best[key].energy:
                 best[key] = ScanPoint(target, dihedral_deg(x, torsion), e, x.copy())
@@ -207,12 +247,12 @@ def drive(energy: EnergyFunction, x0: np.ndarray, torsion: tuple[int, ...], movi
     return [best[key] for key in sorted(best)]
 
 
-def mm_profile(energy: EnergyFunction, reference: list[ScanPoint], torsion: tuple[int, ...], *,
+def mm_profile(energy: EnergyFunction, atoms: Atoms, reference: list[ScanPoint], torsion: tuple[int, ...], *,
                progress: Callable[[int], None] | None = None, **options) -> list[ScanPoint]:
-    """Each reference point's geometry minimised with ``energy`` under the same restraint."""
+    """Each reference point's geometry minimised with ``energy`` under the same constraint."""
     out = []
     for point in reference:
-        x, e = restrained_minimise(energy, point.positions, torsion, point.target_deg, **options)
+        x, e = constrained_minimise(energy, atoms, point.positions, torsion, point.target_deg, **options)
         out.append(ScanPoint(point.target_deg, dihedral_deg(x, torsion), e, x))
         if progress is not None:
             progress(1)
@@ -279,13 +319,13 @@ def scan(molecule, torsion: tuple[int, int, int, int], output: str | os.PathLike
     bar = tqdm(total=3 * n - 1, unit="opt", desc=f"scan {atoms}", disable=not progress)
     start = time.perf_counter()
     try:
-        reference = drive(reference_energy, positions_nm(mol)[0], atoms, moving_atoms(mol, atoms), step=step,
-                          progress=bar.update)
+        reference = drive(reference_energy, Atoms.of(mol), positions_nm(mol)[0], atoms, moving_atoms(mol, atoms),
+                          step=step, progress=bar.update)
     except ParametrizationError as err:  # outside the labeler's domain
         bar.close()
         raise ParametrizationError(f"{label}: {labeler}: {err}") from None
     labelling = time.perf_counter() - start
-    mm = mm_profile(system_energy(result.to_openmm()), reference, atoms, progress=bar.update)
+    mm = mm_profile(system_energy(result.to_openmm()), Atoms.of(mol), reference, atoms, progress=bar.update)
     bar.close()
     ref_kcal, mm_kcal = _relative_kcal(reference), _relative_kcal(mm)
     out.mkdir(parents=True, exist_ok=True)
@@ -294,13 +334,14 @@ def scan(molecule, torsion: tuple[int, int, int, int], output: str | os.PathLike
             for r, m, a, b in zip(reference, mm, ref_kcal, mm_kcal)]
     atomic_write_csv(out / "profile.csv", rows)
     _write_sdf(out / "scan.sdf", mol, reference)
-    _plot(out / "profile.png", reference, ref_kcal, mm_kcal, label, atoms, labeler, result.model)
+    plot_profiles(out / "profile.png", [p.target_deg for p in reference], {labeler: ref_kcal, result.model: mm_kcal},
+                  label, atoms)
     summary = {"molecule": label, "torsion": list(atoms), "labeler": labeler, "model": result.model, "step_deg": step,
                "points": len(reference), "rmse_kcal_mol": float(np.sqrt(np.mean((mm_kcal - ref_kcal) ** 2))),
                "max_dihedral_error_deg": max(abs((p.dihedral_deg - p.target_deg + 180.0) % 360.0 - 180.0)
                                              for p in reference),
                "labelling_seconds": labelling, "seconds": time.perf_counter() - start,
-               "restraint_k_kj_mol_rad2": RESTRAINT_K}
+               "optimiser": OPTIMISER}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -325,8 +366,11 @@ def _write_sdf(path: Path, mol: Chem.Mol, points: list[ScanPoint]) -> None:
     atomic_write(path, write)
 
 
-def _plot(path: Path, points: list[ScanPoint], reference: np.ndarray, mm: np.ndarray, label: str,
-          atoms: tuple[int, ...], labeler: str, model: str) -> None:
+def plot_profiles(path: Path, angles: list[float], profiles: dict[str, np.ndarray], title: str,
+                  atoms: tuple[int, ...], held_out: np.ndarray | None = None) -> None:
+    """A PNG of relative-energy profiles (kcal/mol) against the driven dihedral; the first
+    profile is the reference. ``held_out``: points of the reference not used in fitting
+    (drawn as open circles)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -334,14 +378,17 @@ def _plot(path: Path, points: list[ScanPoint], reference: np.ndarray, mm: np.nda
 
     from gnnff.files import atomic_write
 
-    angles = [p.target_deg for p in points]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(angles, reference, "o-", label=labeler)
-    ax.plot(angles, mm, "s--", label=model)
+    for k, (name, values) in enumerate(profiles.items()):
+        ax.plot(angles, values, ("o-", "s--", "^-.", "d:")[k % 4], label=name, markersize=4)
+    if held_out is not None and held_out.any():
+        reference = next(iter(profiles.values()))
+        ax.plot(np.asarray(angles)[held_out], reference[held_out], "o", markersize=9, markerfacecolor="none",
+                color="black", label="held out")
     ax.set_xlabel(f"dihedral {'-'.join(map(str, atoms))} (degrees)")
     ax.set_ylabel("relative energy (kcal/mol)")
-    ax.set_title(label[:60], fontsize=9)
-    ax.legend()
+    ax.set_title(title[:60], fontsize=9)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
