@@ -24,11 +24,12 @@ from conftest import ROOT
 def butane():
     result = gnnff.assign_parameters("CCCC")
     mol = with_conformer(result.mol)
-    return mol, positions_nm(mol)[0], system_energy(result.to_openmm())
+    system = result.to_openmm()
+    return mol, positions_nm(mol)[0], system_energy(system), system
 
 
 def test_drive_lands_on_the_grid_and_reports_the_energy_at_the_optimised_geometry(butane):
-    mol, x0, energy = butane
+    mol, x0, energy, system = butane
     torsion = check_torsion(mol, (0, 1, 2, 3))
     points = drive(energy, Atoms.of(mol), x0, torsion, moving_atoms(mol, torsion), step=60.0)
     assert [p.target_deg for p in points] == [-180.0, -120.0, -60.0, 0.0, 60.0, 120.0]
@@ -39,9 +40,13 @@ def test_drive_lands_on_the_grid_and_reports_the_energy_at_the_optimised_geometr
     e = {p.target_deg: p.energy for p in points}
     assert min(e, key=e.get) == -180.0 and max(e, key=e.get) == 0.0  # anti lowest, syn highest
     assert e[60.0] == pytest.approx(e[-60.0], abs=0.05)  # the two gauche minima
-    # the same energy function's MM profile on these geometries gives the same energies
-    again = mm_profile(energy, Atoms.of(mol), points, torsion)
+    # the same System's MM profile (OpenMM, restrained) on these geometries gives the same
+    # energies and dihedrals: the restraint holds the grid value and is not in the energy
+    again = mm_profile(system, points, torsion)
     np.testing.assert_allclose([p.energy for p in again], [p.energy for p in points], atol=0.05)
+    for p in again:
+        assert abs((p.dihedral_deg - p.target_deg + 180.0) % 360.0 - 180.0) < 0.05, p
+        assert p.energy == pytest.approx(energy(p.positions)[0], abs=1e-6)
 
 
 def _off_dihedral_force(energy, x, torsion) -> float:
@@ -58,7 +63,7 @@ def _off_dihedral_force(energy, x, torsion) -> float:
 
 
 def test_constrained_minimum_leaves_force_only_along_the_dihedral(butane):
-    mol, x0, energy = butane
+    mol, x0, energy, system = butane
     torsion = (0, 1, 2, 3)
     start = set_dihedral(x0, torsion, moving_atoms(mol, torsion), 100.0)
     x, e = constrained_minimise(energy, Atoms.of(mol), start, torsion, 100.0)
@@ -69,7 +74,7 @@ def test_constrained_minimum_leaves_force_only_along_the_dihedral(butane):
 
 
 def test_set_dihedral_turns_only_the_moving_side(butane):
-    mol, x0, _ = butane
+    mol, x0, _, _ = butane
     torsion = (0, 1, 2, 3)
     moving = moving_atoms(mol, torsion)
     assert 2 in moving and 3 in moving and 0 not in moving and 1 not in moving

@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     _evaluate_parser(commands)
     _data_parser(commands)
     _scan_parser(commands)
+    _finetune_parser(commands)
     _simulate_parser(commands)
     return parser
 
@@ -174,6 +175,59 @@ def _scan(args: argparse.Namespace) -> int:
               f"{args.labeler} vs {summary['model']}: RMSE {summary['rmse_kcal_mol']:.2f} kcal/mol; "
               f"{summary['seconds']:.0f} s ({summary['labelling_seconds']:.0f} s labelling); {output}/")
     return 0
+
+
+def _finetune_parser(commands) -> None:
+    f = commands.add_parser(
+        "finetune", help="tune a model's valence terms on torsion drives of your ligands (bespoke)",
+        description="For each molecule: constrained torsion drives of its rotatable bonds (central and "
+                    "ring-substituent torsions, one per symmetry-unique bond) with the labeler, plus "
+                    "off-equilibrium samples; then the base model's valence heads are trained on them with a "
+                    "pull toward the base model's parameters (trunk, charges and Lennard-Jones frozen). Writes "
+                    "the checkpoint (use it as --model) and WORK/labels (resumable) and WORK/report (a PNG per "
+                    "scan, scans.csv, summary.json: base vs tuned on held-out grid points). A molecule that "
+                    "cannot be labelled is reported and left out.")
+    f.add_argument("inputs", nargs="+", metavar="INPUT", help="molecule files (3D conformers start the drives) or SMILES")
+    f.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="the fine-tuned checkpoint")
+    f.add_argument("--labeler", default="ani-2x", help="reference method: ani-2x (default), gfn2-xtb, b3lyp-d3bj")
+    f.add_argument("--base", default=None, metavar="NAME_OR_PATH", help="model to tune (default: the default model)")
+    f.add_argument("--scans", default="auto", metavar="auto|N",
+                   help="torsions per molecule: auto (every one found, default) or at most N")
+    f.add_argument("--step", type=float, default=15.0, metavar="DEG", help="drive grid spacing (default: %(default)s)")
+    f.add_argument("--samples", type=int, default=2, help="off-equilibrium samples per fitted point (default: 2)")
+    f.add_argument("--hold-out", type=int, default=2, metavar="K",
+                   help="hold out every K-th grid point of each scan for the report (default: 2; 0: none)")
+    f.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
+    f.add_argument("--pull", type=float, default=0.1, help="weight of the pull to the base model (default: 0.1)")
+    f.add_argument("--work", default=None, metavar="DIR", help="labels and report (default: MODEL.finetune)")
+    f.add_argument("--workers", type=int, default=1,
+                   help="molecules labelled at once, one single-threaded process each (default: 1)")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing MODEL.pt (labels are reused)")
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from gnnff.train.finetune import FinetuneSettings, finetune
+
+    if args.scans == "auto":
+        scans = None
+    else:
+        try:
+            scans = int(args.scans)
+        except ValueError:
+            raise InputError(f"--scans takes 'auto' or a number, not {args.scans}") from None
+    settings = FinetuneSettings(labeler=args.labeler, base=args.base, scans=scans, step=args.step,
+                                samples=args.samples, hold_out=args.hold_out, steps=args.steps, pull=args.pull)
+    summary = finetune(args.inputs, args.output, settings=settings, work=args.work, overwrite=args.overwrite,
+                       workers=args.workers, progress=not args.quiet)
+    for failure in summary["failed"]:
+        print(f"skipped {failure['molecule']}: {failure['error']}", file=sys.stderr)
+    held, seconds = summary["held_out_rmse"], summary["seconds"]
+    print(f"fine-tuned {summary['base']} on {summary['scans']} scans of {summary['molecules']} molecules "
+          f"({args.labeler}): held-out profile RMSE {held['base']:.2f} -> {held['tuned']:.2f} kcal/mol; "
+          f"{seconds['total']:.0f} s ({seconds['labelling']:.0f} s labelling, {seconds['fitting']:.0f} s fitting); "
+          f"{args.output}, report in {summary['work']}/report/")
+    return 1 if summary["failed"] else 0
 
 
 def _simulate_parser(commands) -> None:
@@ -550,6 +604,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "scan":
             return _scan(args)
+        if args.command == "finetune":
+            return _finetune(args)
     except GnnffError as err:
         print("gnnff: error: " + " ".join(str(err).split()), file=sys.stderr)  # always one line
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ from gnnff._version import __version__
 from gnnff.chem.features import atom_features
 from gnnff.chem.ions import library_charges
 from gnnff.chem.molecule import check_elements
+from gnnff.chem.similarity import fingerprint, nearest_similarity
 from gnnff.chem.topology import Topology
 from gnnff.errors import GnnffError, ModelError, ParametrizationError, first_line
 from gnnff.files import atomic_write
@@ -27,7 +29,7 @@ from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.schema import TERMS, ForceFieldParameters, Term
 from gnnff.threads import inference_threads
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "GNNSource"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "GNNSource", "SeriesWarning"]
 
 FORMAT = "gnnff-checkpoint"
 FORMAT_VERSION = 1
@@ -35,8 +37,10 @@ FORMAT_VERSION = 1
 
 def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: NetworkConfig, *,
                     elements: list[int], ions_only: Sequence[int] = (), training: dict[str, Any] | None = None,
-                    extra: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically (temp file + rename)."""
+                    extra: dict[str, Any] | None = None, series: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically (temp file + rename). ``series``: a fine-tuned model's
+    domain note (``smiles`` of the series, ``similarity`` threshold, ``base`` model); loading
+    it warns for molecules far from the series."""
     path = Path(path)
     payload = {
         "format": FORMAT,
@@ -47,7 +51,8 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: N
         # the terms the heads serve, and the schema's shape of each (columns per row)
         "terms": {term.name: _term_format(term) for term in config.terms},
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
-        "domain": {"elements": sorted(int(z) for z in elements), "ions_only": sorted(int(z) for z in ions_only)},
+        "domain": {"elements": sorted(int(z) for z in elements), "ions_only": sorted(int(z) for z in ions_only),
+                   **({"series": series} if series else {})},
         "training": training or {},
         **(extra or {}),
     }
@@ -140,6 +145,23 @@ def network_from_checkpoint(payload: dict[str, Any], label: str = "checkpoint") 
     return network.float().eval(), config
 
 
+class SeriesWarning(UserWarning):
+    """A fine-tuned model parametrizes a molecule far from the series it was tuned on."""
+
+
+def _series(payload: dict[str, Any], label: str) -> tuple[list, float, str] | None:
+    """A fine-tuned checkpoint's series: (fingerprints, similarity threshold, base model)."""
+    series = payload["domain"].get("series")
+    if series is None:
+        return None
+    try:
+        mols = [Chem.MolFromSmiles(s) for s in series["smiles"]]
+        return [fingerprint(m) for m in mols if m is not None], float(series["similarity"]), str(series["base"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"{label}: checkpoint's domain 'series' needs smiles, similarity and base; "
+                         "the file is damaged") from None
+
+
 def _domain(payload: dict[str, Any], label: str) -> frozenset[int]:
     try:
         return frozenset(int(z) for z in payload["domain"]["elements"])
@@ -180,6 +202,7 @@ class GNNSource:
         self.ions_only = frozenset(int(z) for z in payload["domain"].get("ions_only", []))
         self.training = payload.get("training", {})
         self.name = self.path.stem
+        self.series = _series(payload, str(self.path))
 
     def __repr__(self) -> str:
         return f"GNNSource({str(self.path)!r})"
@@ -191,8 +214,17 @@ class GNNSource:
             return self._library(mol, self.network(graph([mol], [topology], self.config.features)))
 
     def _check(self, mol: Chem.Mol, label: str) -> None:
-        """Elements inside the domain; elements covered only as monatomic ions stand alone."""
+        """Elements inside the domain; elements covered only as monatomic ions stand alone;
+        a fine-tuned model warns (:class:`SeriesWarning`) for a molecule far from its series."""
         check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'")
+        if self.series is not None:
+            fingerprints, threshold, base = self.series
+            similarity = nearest_similarity(mol, fingerprints)
+            if similarity < threshold:
+                warnings.warn(f"{label}: model '{self.name}' was fine-tuned on a series of {len(fingerprints)} "
+                              f"molecules and this one is far from it (nearest Tanimoto {similarity:.2f} < "
+                              f"{threshold:.2f}); its valence terms are tuned for the series, use the base model "
+                              f"'{base}' for other molecules", SeriesWarning, stacklevel=3)
         if not self.ions_only:
             return
         for atom in mol.GetAtoms():

@@ -451,8 +451,10 @@ class GNNForceField(nn.Module):
         """The terms this network predicts."""
         return self.config.terms
 
-    def forward(self, graph: Graph) -> ForceFieldParameters:
-        h = self.gnn(graph)
+    def forward(self, graph: Graph, embeddings: torch.Tensor | None = None) -> ForceFieldParameters:
+        """Parameters of every term; ``embeddings``: the trunk's output ``self.gnn(graph)``
+        computed before (fine-tuning only the heads reuses it), else computed here."""
+        h = self.gnn(graph) if embeddings is None else embeddings
         out = graph.net_charges.dtype
         containers = {name: HEADS[name].transform(head(h, graph.tuples[name]).to(out), graph, self.config)
                       for name, head in self.heads.items()}

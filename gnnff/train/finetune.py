@@ -1,0 +1,500 @@
+"""Bespoke fine-tuning: a base model's valence terms tuned on torsion drives of a series.
+
+``gnnff finetune ligands.sdf -o series.pt`` does, for every ligand:
+
+1. **Labels** (resumable, one file per scan under ``WORK/labels/``): a constrained torsion
+   drive (:mod:`gnnff.train.scan`) of each rotatable bond that matters
+   (:func:`~gnnff.train.scan.rotatable_torsions`: central and ring-substituent torsions,
+   one per symmetry-unique bond) with the labeler, the labeler's energies and forces at
+   each optimised point, and ``samples`` off-equilibrium geometries per fitted point
+   (Gaussian displacements of every atom) with their energies and forces.
+2. **Split**: every ``hold_out``-th grid point of each scan (starting at the second) is
+   held out; the others and their samples are fitted.
+3. **Fit**: only the heads of the valence terms (bonds, angles, proper and improper
+   torsions, Urey-Bradley when the model has it) are trained; the message-passing trunk
+   and the nonbonded head stay frozen, so charges and Lennard-Jones are the base model's
+   for every molecule (condensed-phase behaviour does not move). Loss, full batch, Adam:
+   ``MSE(E - <E>_mol) + w_F MSE(F) + w_pull mean(((p - p_base) / scale_p)^2)``
+   (kcal/mol, kcal/mol/A; the pull toward the base model's own parameters of the series:
+   bond/angle force constants as log ratios, lengths in 0.002 nm, angles in 2 degrees,
+   torsion barriers in kcal/mol).
+4. **Checkpoint**: the base checkpoint's network and domain with the tuned heads, plus a
+   ``finetune`` record (base model, labeler, molecules, scans, settings, metrics). Loading
+   it (:class:`gnnff.nn.checkpoint.GNNSource`) warns for a molecule whose Morgan
+   fingerprint is less similar than ``similarity`` (Tanimoto) to every series molecule.
+5. **Report** (``WORK/report/``): one PNG per scan (labeler, base, tuned; held-out points
+   marked), ``scans.csv`` (RMSE of the base and tuned profiles on fitted and held-out
+   points), ``summary.json`` (the same, the timing split, the failures).
+
+Profiles compare as in ``gnnff scan``: each force field's System minimised with the
+dihedral constrained at the labeler's geometries, each profile relative to its minimum.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from rdkit import Chem
+
+from gnnff.errors import GnnffError, InputError, ParametrizationError
+from gnnff.files import atomic_write, atomic_write_csv, atomic_write_text
+from gnnff.schema import NONBONDED, TERMS, ForceFieldParameters
+from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
+
+__all__ = ["FinetuneSettings", "ScanLabels", "finetune", "label_molecule", "fit", "valence_heads", "PULL_SCALES"]
+
+FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
+
+#: (term, field) -> scale of the pull toward the base model: a number (the field's unit)
+#: or "log" (relative change of a positive constant). Fields not named (phases) are fixed.
+PULL_SCALES: dict[tuple[str, str], float | str] = {
+    ("bonds", "k"): "log", ("bonds", "length"): 0.002,
+    ("angles", "k"): "log", ("angles", "angle"): math.radians(2.0),
+    ("propers", "k"): KCAL_TO_KJ, ("impropers", "k"): KCAL_TO_KJ,
+    ("urey_bradleys", "k"): "log", ("urey_bradleys", "length"): 0.002,
+}
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Every choice of a fine-tuning run (recorded in the checkpoint).
+
+    ``scans``: at most this many torsions per molecule (None: every one found);
+    ``step``: grid spacing of the drives, degrees; ``samples``: off-equilibrium
+    geometries per fitted grid point, displaced by ``displacement`` nm (standard deviation
+    per coordinate); ``hold_out``: every ``hold_out``-th grid point is held out (0: none);
+    ``steps``/``learning_rate``: Adam on the valence heads; ``forces``, ``pull``: loss
+    weights; ``similarity``: Tanimoto below which a molecule is far from the series.
+    """
+
+    labeler: str = "ani-2x"
+    base: str | None = None
+    scans: int | None = None
+    step: float = 15.0
+    samples: int = 2
+    displacement: float = 0.003
+    hold_out: int = 2
+    steps: int = 300
+    learning_rate: float = 1e-3
+    forces: float = 0.02
+    pull: float = 0.1
+    similarity: float = 0.35
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "hold_out", "steps"):
+            if getattr(self, name) < 0:
+                raise InputError(f"finetune: {name} must be >= 0, got {getattr(self, name)}")
+        if self.scans is not None and self.scans < 1:
+            raise InputError(f"finetune: --scans must be 'auto' or a number >= 1, got {self.scans}")
+        if self.hold_out == 1:
+            raise InputError("finetune: --hold-out 1 would hold every point out; use 0 (none) or >= 2")
+
+
+@dataclass(frozen=True, eq=False)
+class ScanLabels:
+    """One labelled drive: grid values and reached dihedrals (degrees), the labeler's
+    energies (kJ/mol), positions (nm) and forces (kJ/mol/nm) at each optimised point, and
+    the off-equilibrium samples (``sample_point``: the grid point each came from)."""
+
+    torsion: tuple[int, int, int, int]
+    targets: np.ndarray
+    dihedrals: np.ndarray
+    energies: np.ndarray
+    positions: np.ndarray
+    forces: np.ndarray
+    sample_point: np.ndarray
+    sample_positions: np.ndarray
+    sample_energies: np.ndarray
+    sample_forces: np.ndarray
+    seconds: float
+
+    def held_out(self, every: int) -> np.ndarray:
+        """Mask of the grid points held out: every ``every``-th, starting at the second."""
+        return _mask(len(self.targets), every)
+
+    def save(self, path: Path) -> None:
+        arrays = {k: np.asarray(v) for k, v in asdict(self).items()}
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: Path) -> "ScanLabels":
+        with np.load(path) as data:
+            values = {k: data[k] for k in data.files}
+        values["torsion"] = tuple(int(a) for a in values["torsion"])
+        values["seconds"] = float(values["seconds"])
+        return cls(**values)
+
+
+def _slug(mol: Chem.Mol) -> str:
+    """A file-name-safe key of a molecule in its atom order (labels are per atom order)."""
+    from gnnff.chem.molecule import mapped_smiles
+
+    return hashlib.sha1(mapped_smiles(mol).encode()).hexdigest()[:16]
+
+
+def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSettings) -> list[ScanLabels]:
+    """The labelled drives of ``mol``'s rotatable torsions (at most ``settings.scans``),
+    read from ``folder`` where already there, else computed and written there."""
+    from gnnff.chem.molecule import name_of, positions_nm
+    from gnnff.train.scan import Atoms, drive, labeler_energy, moving_atoms, rotatable_torsions
+
+    label = name_of(mol)
+    torsions = rotatable_torsions(mol)[:settings.scans]
+    if not torsions:
+        raise InputError(f"{label}: no rotatable bond between heavy-atom groups to scan; leave it out of the series")
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    energy = labeler_energy(labeler, z, Chem.GetFormalCharge(mol))
+    x0 = positions_nm(mol)[0]
+    try:
+        energy(x0)
+    except ParametrizationError as err:  # outside the labeler's domain: name the molecule and what to do
+        raise ParametrizationError(f"{label}: {err}; leave it out or choose another --labeler") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for torsion in torsions:
+        path = folder / f"scan-{'-'.join(map(str, torsion))}-step{settings.step:g}-samples{settings.samples}.npz"
+        if path.is_file():
+            out.append(ScanLabels.load(path))
+            continue
+        start = time.perf_counter()
+        points = drive(energy, Atoms.of(mol), x0, torsion, moving_atoms(mol, torsion), step=settings.step)
+        positions = np.stack([p.positions for p in points])
+        labelled = labeler(z, positions, Chem.GetFormalCharge(mol))
+        rng = np.random.default_rng([settings.seed, *torsion])
+        fitted = np.flatnonzero(~_mask(len(points), settings.hold_out))
+        source = np.repeat(fitted, settings.samples)
+        displaced = positions[source] + rng.normal(scale=settings.displacement, size=(len(source), *positions.shape[1:]))
+        sampled = labeler(z, displaced, Chem.GetFormalCharge(mol)) if len(source) else (
+            np.zeros(0), np.zeros((0, *positions.shape[1:])))
+        labels = ScanLabels(torsion, np.array([p.target_deg for p in points]),
+                            np.array([p.dihedral_deg for p in points]), np.asarray(labelled[0]), positions,
+                            np.asarray(labelled[1]), source, displaced, np.asarray(sampled[0]),
+                            np.asarray(sampled[1]), time.perf_counter() - start)
+        labels.save(path)
+        out.append(labels)
+    return out
+
+
+def _mask(n: int, every: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    if every:
+        mask[1::every] = True
+    return mask
+
+
+def _training_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int):
+    """One :class:`~gnnff.train.data.MoleculeData` of the fitted points and samples of every scan."""
+    from gnnff.chem.molecule import molecule_key
+    from gnnff.train.data import MoleculeData
+
+    positions, energies, forces = [], [], []
+    for s in scans:
+        keep = ~s.held_out(every)
+        positions += [s.positions[keep], s.sample_positions]
+        energies += [s.energies[keep], s.sample_energies]
+        forces += [s.forces[keep], s.sample_forces]
+    return MoleculeData(molecule_key(mol), mol, np.concatenate(positions), np.concatenate(energies),
+                        np.concatenate(forces), "finetune")
+
+
+def _pull(tuned: ForceFieldParameters, base: ForceFieldParameters) -> torch.Tensor:
+    """Mean squared scaled change of the pulled fields (:data:`PULL_SCALES`)."""
+    total, count = torch.zeros((), dtype=torch.float64), 0
+    for term in tuned.terms:
+        if term is NONBONDED:
+            continue
+        for f in term.fields():
+            scale = PULL_SCALES.get((term.name, f.name))
+            if scale is None:
+                continue
+            new, old = getattr(tuned.term(term), f.name), getattr(base.term(term), f.name)
+            if new.numel() == 0:
+                continue
+            d = torch.log(new / old) if scale == "log" else (new - old) / scale
+            total = total + (d.double() ** 2).sum()
+            count += d.numel()
+    return total / max(count, 1)
+
+
+def valence_heads(network: torch.nn.Module) -> list[str]:
+    """Names of the heads fine-tuning trains: every term's but the nonbonded one."""
+    return [name for name in network.heads if name != NONBONDED.name]
+
+
+def fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, features: str = "v0",
+        progress: bool = True) -> list[dict[str, float]]:
+    """Train ``network``'s valence heads in place on ``data`` (MoleculeData); returns the
+    loss history (every step: total, energy RMSE kcal/mol, force RMSE kcal/mol/A, pull)."""
+    from tqdm import tqdm
+
+    from gnnff.train.training import centred, make_batch, predict
+
+    torch.manual_seed(settings.seed)
+    batch = make_batch([(d, None) for d in data], features=features)
+    network.eval()
+    network.requires_grad_(False)
+    trained = [p for name in valence_heads(network) for p in network.heads[name].parameters()]
+    for p in trained:
+        p.requires_grad_(True)
+    with torch.no_grad():
+        embeddings = network.gnn(batch.graph)
+        base = network(batch.graph, embeddings)
+    optimizer = torch.optim.Adam(trained, lr=settings.learning_rate)
+    n_mol = batch.graph.net_charges.shape[0]
+    reference = centred(batch.energies, batch.conformation_molecule, n_mol)
+    history = []
+    for _ in tqdm(range(settings.steps), desc="fit", unit="step", disable=not progress, leave=False):
+        parameters = network(batch.graph, embeddings)
+        energies, forces = predict(parameters, batch, create_graph=True)
+        de = (centred(energies.double(), batch.conformation_molecule, n_mol) - reference) * KJ_TO_KCAL
+        df = (forces - batch.forces).double() * FORCE_TO_KCAL_A
+        pull = _pull(parameters, base)
+        e_mse, f_mse = (de**2).mean(), (df**2).mean()
+        loss = e_mse + settings.forces * f_mse + settings.pull * pull
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained, 10.0)
+        optimizer.step()
+        history.append({"loss": loss.item(), "energy_rmse": math.sqrt(e_mse.item()),
+                        "force_rmse": math.sqrt(f_mse.item()), "pull": pull.item()})
+    network.requires_grad_(False)
+    return history
+
+
+def _rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2))) if len(a) else float("nan")
+
+
+def _profiles(mol: Chem.Mol, scan: ScanLabels, sources: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Relative profiles (kcal/mol): the labeler's, then each source's System minimised
+    with the dihedral constrained at the labeler's geometries."""
+    from gnnff.api import assign_parameters
+    from gnnff.train.scan import ScanPoint, mm_profile
+
+    reference = [ScanPoint(float(t), float(d), float(e), x)
+                 for t, d, e, x in zip(scan.targets, scan.dihedrals, scan.energies, scan.positions)]
+    out = {"reference": scan.energies * KJ_TO_KCAL}
+    for name, source in sources.items():
+        system = assign_parameters(mol, model=source).to_openmm()
+        points = mm_profile(system, reference, scan.torsion)
+        out[name] = np.array([p.energy for p in points]) * KJ_TO_KCAL
+    return {k: v - v.min() for k, v in out.items()}
+
+
+def _read(inputs: Sequence[str | os.PathLike]) -> tuple[list[Chem.Mol], list[dict]]:
+    from gnnff.chem.molecule import load_molecule, looks_like_path, read_records, with_conformer
+
+    mols, failed = [], []
+    for item in inputs:
+        records = read_records(item) if looks_like_path(str(item)) or Path(item).is_file() else None
+        if records is None:
+            mols.append(with_conformer(load_molecule(item)))
+            continue
+        for record in records:
+            if record.error is not None:
+                failed.append({"molecule": record.label, "error": str(record.error)})
+            else:
+                mols.append(with_conformer(record.mol))
+    return mols, failed
+
+
+def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
+             settings: FinetuneSettings = FinetuneSettings(), work: str | os.PathLike | None = None,
+             overwrite: bool = False, workers: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune ``settings.base`` on torsion drives of the molecules in ``inputs`` (files
+    or SMILES); write the checkpoint ``output`` and the labels and report under ``work``
+    (default: ``output`` without its suffix + ``.finetune``). Returns the summary (also
+    ``work/report/summary.json``). A molecule that cannot be labelled is reported and
+    left out; none left is an InputError. ``workers`` > 1 labels that many molecules at
+    once, each in its own single-threaded process."""
+    from tqdm import tqdm
+
+    from gnnff.chem.molecule import name_of
+    from gnnff.nn.checkpoint import GNNSource, load_checkpoint, save_checkpoint
+    from gnnff.sources.models import DEFAULT_MODEL, get_model
+    from gnnff.train.labelers import get_labeler
+    from gnnff.train.scan import OPTIMISER, plot_profiles
+
+    output = Path(output)
+    if output.suffix != ".pt":
+        raise InputError(f"{output}: the fine-tuned model is a checkpoint; name it *.pt")
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} exists; --overwrite replaces it")
+    work = Path(work) if work is not None else output.with_suffix(".finetune")
+    base = get_model(settings.base or DEFAULT_MODEL)
+    if not isinstance(base, GNNSource):
+        raise InputError(f"finetune: base model '{settings.base}' is not a gnnff network (a classical force "
+                         "field has no heads to tune); give a gnnff model name or checkpoint")
+    labeler = get_labeler(settings.labeler)
+    mols, failed = _read(inputs)
+    if not mols and not failed:
+        raise InputError("finetune: no molecule given")
+    started = time.perf_counter()
+    served = []
+    for mol in mols:  # the base model's domain first: no labelling for a molecule it cannot serve
+        try:
+            base._check(mol, name_of(mol))
+            served.append(mol)
+        except GnnffError as err:
+            failed.append({"molecule": name_of(mol), "error": str(err)})
+    mols = served
+    labelled, failures = _label_all(mols, labeler, work / "labels", settings, workers=workers, progress=progress)
+    failed += failures
+    if not labelled:
+        raise InputError(f"finetune: no molecule could be labelled ({failed[0]['error'] if failed else ''})")
+    labelling = time.perf_counter() - started
+
+    start = time.perf_counter()
+    network = copy.deepcopy(base.network)
+    data = [_training_data(mol, scans, settings.hold_out) for mol, scans in labelled]
+    history = fit(network, data, settings, features=base.config.features, progress=progress)
+    fitting = time.perf_counter() - start
+
+    payload = load_checkpoint(base.path)
+    record = {
+        "base": settings.base or DEFAULT_MODEL, "labeler": labeler.method, "optimiser": OPTIMISER,
+        "settings": asdict(settings),
+        "molecules": [{"name": name_of(m), "smiles": Chem.MolToSmiles(Chem.RemoveHs(m)),
+                       "scans": [list(s.torsion) for s in scans]} for m, scans in labelled],
+        "trained": valence_heads(network), "frozen": ["gnn", NONBONDED.name],
+        "final": history[-1] if history else None,
+    }
+    series = {"smiles": [m["smiles"] for m in record["molecules"]], "similarity": settings.similarity,
+              "base": record["base"]}
+    save_checkpoint(output, network, base.config, elements=sorted(base.elements), ions_only=sorted(base.ions_only),
+                    training={**payload.get("training", {}), "finetune": record}, series=series)
+    tuned = GNNSource(output)
+
+    start = time.perf_counter()
+    report = work / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    rows = []
+    sources = {"base": base, "tuned": tuned}
+    for mol, scans in tqdm(labelled, desc="report", unit="mol", disable=not progress, leave=False):
+        for s in scans:
+            profiles = _profiles(mol, s, sources)
+            held = s.held_out(settings.hold_out)
+            name = f"{_slug(mol)}-{'-'.join(map(str, s.torsion))}"
+            plot_profiles(report / f"{name}.png", s.targets.tolist(),
+                          {settings.labeler: profiles["reference"], record["base"]: profiles["base"],
+                           output.stem: profiles["tuned"]}, name_of(mol), s.torsion, held_out=held)
+            row = {"molecule": name_of(mol), "torsion": "-".join(map(str, s.torsion)), "plot": f"{name}.png",
+                   "points": len(s.targets), "held_out": int(held.sum()), "labelling_seconds": round(s.seconds, 1)}
+            for k in ("base", "tuned"):
+                row[f"{k}_fitted_rmse"] = _rmse(profiles[k][~held], profiles["reference"][~held])
+                row[f"{k}_held_out_rmse"] = _rmse(profiles[k][held], profiles["reference"][held])
+            rows.append(row)
+    atomic_write_csv(report / "scans.csv", rows)
+    _plot_history(report / "fit.png", history)
+    evaluating = time.perf_counter() - start
+    summary = {"model": str(output), "base": record["base"], "labeler": settings.labeler,
+               "molecules": len(labelled), "scans": len(rows), "failed": failed,
+               "held_out_rmse": {k: _pooled(rows, f"{k}_held_out_rmse") for k in ("base", "tuned")},
+               "fitted_rmse": {k: _pooled(rows, f"{k}_fitted_rmse") for k in ("base", "tuned")},
+               "seconds": {"labelling": labelling, "fitting": fitting, "report": evaluating,
+                           "total": time.perf_counter() - started},
+               "settings": asdict(settings), "work": str(work)}
+    atomic_write_text(report / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(labeler: str) -> None:
+    from gnnff.train.labelers import get_labeler
+
+    torch.set_num_threads(1)
+    _WORKER["labeler"] = get_labeler(labeler)
+
+
+def _worker_label(mol: Chem.Mol, folder: Path, settings: FinetuneSettings) -> list[ScanLabels]:
+    return label_molecule(mol, _WORKER["labeler"], folder, settings)
+
+
+def _label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSettings, *, workers: int,
+               progress: bool) -> tuple[list[tuple[Chem.Mol, list[ScanLabels]]], list[dict]]:
+    """Labels of every molecule (in input order) and the failures, one process per
+    molecule at a time when ``workers`` > 1; a bar over the scans."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    from gnnff.chem.molecule import name_of
+    from gnnff.train.scan import rotatable_torsions
+
+    results: dict[int, list[ScanLabels] | GnnffError] = {}
+    bar = tqdm(total=sum(len(rotatable_torsions(m)[:settings.scans]) for m in mols), unit="scan", desc="label",
+               disable=not progress)
+    if workers <= 1:
+        for i, mol in enumerate(mols):
+            try:
+                results[i] = label_molecule(mol, labeler, root / _slug(mol), settings)
+            except GnnffError as err:
+                results[i] = err
+            bar.update(len(rotatable_torsions(mol)[:settings.scans]))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_start,
+                                 initargs=(settings.labeler,)) as pool:
+            futures = {pool.submit(_worker_label, mol, root / _slug(mol), settings): i for i, mol in enumerate(mols)}
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    results[i] = future.result()
+                except GnnffError as err:
+                    results[i] = err
+                bar.update(len(rotatable_torsions(mols[i])[:settings.scans]))
+    bar.close()
+    labelled, failed = [], []
+    for i, mol in enumerate(mols):
+        if isinstance(results[i], GnnffError):
+            failed.append({"molecule": name_of(mol), "error": str(results[i])})
+            if progress:
+                tqdm.write(f"skipped: {results[i]}")
+        else:
+            labelled.append((mol, results[i]))
+    return labelled, failed
+
+
+def _pooled(rows: list[dict], key: str) -> float:
+    """RMSE over all scans' points (each row's RMSE weighted by its point count)."""
+    weights = [r["held_out"] if "held_out" in key else r["points"] - r["held_out"] for r in rows]
+    values = [(r[key], w) for r, w in zip(rows, weights) if w and math.isfinite(r[key])]
+    total = sum(w for _, w in values)
+    return math.sqrt(sum(v**2 * w for v, w in values) / total) if total else float("nan")
+
+
+def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for key, label in (("energy_rmse", "energy RMSE (kcal/mol)"), ("force_rmse", "force RMSE (kcal/mol/A)")):
+        ax.plot([h[key] for h in history], label=label)
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
