@@ -221,7 +221,7 @@ def _finetune(args: argparse.Namespace) -> int:
     summary = finetune(args.inputs, args.output, settings=settings, work=args.work, overwrite=args.overwrite,
                        workers=args.workers, progress=not args.quiet)
     for failure in summary["failed"]:
-        print(f"skipped {failure['molecule']}: {failure['error']}", file=sys.stderr)
+        print(f"gnnff: skipped: {' '.join(failure['error'].split())}", file=sys.stderr)
     held, seconds = summary["held_out_rmse"], summary["seconds"]
     print(f"fine-tuned {summary['base']} on {summary['scans']} scans of {summary['molecules']} molecules "
           f"({args.labeler}): held-out profile RMSE {held['base']:.2f} -> {held['tuned']:.2f} kcal/mol; "

@@ -316,13 +316,14 @@ def _read(inputs: Sequence[str | os.PathLike]) -> tuple[list[Chem.Mol], list[dic
 
 def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
              settings: FinetuneSettings = FinetuneSettings(), work: str | os.PathLike | None = None,
-             overwrite: bool = False, workers: int = 1, progress: bool = True) -> dict[str, Any]:
+             overwrite: bool = False, workers: int = 1, labeler=None, progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``settings.base`` on torsion drives of the molecules in ``inputs`` (files
     or SMILES); write the checkpoint ``output`` and the labels and report under ``work``
     (default: ``output`` without its suffix + ``.finetune``). Returns the summary (also
     ``work/report/summary.json``). A molecule that cannot be labelled is reported and
     left out; none left is an InputError. ``workers`` > 1 labels that many molecules at
-    once, each in its own single-threaded process."""
+    once, each in its own single-threaded process. ``labeler``: a labeler object to use
+    instead of ``settings.labeler`` by name (in this process only)."""
     from tqdm import tqdm
 
     from gnnff.chem.molecule import name_of
@@ -341,7 +342,9 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     if not isinstance(base, GNNSource):
         raise InputError(f"finetune: base model '{settings.base}' is not a gnnff network (a classical force "
                          "field has no heads to tune); give a gnnff model name or checkpoint")
-    labeler = get_labeler(settings.labeler)
+    if labeler is not None and workers > 1:
+        raise InputError("finetune: a labeler object runs in this process only; use workers=1 or a labeler name")
+    labeler = labeler if labeler is not None else get_labeler(settings.labeler)
     mols, failed = _read(inputs)
     if not mols and not failed:
         raise InputError("finetune: no molecule given")
@@ -392,7 +395,7 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
             held = s.held_out(settings.hold_out)
             name = f"{_slug(mol)}-{'-'.join(map(str, s.torsion))}"
             plot_profiles(report / f"{name}.png", s.targets.tolist(),
-                          {settings.labeler: profiles["reference"], record["base"]: profiles["base"],
+                          {labeler.name: profiles["reference"], record["base"]: profiles["base"],
                            output.stem: profiles["tuned"]}, name_of(mol), s.torsion, held_out=held)
             row = {"molecule": name_of(mol), "torsion": "-".join(map(str, s.torsion)), "plot": f"{name}.png",
                    "points": len(s.targets), "held_out": int(held.sum()), "labelling_seconds": round(s.seconds, 1)}
@@ -403,7 +406,7 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     atomic_write_csv(report / "scans.csv", rows)
     _plot_history(report / "fit.png", history)
     evaluating = time.perf_counter() - start
-    summary = {"model": str(output), "base": record["base"], "labeler": settings.labeler,
+    summary = {"model": str(output), "base": record["base"], "labeler": labeler.name,
                "molecules": len(labelled), "scans": len(rows), "failed": failed,
                "held_out_rmse": {k: _pooled(rows, f"{k}_held_out_rmse") for k in ("base", "tuned")},
                "fitted_rmse": {k: _pooled(rows, f"{k}_fitted_rmse") for k in ("base", "tuned")},

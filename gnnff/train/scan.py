@@ -194,7 +194,8 @@ def constrained_minimise(energy: EnergyFunction, atoms: Atoms, x0: np.ndarray, t
     from geometric.optimize import Optimize, OptParams
     from geometric.prepare import parse_constraints
 
-    logging.getLogger("geometric").setLevel(logging.ERROR)  # its optimiser narrates every step
+    for name in ("geometric", "geometric.nifty"):  # its optimiser narrates every step
+        logging.getLogger(name).setLevel(logging.ERROR)
     molecule = Molecule()
     molecule.elem = list(atoms.symbols)
     molecule.xyzs = [np.asarray(x0, dtype=np.float64) * NM_TO_ANGSTROM]

@@ -1,0 +1,145 @@
+"""Bespoke fine-tuning on drug-like ligands the base model never saw: held-out torsion
+scans and the gas-phase benchmark, base vs tuned.
+
+    python benchmarks/finetune.py [--ligands 10] [--scans 2] [--workers 2] [-o runs/finetune]
+    python benchmarks/finetune.py --set dev -o runs/finetune-dev     # 3 other ligands, for choosing settings
+
+Ligands: molecules of the shared industry set in gnnff-industry-v0's test split (the
+split of ``recipes/default/train.yaml``: seed 0, 10 % validation, 10 % test, by molecule),
+inside ANI-2x's domain (neutral, H C N O F S Cl), 18-28 heavy atoms, 2-4 rotatable
+torsions (:func:`gnnff.train.scan.rotatable_torsions`); sorted by SMILES and taken at
+even spacing (``--set test``) or from between those (``--set dev``). Each ligand's
+lowest-energy DFT conformer starts its drives.
+
+Runs ``gnnff.train.finetune.finetune`` on them together (one series model; ANI-2x labels;
+every other grid point of each 15-degree scan held out), then the OpenFF
+industry-benchmark protocol (``gnnff.train.benchmark``) on every DFT conformer of the
+same ligands with the base and the tuned model. Prints the held-out profile RMSE, the
+gas-phase numbers and the cost per ligand; writes ``OUT/results.json``. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem
+
+ROOT = Path(__file__).resolve().parents[1]
+INDUSTRY = ROOT.parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+ANI_ELEMENTS = {1, 6, 7, 8, 9, 16, 17}
+
+
+def test_split_keys() -> set[str]:
+    """Molecule keys of the base model's test split (recipes/default/train.yaml's split of the industry set)."""
+    from gnnff.train.data import drop_broken, drop_distorted, read_dataset, split_by_molecule
+    from gnnff.units import KCAL_TO_KJ
+
+    data = drop_broken(drop_distorted(read_dataset(INDUSTRY, dataset="industry-dev")), 62.5 * KCAL_TO_KJ)  # TrainConfig defaults
+    return {d.key for d in split_by_molecule(data, (0.8, 0.1, 0.1), 0)[2]}
+
+
+def pick(molecules, n: int, which: str, dev: int = 3):
+    """The eligible test-split molecules, sorted by key; ``n`` at even spacing (test), or
+    ``dev`` of the ones halfway between those (disjoint from them)."""
+    from gnnff.train.scan import rotatable_torsions
+
+    eligible = []
+    for m in sorted(molecules, key=lambda m: m.key):
+        mol = m.mol
+        if {a.GetAtomicNum() for a in mol.GetAtoms()} - ANI_ELEMENTS or any(a.GetFormalCharge() for a in mol.GetAtoms()):
+            continue
+        if 18 <= mol.GetNumHeavyAtoms() <= 28 and 2 <= len(rotatable_torsions(mol)) <= 4:
+            eligible.append(m)
+    spacing = len(eligible) / n
+    if which == "test":
+        return [eligible[int(i * spacing)] for i in range(n)]
+    return [eligible[int((i + 0.5) * spacing)] for i in range(dev)]
+
+
+def write_ligands(chosen, path: Path) -> None:
+    writer = Chem.SDWriter(str(path))
+    for m in chosen:
+        mol = Chem.Mol(m.mol)
+        best = int(np.argmin(m.qm_energies))
+        conformer = Chem.Conformer(mol.GetConformer(best))
+        mol.RemoveAllConformers()
+        mol.AddConformer(conformer, assignId=True)
+        mol.SetProp("_Name", m.key)
+        writer.write(mol)
+    writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ligands", type=int, default=10)
+    parser.add_argument("--set", choices=("test", "dev"), default="test")
+    parser.add_argument("--scans", type=int, default=2, help="torsions per ligand (default: 2)")
+    parser.add_argument("--step", type=float, default=15.0)
+    parser.add_argument("--steps", type=int, default=None, help="fit steps (default: finetune's)")
+    parser.add_argument("--pull", type=float, default=None, help="pull weight (default: finetune's)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("-o", "--output", default=str(ROOT / "runs" / "finetune"))
+    args = parser.parse_args()
+
+    from gnnff.nn.checkpoint import GNNSource
+    from gnnff.sources.models import get_model
+    from gnnff.train.benchmark import read_benchmark_sdf, run_protocol, summarize
+    from gnnff.train.finetune import FinetuneSettings, finetune
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = test_split_keys()
+    molecules = read_benchmark_sdf(INDUSTRY, keys=keys)
+    chosen = pick(molecules, args.ligands, args.set)
+    n = len(chosen)
+    write_ligands(chosen, out / "ligands.sdf")
+    print(f"{len(keys)} test-split molecules; {n} ligands ({args.set}):")
+    for m in chosen:
+        print(f"  {m.key}  ({m.mol.GetNumHeavyAtoms()} heavy atoms, {m.mol.GetNumConformers()} DFT conformers)")
+    overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull)) if v is not None}
+    settings = FinetuneSettings(scans=args.scans, step=args.step, **overrides)
+    start = time.perf_counter()
+    summary = finetune([out / "ligands.sdf"], out / "series.pt", settings=settings, work=out / "work",
+                       overwrite=True, workers=args.workers)
+    wall = time.perf_counter() - start
+
+    base, tuned = get_model(None), GNNSource(out / "series.pt")
+    gas = {"base": [], "tuned": []}
+    for m in chosen:
+        gas["base"] += run_protocol(base, m)
+        gas["tuned"] += run_protocol(tuned, m)
+    rows = summarize(gas)
+    scans = json.loads((out / "work" / "report" / "summary.json").read_text())
+    import csv
+
+    per_scan = list(csv.DictReader(open(out / "work" / "report" / "scans.csv")))
+    labelling = sum(float(r["labelling_seconds"]) for r in per_scan)
+    held = summary["held_out_rmse"]
+    drop = 1.0 - held["tuned"] / held["base"]
+    print(f"\nheld-out torsion-profile RMSE vs ANI-2x ({sum(int(r['held_out']) for r in per_scan)} points of "
+          f"{len(per_scan)} scans): base {held['base']:.2f}, tuned {held['tuned']:.2f} kcal/mol ({100 * drop:.0f} % lower)")
+    fitted = summary["fitted_rmse"]
+    print(f"fitted points: base {fitted['base']:.2f}, tuned {fitted['tuned']:.2f} kcal/mol")
+    better = sum(float(r["tuned_held_out_rmse"]) < float(r["base_held_out_rmse"]) for r in per_scan)
+    print(f"scans whose held-out RMSE went down: {better} of {len(per_scan)}")
+    print("\ngas phase, the ligands' DFT conformers (industry protocol; 95 % bootstrap intervals over molecules):")
+    for r in rows:
+        print(f"  {r['force_field']:>6}: median RMSD {r['rmsd_median']:.3f} [{r['rmsd_median_lo']:.3f}, "
+              f"{r['rmsd_median_hi']:.3f}] A, median TFD {r['tfd_median']:.4f}, ddE RMSE {r['dde_rmse']:.2f} "
+              f"[{r['dde_rmse_lo']:.2f}, {r['dde_rmse_hi']:.2f}] kcal/mol ({r['conformers']} conformers)")
+    seconds = summary["seconds"]
+    print(f"\ncost: {wall:.0f} s wall for {n} ligands with {args.workers} workers ({wall / n / 60:.1f} min per "
+          f"ligand); labelling {labelling:.0f} s of worker time ({labelling / n / 60:.1f} min per ligand), "
+          f"fitting {seconds['fitting']:.0f} s, report {seconds['report']:.0f} s")
+    results = {"ligands": [m.key for m in chosen], "set": args.set, "finetune": scans, "gas_phase": rows,
+               "held_out_drop": drop, "wall_seconds": wall, "labelling_worker_seconds": labelling,
+               "workers": args.workers}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

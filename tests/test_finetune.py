@@ -1,0 +1,158 @@
+"""Bespoke fine-tuning (``gnnff finetune``): fitting lowers the error against the labeler on
+fitted and held-out scan points, charges and Lennard-Jones stay the base model's, the
+checkpoint loads and reproduces its energies through OpenMM, labels are reused on a rerun,
+the series domain note warns, and bad input is refused by name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import openmm
+import pytest
+import torch
+
+import gnnff
+from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.chem.topology import build_topology
+from gnnff.nn.checkpoint import GNNSource, SeriesWarning, load_checkpoint
+from gnnff.testing import compare_with_openmm
+from gnnff.train.finetune import FinetuneSettings, finetune
+
+from conftest import ROOT
+
+
+class SystemLabeler:
+    """A labeler from OpenFF Sage Systems of given molecules (cheap, deterministic), with
+    an extra 2-fold barrier of ``barrier`` kJ/mol on each molecule's first proper torsion
+    of heavy atoms 0-1-2-3: a profile the base model does not have, for it to learn."""
+
+    name = "sage-mm"
+    method = "OpenFF Sage (test labeler)"
+
+    def __init__(self, *smiles: str, barrier: float = 8.0) -> None:
+        self.contexts = {}
+        for s in smiles:
+            result = gnnff.assign_parameters(s, model="sage")
+            z = tuple(a.GetAtomicNum() for a in result.mol.GetAtoms())
+            system = result.to_openmm()
+            extra = openmm.PeriodicTorsionForce()
+            extra.addTorsion(0, 1, 2, 3, 2, 0.0, barrier)
+            system.addForce(extra)
+            self.contexts[z] = openmm.Context(system, openmm.VerletIntegrator(0.001),
+                                              openmm.Platform.getPlatformByName("Reference"))
+
+    def __call__(self, atomic_numbers, positions_nm, charge):
+        context = self.contexts[tuple(int(z) for z in atomic_numbers)]
+        energies, forces = [], []
+        for x in np.asarray(positions_nm):
+            context.setPositions(x)
+            state = context.getState(getEnergy=True, getForces=True)
+            energies.append(state.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole))
+            forces.append(state.getForces(asNumpy=True).value_in_unit(openmm.unit.kilojoule_per_mole /
+                                                                       openmm.unit.nanometer))
+        return np.array(energies), np.array(forces)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    settings = FinetuneSettings(step=60.0, steps=150, samples=2)
+    summary = finetune(["CCCC", "CCO"], root / "butane.pt", settings=settings, labeler=SystemLabeler("CCCC"),
+                       progress=False)
+    return root, summary, settings
+
+
+@pytest.mark.slow
+def test_fitting_lowers_the_error_on_fitted_and_held_out_points(tuned):
+    root, summary, _ = tuned
+    assert summary["molecules"] == 1 and summary["scans"] == 1
+    assert [f["molecule"] for f in summary["failed"]] == ["CCO"]  # no rotatable bond: reported, left out
+    assert "no rotatable bond" in summary["failed"][0]["error"]
+    fitted, held = summary["fitted_rmse"], summary["held_out_rmse"]
+    assert fitted["tuned"] < 0.5 * fitted["base"], fitted
+    assert held["tuned"] < held["base"], held
+    report = root / "butane.finetune" / "report"
+    assert {"scans.csv", "summary.json", "fit.png"} <= {p.name for p in report.iterdir()}
+    assert len(list(report.glob("*-0-1-2-3.png"))) == 1
+
+
+@pytest.mark.slow
+def test_charges_lj_and_trunk_stay_the_base_models(tuned):
+    root, _, _ = tuned
+    base, new = gnnff.get_model(None), GNNSource(root / "butane.pt")
+    for smiles in ("CCCC", "CC(=O)Nc1ccc(O)cc1"):  # the series and a molecule outside it
+        mol = gnnff.load_molecule(smiles)
+        topology = build_topology(mol)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SeriesWarning)
+            a, b = base.parameters(mol, topology), new.parameters(mol, topology)
+        for name in ("charge", "sigma", "epsilon"):
+            torch.testing.assert_close(getattr(a.nonbonded, name), getattr(b.nonbonded, name), rtol=0, atol=0)
+    changed = {k.split(".")[1] for k, v in new.network.state_dict().items()
+               if not torch.equal(v, base.network.state_dict()[k])}
+    assert changed and changed <= {"bonds", "angles", "propers", "impropers"}
+    record = load_checkpoint(root / "butane.pt")["training"]["finetune"]
+    assert record["base"] == "gnnff-industry-v0" and record["labeler"] == SystemLabeler.method
+    assert record["molecules"][0]["smiles"] == "CCCC" and record["molecules"][0]["scans"] == [[0, 1, 2, 3]]
+
+
+@pytest.mark.slow
+def test_checkpoint_loads_and_reproduces_its_energies_through_openmm(tuned):
+    root, _, _ = tuned
+    result = gnnff.assign_parameters("CCCC", model=str(root / "butane.pt"))
+    mol = with_conformer(result.mol)
+    x = positions_nm(mol)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([x, x + rng.normal(scale=0.005, size=x.shape)])
+    errors = compare_with_openmm(result.topology, result.parameters, result.to_openmm(), x)
+    for term, (energy, force) in errors.items():
+        assert energy < 1e-6 and force < 1e-4, (term, energy, force)
+
+
+@pytest.mark.slow
+def test_far_molecules_warn_and_series_molecules_do_not(tuned):
+    root, _, _ = tuned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeriesWarning)
+        gnnff.parametrize("CCCC", model=str(root / "butane.pt"))
+    with pytest.warns(SeriesWarning, match=r"c1ccccc1.*far from it \(nearest Tanimoto 0\.\d\d < 0\.35\).*"
+                                           r"gnnff-industry-v0"):
+        gnnff.parametrize(gnnff.load_molecule("c1ccccc1", name="c1ccccc1"), model=str(root / "butane.pt"))
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_the_labels(tuned):
+    root, first, settings = tuned
+    labels = sorted((root / "butane.finetune" / "labels").rglob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in labels]
+    again = finetune(["CCCC"], root / "butane.pt", settings=settings, labeler=SystemLabeler("CCCC"),
+                     overwrite=True, progress=False)
+    assert [p.stat().st_mtime_ns for p in labels] == stamps
+    assert again["seconds"]["labelling"] < 0.2 * first["seconds"]["labelling"]
+    assert again["held_out_rmse"] == pytest.approx(first["held_out_rmse"], rel=1e-6)
+
+
+def test_cli_finetune_refuses_bad_input_by_name(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff", "finetune", *a], cwd=tmp_path,  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    for args, message in ((("CCCC", "-o", "model.xml"), "model.xml: the fine-tuned model is a checkpoint; name it *.pt"),
+                          (("CCCC", "-o", "m.pt", "--scans", "some"), "--scans takes 'auto' or a number"),
+                          (("CCCC", "-o", "m.pt", "--hold-out", "1"), "--hold-out 1 would hold every point out"),
+                          (("CCCC", "-o", "m.pt", "--base", "sage"), "is not a gnnff network")):
+        done = run(*args)
+        assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_cli_finetune_names_molecules_outside_the_labelers_domain(tmp_path):
+    if not (ROOT.parent / "shared" / "models" / "torchani" / "ani-2x_8x.info").is_file():
+        pytest.skip("ANI-2x weights not found beside the checkout (../shared/models/torchani)")
+    done = subprocess.run([sys.executable, "-m", "gnnff", "finetune", "CCCC[NH3+]", "-o", "m.pt", "-q"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "CCCC[NH3+]" in done.stderr and "ANI-2x covers neutral H C N O F S Cl" in done.stderr
+    assert not (tmp_path / "m.pt").exists()
