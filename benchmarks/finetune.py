@@ -1,12 +1,12 @@
 """Bespoke fine-tuning on drug-like ligands the base model never saw: held-out torsion
 scans and the gas-phase benchmark, base vs tuned.
 
-    python benchmarks/finetune.py [--ligands 10] [--scans 2] [--workers 2] [-o runs/finetune]
+    python benchmarks/finetune.py [--ligands 10] [--scans 1] [--workers 2] [-o runs/finetune]
     python benchmarks/finetune.py --set dev -o runs/finetune-dev     # 3 other ligands, for choosing settings
 
 Ligands: molecules of the shared industry set in gnnff-industry-v0's test split (the
 split of ``recipes/default/train.yaml``: seed 0, 10 % validation, 10 % test, by molecule),
-inside ANI-2x's domain (neutral, H C N O F S Cl), 18-28 heavy atoms, 2-4 rotatable
+inside ANI-2x's domain (neutral, H C N O F S Cl), 18-24 heavy atoms, 2-4 rotatable
 torsions (:func:`gnnff.train.scan.rotatable_torsions`); sorted by SMILES and taken at
 even spacing (``--set test``) or from between those (``--set dev``). Each ligand's
 lowest-energy DFT conformer starts its drives.
@@ -52,7 +52,7 @@ def pick(molecules, n: int, which: str, dev: int = 3):
         mol = m.mol
         if {a.GetAtomicNum() for a in mol.GetAtoms()} - ANI_ELEMENTS or any(a.GetFormalCharge() for a in mol.GetAtoms()):
             continue
-        if 18 <= mol.GetNumHeavyAtoms() <= 28 and 2 <= len(rotatable_torsions(mol)) <= 4:
+        if 18 <= mol.GetNumHeavyAtoms() <= 24 and 2 <= len(rotatable_torsions(mol)) <= 4:
             eligible.append(m)
     spacing = len(eligible) / n
     if which == "test":
@@ -77,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ligands", type=int, default=10)
     parser.add_argument("--set", choices=("test", "dev"), default="test")
-    parser.add_argument("--scans", type=int, default=2, help="torsions per ligand (default: 2)")
+    parser.add_argument("--scans", type=int, default=1, help="torsions per ligand (default: 1)")
     parser.add_argument("--step", type=float, default=15.0)
     parser.add_argument("--steps", type=int, default=None, help="fit steps (default: finetune's)")
     parser.add_argument("--pull", type=float, default=None, help="pull weight (default: finetune's)")

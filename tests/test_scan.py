@@ -146,6 +146,8 @@ def test_rotatable_torsions_one_per_symmetry_unique_bond_between_heavy_groups():
     assert _central_bonds("CC(=O)Oc1ccccc1C(=O)O") == {frozenset({1, 3}), frozenset({3, 4}), frozenset({9, 10})}
     assert _central_bonds("c1ccccc1-c1ccccc1") == {frozenset({5, 6})}
     assert _central_bonds("C1CCCCC1") == set()  # ring bonds are not driven
+    # a bond to an alkyne carbon has no defined dihedral; the amine N-aryl bonds do
+    assert _central_bonds("C#Cc1cccc(NC)c1") == {frozenset({6, 7})}
 
 
 def test_rotatable_torsions_follow_a_relabelling():

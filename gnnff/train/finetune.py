@@ -168,7 +168,8 @@ def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSetti
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for torsion in torsions:
-        path = folder / f"scan-{'-'.join(map(str, torsion))}-step{settings.step:g}-samples{settings.samples}.npz"
+        path = folder / (f"scan-{'-'.join(map(str, torsion))}-step{settings.step:g}-samples{settings.samples}"
+                         f"-holdout{settings.hold_out}.npz")
         if path.is_file():
             out.append(ScanLabels.load(path))
             continue
@@ -357,7 +358,8 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         except GnnffError as err:
             failed.append({"molecule": name_of(mol), "error": str(err)})
     mols = served
-    labelled, failures = _label_all(mols, labeler, work / "labels", settings, workers=workers, progress=progress)
+    labelled, failures = _label_all(mols, labeler, work / "labels" / labeler.name, settings, workers=workers,
+                                    progress=progress)
     failed += failures
     if not labelled:
         raise InputError(f"finetune: no molecule could be labelled ({failed[0]['error'] if failed else ''})")

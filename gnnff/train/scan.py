@@ -85,8 +85,8 @@ def check_torsion(mol: Chem.Mol, torsion: tuple[int, int, int, int], label: str 
 def rotatable_torsions(mol: Chem.Mol) -> list[tuple[int, int, int, int]]:
     """The torsions worth scanning: one per symmetry-unique rotatable bond.
 
-    A bond qualifies when it is single, in no ring, and both its atoms have a heavy-atom
-    neighbour besides each other (so central torsions and ring-substituent torsions
+    A bond qualifies when it is single, in no ring, neither atom is linear (sp), and both
+    its atoms have a heavy-atom neighbour besides each other (so central torsions and ring-substituent torsions
     qualify; a methyl, hydroxyl or amine rotor at the end of a chain, whose rotation moves
     only hydrogens, does not). Bonds equivalent by symmetry (RDKit canonical ranks without
     tie breaking) are scanned once. The outer atoms are the heavy neighbours of highest
@@ -98,6 +98,8 @@ def rotatable_torsions(mol: Chem.Mol) -> list[tuple[int, int, int, int]]:
         j, k = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
         if bond.GetBondType() != Chem.BondType.SINGLE or bond.IsInRing():
             continue
+        if Chem.HybridizationType.SP in (bond.GetBeginAtom().GetHybridization(), bond.GetEndAtom().GetHybridization()):
+            continue  # a bond to a linear atom (alkyne, nitrile): its dihedral is undefined
         outer = []
         for centre, other in ((j, k), (k, j)):
             heavy = [n.GetIdx() for n in mol.GetAtomWithIdx(centre).GetNeighbors()
