@@ -304,8 +304,11 @@ def _read(inputs: Sequence[str | os.PathLike]) -> tuple[list[Chem.Mol], list[dic
     mols, failed = [], []
     for item in inputs:
         records = read_records(item) if looks_like_path(str(item)) or Path(item).is_file() else None
-        if records is None:
-            mols.append(with_conformer(load_molecule(item)))
+        if records is None:  # SMILES (or a molecule object): a bad one is reported like a bad record
+            try:
+                mols.append(with_conformer(load_molecule(item)))
+            except GnnffError as err:
+                failed.append({"molecule": str(item), "error": str(err)})
             continue
         for record in records:
             if record.error is not None:
