@@ -38,7 +38,8 @@ def test_split_keys() -> set[str]:
     from gnnff.train.data import drop_broken, drop_distorted, read_dataset, split_by_molecule
     from gnnff.units import KCAL_TO_KJ
 
-    data = drop_broken(drop_distorted(read_dataset(INDUSTRY, dataset="industry-dev")), 62.5 * KCAL_TO_KJ)  # TrainConfig defaults
+    # the filters and spread bound of TrainConfig's defaults, as the training run applied them
+    data = drop_broken(drop_distorted(read_dataset(INDUSTRY, dataset="industry-dev")), 62.5 * KCAL_TO_KJ)
     return {d.key for d in split_by_molecule(data, (0.8, 0.1, 0.1), 0)[2]}
 
 
@@ -50,7 +51,8 @@ def pick(molecules, n: int, which: str, dev: int = 3):
     eligible = []
     for m in sorted(molecules, key=lambda m: m.key):
         mol = m.mol
-        if {a.GetAtomicNum() for a in mol.GetAtoms()} - ANI_ELEMENTS or any(a.GetFormalCharge() for a in mol.GetAtoms()):
+        charged = any(a.GetFormalCharge() for a in mol.GetAtoms())
+        if {a.GetAtomicNum() for a in mol.GetAtoms()} - ANI_ELEMENTS or charged:
             continue
         if 18 <= mol.GetNumHeavyAtoms() <= 24 and 2 <= len(rotatable_torsions(mol)) <= 4:
             eligible.append(m)
@@ -121,7 +123,8 @@ def main() -> None:
     held = summary["held_out_rmse"]
     drop = 1.0 - held["tuned"] / held["base"]
     print(f"\nheld-out torsion-profile RMSE vs ANI-2x ({sum(int(r['held_out']) for r in per_scan)} points of "
-          f"{len(per_scan)} scans): base {held['base']:.2f}, tuned {held['tuned']:.2f} kcal/mol ({100 * drop:.0f} % lower)")
+          f"{len(per_scan)} scans): base {held['base']:.2f}, tuned {held['tuned']:.2f} kcal/mol "
+          f"({100 * drop:.0f} % lower)")
     fitted = summary["fitted_rmse"]
     print(f"fitted points: base {fitted['base']:.2f}, tuned {fitted['tuned']:.2f} kcal/mol")
     better = sum(float(r["tuned_held_out_rmse"]) < float(r["base_held_out_rmse"]) for r in per_scan)

@@ -187,7 +187,8 @@ def _finetune_parser(commands) -> None:
                     "the checkpoint (use it as --model) and WORK/labels (resumable) and WORK/report (a PNG per "
                     "scan, scans.csv, summary.json: base vs tuned on held-out grid points). A molecule that "
                     "cannot be labelled is reported and left out.")
-    f.add_argument("inputs", nargs="+", metavar="INPUT", help="molecule files (3D conformers start the drives) or SMILES")
+    f.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="molecule files (3D conformers start the drives) or SMILES")
     f.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="the fine-tuned checkpoint")
     f.add_argument("--labeler", default="ani-2x", help="reference method: ani-2x (default), gfn2-xtb, b3lyp-d3bj")
     f.add_argument("--base", default=None, metavar="NAME_OR_PATH", help="model to tune (default: the default model)")

@@ -48,7 +48,7 @@ from rdkit import Chem
 
 from gnnff.errors import GnnffError, InputError, ParametrizationError
 from gnnff.files import atomic_write, atomic_write_csv, atomic_write_text
-from gnnff.schema import NONBONDED, TERMS, ForceFieldParameters
+from gnnff.schema import NONBONDED, ForceFieldParameters
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = ["FinetuneSettings", "ScanLabels", "finetune", "label_molecule", "fit", "valence_heads", "PULL_SCALES"]
@@ -180,7 +180,8 @@ def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSetti
         rng = np.random.default_rng([settings.seed, *torsion])
         fitted = np.flatnonzero(~_mask(len(points), settings.hold_out))
         source = np.repeat(fitted, settings.samples)
-        displaced = positions[source] + rng.normal(scale=settings.displacement, size=(len(source), *positions.shape[1:]))
+        displaced = positions[source] + rng.normal(scale=settings.displacement,
+                                                   size=(len(source), *positions.shape[1:]))
         sampled = labeler(z, displaced, Chem.GetFormalCharge(mol)) if len(source) else (
             np.zeros(0), np.zeros((0, *positions.shape[1:])))
         labels = ScanLabels(torsion, np.array([p.target_deg for p in points]),
