@@ -3,6 +3,7 @@ scans and the gas-phase benchmark, base vs tuned.
 
     python benchmarks/finetune.py [--ligands 10] [--scans 1] [--workers 2] [-o runs/finetune]
     python benchmarks/finetune.py --set dev -o runs/finetune-dev     # 3 other ligands, for choosing settings
+    python benchmarks/finetune.py --labelled-only                     # those of the 10 labelled so far
 
 Ligands: molecules of the shared industry set in gnnff-industry-v0's test split (the
 split of ``recipes/default/train.yaml``: seed 0, 10 % validation, 10 % test, by molecule),
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="fit steps (default: finetune's)")
     parser.add_argument("--pull", type=float, default=None, help="pull weight (default: finetune's)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--labelled-only", action="store_true",
+                        help="only the chosen ligands already labelled in OUT/work (a preliminary result)")
     parser.add_argument("-o", "--output", default=str(ROOT / "runs" / "finetune"))
     args = parser.parse_args()
 
@@ -97,19 +100,27 @@ def main() -> None:
     keys = test_split_keys()
     molecules = read_benchmark_sdf(INDUSTRY, keys=keys)
     chosen = pick(molecules, args.ligands, args.set)
-    n = len(chosen)
     write_ligands(chosen, out / "ligands.sdf")
+    overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull)) if v is not None}
+    settings = FinetuneSettings(scans=args.scans, step=args.step, **overrides)
+    if args.labelled_only:
+        from gnnff.train.finetune import _read, labelled
+
+        ready = {m.GetProp("_Name") for m in _read([out / "ligands.sdf"])[0]
+                 if labelled(m, out / "work" / "labels" / settings.labeler, settings)}
+        chosen = [m for m in chosen if m.key in ready]
+        write_ligands(chosen, out / "ligands-labelled.sdf")
+    tag = "-labelled" if args.labelled_only else ""
+    n = len(chosen)
     print(f"{len(keys)} test-split molecules; {n} ligands ({args.set}):")
     for m in chosen:
         print(f"  {m.key}  ({m.mol.GetNumHeavyAtoms()} heavy atoms, {m.mol.GetNumConformers()} DFT conformers)")
-    overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull)) if v is not None}
-    settings = FinetuneSettings(scans=args.scans, step=args.step, **overrides)
     start = time.perf_counter()
-    summary = finetune([out / "ligands.sdf"], out / "series.pt", settings=settings, work=out / "work",
+    summary = finetune([out / f"ligands{tag}.sdf"], out / f"series{tag}.pt", settings=settings, work=out / "work",
                        overwrite=True, workers=args.workers)
     wall = time.perf_counter() - start
 
-    base, tuned = get_model(None), GNNSource(out / "series.pt")
+    base, tuned = get_model(None), GNNSource(out / f"series{tag}.pt")
     gas = {"base": [], "tuned": []}
     for m in chosen:
         gas["base"] += run_protocol(base, m)
@@ -138,10 +149,10 @@ def main() -> None:
     print(f"\ncost: {wall:.0f} s wall for {n} ligands with {args.workers} workers ({wall / n / 60:.1f} min per "
           f"ligand); labelling {labelling:.0f} s of worker time ({labelling / n / 60:.1f} min per ligand), "
           f"fitting {seconds['fitting']:.0f} s, report {seconds['report']:.0f} s")
-    results = {"ligands": [m.key for m in chosen], "set": args.set, "finetune": scans, "gas_phase": rows,
+    results = {"ligands": [m.key for m in chosen], "set": args.set, "labelled_only": args.labelled_only, "finetune": scans, "gas_phase": rows,
                "held_out_drop": drop, "wall_seconds": wall, "labelling_worker_seconds": labelling,
                "workers": args.workers}
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"results{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

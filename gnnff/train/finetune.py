@@ -148,6 +148,20 @@ def _slug(mol: Chem.Mol) -> str:
     return hashlib.sha1(mapped_smiles(mol).encode()).hexdigest()[:16]
 
 
+def label_path(folder: Path, torsion: Sequence[int], settings: FinetuneSettings) -> Path:
+    """Where the labels of one drive live: named by the torsion and every setting they depend on."""
+    return folder / (f"scan-{'-'.join(map(str, torsion))}-step{settings.step:g}-samples{settings.samples}"
+                     f"-holdout{settings.hold_out}.npz")
+
+
+def labelled(mol: Chem.Mol, root: Path, settings: FinetuneSettings) -> bool:
+    """Whether every drive of ``mol`` is labelled under ``root`` (``WORK/labels/LABELER``)."""
+    from gnnff.train.scan import rotatable_torsions
+
+    torsions = rotatable_torsions(mol)[:settings.scans]
+    return bool(torsions) and all(label_path(root / _slug(mol), t, settings).is_file() for t in torsions)
+
+
 def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSettings) -> list[ScanLabels]:
     """The labelled drives of ``mol``'s rotatable torsions (at most ``settings.scans``),
     read from ``folder`` where already there, else computed and written there."""
@@ -168,8 +182,7 @@ def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSetti
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for torsion in torsions:
-        path = folder / (f"scan-{'-'.join(map(str, torsion))}-step{settings.step:g}-samples{settings.samples}"
-                         f"-holdout{settings.hold_out}.npz")
+        path = label_path(folder, torsion, settings)
         if path.is_file():
             out.append(ScanLabels.load(path))
             continue
