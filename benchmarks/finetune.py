@@ -149,7 +149,8 @@ def main() -> None:
     print(f"\ncost: {wall:.0f} s wall for {n} ligands with {args.workers} workers ({wall / n / 60:.1f} min per "
           f"ligand); labelling {labelling:.0f} s of worker time ({labelling / n / 60:.1f} min per ligand), "
           f"fitting {seconds['fitting']:.0f} s, report {seconds['report']:.0f} s")
-    results = {"ligands": [m.key for m in chosen], "set": args.set, "labelled_only": args.labelled_only, "finetune": scans, "gas_phase": rows,
+    results = {"ligands": [m.key for m in chosen], "set": args.set, "labelled_only": args.labelled_only,
+               "finetune": scans, "gas_phase": rows,
                "held_out_drop": drop, "wall_seconds": wall, "labelling_worker_seconds": labelling,
                "workers": args.workers}
     (out / f"results{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
