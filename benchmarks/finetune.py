@@ -2,15 +2,13 @@
 scans and the gas-phase benchmark, base vs tuned.
 
     python benchmarks/finetune.py [--ligands 10] [--scans 1] [--workers 2] [-o runs/finetune]
-    python benchmarks/finetune.py --set dev -o runs/finetune-dev     # 3 other ligands, for choosing settings
     python benchmarks/finetune.py --labelled-only                     # those of the 10 labelled so far
 
-Ligands: molecules of the shared industry set in gnnff-industry-v0's test split (the
-split of ``recipes/default/train.yaml``: seed 0, 10 % validation, 10 % test, by molecule),
-inside ANI-2x's domain (neutral, H C N O F S Cl), 18-24 heavy atoms, 2-4 rotatable
-torsions (:func:`gnnff.train.scan.rotatable_torsions`); sorted by SMILES and taken at
-even spacing (``--set test``) or from between those (``--set dev``). Each ligand's
-lowest-energy DFT conformer starts its drives.
+Ligands (:data:`LIGANDS`): molecules of the shared industry set in gnnff-industry-v0's
+test split (the split of ``recipes/default/train.yaml``: seed 0, 10 % validation, 10 %
+test, by molecule), inside ANI-2x's domain (neutral, H C N O F S Cl), 18-24 heavy atoms,
+2-4 rotatable torsions (:func:`gnnff.train.scan.rotatable_torsions`); sorted by SMILES and
+taken at even spacing. Each ligand's lowest-energy DFT conformer starts its drives.
 
 Runs ``gnnff.train.finetune.finetune`` on them together (one series model; ANI-2x labels;
 every other grid point of each 15-degree scan held out), then the OpenFF
@@ -44,23 +42,33 @@ def test_split_keys() -> set[str]:
     return {d.key for d in split_by_molecule(data, (0.8, 0.1, 0.1), 0)[2]}
 
 
-def pick(molecules, n: int, which: str, dev: int = 3):
-    """The eligible test-split molecules, sorted by key; ``n`` at even spacing (test), or
-    ``dev`` of the ones halfway between those (disjoint from them)."""
+#: The ligands, fixed: chosen once (2026-12-03) from the base model's test split by the
+#: rule of :func:`eligible` with the torsion finder of that day, which still counted
+#: bonds to sp atoms (the aryl-alkyne bond of the first ligand; it is not driven now),
+#: then 10 at even spacing in SMILES order.
+LIGANDS = (
+    "C#Cc1cccc(Nc2nc3ccccc3c3cnccc23)c1",
+    "CCc1cc2cc([C@H](O)c3ccc4c(c3)OCO4)ccc2nc1O",
+    "COc1cc(-c2nc(C)nc3[nH]cc(C#N)c23)c(Cl)cc1Cl",
+    "COc1nc(N2CCNCC2)cc(-c2ccccc2)c1C(F)(F)F",
+    "Cc1cc(C)nc(Sc2c(F)c(F)c(S(N)(=O)=O)c(F)c2F)n1",
+    "Cc1cnc(Cn2ccc3c(Cl)nc(N)nc32)c(C)c1Cl",
+    "N#CCc1ccc(Cl)c(-c2ccc3[nH]c(O)nc3c2)c1Cl",
+    "O=C(C1=C(Cl)CCN(Cc2ccccc2)CC1)c1ccccc1",
+    "O=C1CN=C(n2cnc(C3CC3)c2)C=C2c3ccccc3CCN12",
+    "Oc1nnc(C2CCN(c3ccc(Cl)nn3)CC2)c2ccccc12",
+)
+
+
+def eligible(molecule) -> bool:
+    """Inside ANI-2x's domain, 18-24 heavy atoms, 2-4 rotatable torsions."""
     from gnnff.train.scan import rotatable_torsions
 
-    eligible = []
-    for m in sorted(molecules, key=lambda m: m.key):
-        mol = m.mol
-        charged = any(a.GetFormalCharge() for a in mol.GetAtoms())
-        if {a.GetAtomicNum() for a in mol.GetAtoms()} - ANI_ELEMENTS or charged:
-            continue
-        if 18 <= mol.GetNumHeavyAtoms() <= 24 and 2 <= len(rotatable_torsions(mol)) <= 4:
-            eligible.append(m)
-    spacing = len(eligible) / n
-    if which == "test":
-        return [eligible[int(i * spacing)] for i in range(n)]
-    return [eligible[int((i + 0.5) * spacing)] for i in range(dev)]
+    mol = molecule.mol
+    charged = any(a.GetFormalCharge() for a in mol.GetAtoms())
+    if {a.GetAtomicNum() for a in mol.GetAtoms()} - ANI_ELEMENTS or charged:
+        return False
+    return 18 <= mol.GetNumHeavyAtoms() <= 24 and 2 <= len(rotatable_torsions(mol)) <= 4
 
 
 def write_ligands(chosen, path: Path) -> None:
@@ -78,8 +86,7 @@ def write_ligands(chosen, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ligands", type=int, default=10)
-    parser.add_argument("--set", choices=("test", "dev"), default="test")
+    parser.add_argument("--ligands", type=int, default=10, help="the first N of LIGANDS")
     parser.add_argument("--scans", type=int, default=1, help="torsions per ligand (default: 1)")
     parser.add_argument("--step", type=float, default=15.0)
     parser.add_argument("--steps", type=int, default=None, help="fit steps (default: finetune's)")
@@ -99,7 +106,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     keys = test_split_keys()
     molecules = read_benchmark_sdf(INDUSTRY, keys=keys)
-    chosen = pick(molecules, args.ligands, args.set)
+    by_key = {m.key: m for m in molecules}
+    missing = [k for k in LIGANDS if k not in by_key]
+    if missing:
+        raise SystemExit(f"not in the test split: {missing}")
+    chosen = [by_key[k] for k in LIGANDS[:args.ligands]]
+    for m in chosen:
+        if not eligible(m):
+            print(f"  note: {m.key} no longer meets the selection rule")
     write_ligands(chosen, out / "ligands.sdf")
     overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull)) if v is not None}
     settings = FinetuneSettings(scans=args.scans, step=args.step, **overrides)
@@ -112,7 +126,7 @@ def main() -> None:
         write_ligands(chosen, out / "ligands-labelled.sdf")
     tag = "-labelled" if args.labelled_only else ""
     n = len(chosen)
-    print(f"{len(keys)} test-split molecules; {n} ligands ({args.set}):")
+    print(f"{len(keys)} test-split molecules; {n} ligands:")
     for m in chosen:
         print(f"  {m.key}  ({m.mol.GetNumHeavyAtoms()} heavy atoms, {m.mol.GetNumConformers()} DFT conformers)")
     start = time.perf_counter()
@@ -149,7 +163,7 @@ def main() -> None:
     print(f"\ncost: {wall:.0f} s wall for {n} ligands with {args.workers} workers ({wall / n / 60:.1f} min per "
           f"ligand); labelling {labelling:.0f} s of worker time ({labelling / n / 60:.1f} min per ligand), "
           f"fitting {seconds['fitting']:.0f} s, report {seconds['report']:.0f} s")
-    results = {"ligands": [m.key for m in chosen], "set": args.set, "labelled_only": args.labelled_only,
+    results = {"ligands": [m.key for m in chosen], "labelled_only": args.labelled_only,
                "finetune": scans, "gas_phase": rows,
                "held_out_drop": drop, "wall_seconds": wall, "labelling_worker_seconds": labelling,
                "workers": args.workers}
