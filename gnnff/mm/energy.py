@@ -9,7 +9,7 @@ Reference platform).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -146,7 +146,8 @@ def _molecule_sum(per_tuple: torch.Tensor, molecule: torch.Tensor, n_molecules: 
 
 
 def compute_energy(topology: Topology, parameters: ForceFieldParameters,
-                   positions: torch.Tensor, *, pairs: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+                   positions: torch.Tensor, *, pairs: np.ndarray | None = None,
+                   terms: Sequence[Term] | None = None) -> dict[str, torch.Tensor]:
     """MM energy of every term.
 
     Parameters
@@ -160,6 +161,8 @@ def compute_energy(topology: Topology, parameters: ForceFieldParameters,
     pairs
         Precomputed :func:`nonbonded_pairs` of ``topology`` (all chunks joined), to
         skip their enumeration in repeated calls.
+    terms
+        Only these terms (default: every term present in ``parameters``).
 
     Returns
     -------
@@ -176,6 +179,8 @@ def compute_energy(topology: Topology, parameters: ForceFieldParameters,
     n_mol = topology.n_molecules
     out: dict[str, torch.Tensor] = {}
     for term in parameters.terms:
+        if terms is not None and term not in terms:
+            continue
         if term.form == "nonbonded":
             out[term.name] = _nonbonded(topology, parameters.term(term), x, molecule, pairs)
             continue
@@ -205,13 +210,14 @@ def total_energy(energies: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def energy_and_forces(topology: Topology, parameters: ForceFieldParameters, positions: torch.Tensor, *,
                       term: Term | None = None, pairs: np.ndarray | None = None,
-                      create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Energy ``(n_conformations, n_molecules)`` kJ/mol of one term (or all) and its forces
-    ``-dE/dx`` in kJ/mol/nm, shape of ``positions``. ``create_graph`` keeps the graph so
-    a loss on the forces can be differentiated (training)."""
+                      create_graph: bool = False, terms: Sequence[Term] | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energy ``(n_conformations, n_molecules)`` kJ/mol of one term (or all, or the sum of
+    ``terms``) and its forces ``-dE/dx`` in kJ/mol/nm, shape of ``positions``.
+    ``create_graph`` keeps the graph so a loss on the forces can be differentiated (training)."""
     x = positions.detach().requires_grad_(True)
     with torch.enable_grad():
-        energies = compute_energy(topology, parameters, x, pairs=pairs)
+        energies = compute_energy(topology, parameters, x, pairs=pairs, terms=terms)
         e = energies[term.name] if term is not None else total_energy(energies)
         (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
     return e, -grad

@@ -258,7 +258,8 @@ def fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, fe
     loss history (every step: total, energy RMSE kcal/mol, force RMSE kcal/mol/A, pull)."""
     from tqdm import tqdm
 
-    from gnnff.train.training import centred, make_batch, predict
+    from gnnff.mm.energy import energy_and_forces
+    from gnnff.train.training import centred, expand, make_batch
 
     torch.manual_seed(settings.seed)
     batch = make_batch([(d, None) for d in data], features=features)
@@ -270,13 +271,19 @@ def fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, fe
     with torch.no_grad():
         embeddings = network.gnn(batch.graph)
         base = network(batch.graph, embeddings)
+    # the nonbonded term is frozen: its energies and forces once, the valence terms every step
+    nb_energies, nb_forces = energy_and_forces(batch.replicas, expand(base, batch.rows), batch.positions,
+                                               term=NONBONDED, pairs=batch.pairs)
+    valence = [t for t in base.terms if t is not NONBONDED]
     optimizer = torch.optim.Adam(trained, lr=settings.learning_rate)
     n_mol = batch.graph.net_charges.shape[0]
     reference = centred(batch.energies, batch.conformation_molecule, n_mol)
     history = []
     for _ in tqdm(range(settings.steps), desc="fit", unit="step", disable=not progress, leave=False):
         parameters = network(batch.graph, embeddings)
-        energies, forces = predict(parameters, batch, create_graph=True)
+        energies, forces = energy_and_forces(batch.replicas, expand(parameters, batch.rows), batch.positions,
+                                             terms=valence, create_graph=True)
+        energies, forces = energies[0] + nb_energies[0].detach(), forces[0] + nb_forces[0].detach()
         de = (centred(energies.double(), batch.conformation_molecule, n_mol) - reference) * KJ_TO_KCAL
         df = (forces - batch.forces).double() * FORCE_TO_KCAL_A
         pull = _pull(parameters, base)
