@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=15.0)
     parser.add_argument("--steps", type=int, default=None, help="fit steps (default: finetune's)")
     parser.add_argument("--pull", type=float, default=None, help="pull weight (default: finetune's)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="(default: finetune's)")
+    parser.add_argument("--terms", default=None, help="valence heads trained, comma-separated (default: all)")
+    parser.add_argument("--tag", default="", help="suffix of this run's model, report and results files")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--labelled-only", action="store_true",
                         help="only the chosen ligands already labelled in OUT/work (a preliminary result)")
@@ -115,7 +118,8 @@ def main() -> None:
         if not eligible(m):
             print(f"  note: {m.key} no longer meets the selection rule")
     write_ligands(chosen, out / "ligands.sdf")
-    overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull)) if v is not None}
+    overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull), ("learning_rate", args.learning_rate),
+                                   ("terms", tuple(args.terms.split(",")) if args.terms else None)) if v is not None}
     settings = FinetuneSettings(scans=args.scans, step=args.step, **overrides)
     if args.labelled_only:
         from gnnff.train.finetune import _read, labelled
@@ -124,13 +128,15 @@ def main() -> None:
                  if labelled(m, out / "work" / "labels" / settings.labeler, settings)}
         chosen = [m for m in chosen if m.key in ready]
         write_ligands(chosen, out / "ligands-labelled.sdf")
-    tag = "-labelled" if args.labelled_only else ""
+    source = out / ("ligands-labelled.sdf" if args.labelled_only else "ligands.sdf")
+    tag = ("-labelled" if args.labelled_only else "") + (f"-{args.tag}" if args.tag else "")
     n = len(chosen)
     print(f"{len(keys)} test-split molecules; {n} ligands:")
     for m in chosen:
         print(f"  {m.key}  ({m.mol.GetNumHeavyAtoms()} heavy atoms, {m.mol.GetNumConformers()} DFT conformers)")
     start = time.perf_counter()
-    summary = finetune([out / f"ligands{tag}.sdf"], out / f"series{tag}.pt", settings=settings, work=out / "work",
+    report = out / "work" / f"report{tag}"
+    summary = finetune([source], out / f"series{tag}.pt", settings=settings, work=out / "work", report=report,
                        overwrite=True, workers=args.workers)
     wall = time.perf_counter() - start
 
@@ -140,10 +146,10 @@ def main() -> None:
         gas["base"] += run_protocol(base, m)
         gas["tuned"] += run_protocol(tuned, m)
     rows = summarize(gas)
-    scans = json.loads((out / "work" / "report" / "summary.json").read_text())
+    scans = json.loads((report / "summary.json").read_text())
     import csv
 
-    per_scan = list(csv.DictReader(open(out / "work" / "report" / "scans.csv")))
+    per_scan = list(csv.DictReader(open(report / "scans.csv")))
     labelling = sum(float(r["labelling_seconds"]) for r in per_scan)
     held = summary["held_out_rmse"]
     drop = 1.0 - held["tuned"] / held["base"]

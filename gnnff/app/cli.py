@@ -200,6 +200,9 @@ def _finetune_parser(commands) -> None:
                    help="hold out every K-th grid point of each scan for the report (default: 2; 0: none)")
     f.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
     f.add_argument("--pull", type=float, default=0.1, help="weight of the pull to the base model (default: 0.1)")
+    f.add_argument("--terms", default=None, metavar="T1,T2",
+                   help="valence heads trained, e.g. propers,impropers (default: all valence terms)")
+    f.add_argument("--learning-rate", type=float, default=1e-3, help="Adam step size (default: %(default)s)")
     f.add_argument("--work", default=None, metavar="DIR", help="labels and report (default: MODEL.finetune)")
     f.add_argument("--workers", type=int, default=1,
                    help="molecules labelled at once, one single-threaded process each (default: 1)")
@@ -218,7 +221,9 @@ def _finetune(args: argparse.Namespace) -> int:
         except ValueError:
             raise InputError(f"--scans takes 'auto' or a number, not {args.scans}") from None
     settings = FinetuneSettings(labeler=args.labeler, base=args.base, scans=scans, step=args.step,
-                                samples=args.samples, hold_out=args.hold_out, steps=args.steps, pull=args.pull)
+                                samples=args.samples, hold_out=args.hold_out, steps=args.steps, pull=args.pull,
+                                learning_rate=args.learning_rate,
+                                terms=tuple(args.terms.split(",")) if args.terms else None)
     summary = finetune(args.inputs, args.output, settings=settings, work=args.work, overwrite=args.overwrite,
                        workers=args.workers, progress=not args.quiet)
     for failure in summary["failed"]:
@@ -227,7 +232,7 @@ def _finetune(args: argparse.Namespace) -> int:
     print(f"fine-tuned {summary['base']} on {summary['scans']} scans of {summary['molecules']} molecules "
           f"({args.labeler}): held-out profile RMSE {held['base']:.2f} -> {held['tuned']:.2f} kcal/mol; "
           f"{seconds['total']:.0f} s ({seconds['labelling']:.0f} s labelling, {seconds['fitting']:.0f} s fitting); "
-          f"{args.output}, report in {summary['work']}/report/")
+          f"{args.output}, report in {summary['report']}/")
     return 1 if summary["failed"] else 0
 
 

@@ -74,7 +74,8 @@ class FinetuneSettings:
     geometries per fitted grid point, displaced by ``displacement`` nm (standard deviation
     per coordinate); ``hold_out``: every ``hold_out``-th grid point is held out (0: none);
     ``steps``/``learning_rate``: Adam on the valence heads; ``forces``, ``pull``: loss
-    weights; ``similarity``: Tanimoto below which a molecule is far from the series.
+    weights; ``similarity``: Tanimoto below which a molecule is far from the series;
+    ``terms``: the valence heads trained (default: all of them).
     """
 
     labeler: str = "ani-2x"
@@ -89,6 +90,7 @@ class FinetuneSettings:
     forces: float = 0.02
     pull: float = 0.1
     similarity: float = 0.35
+    terms: tuple[str, ...] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -97,6 +99,8 @@ class FinetuneSettings:
                 raise InputError(f"finetune: {name} must be >= 0, got {getattr(self, name)}")
         if self.scans is not None and self.scans < 1:
             raise InputError(f"finetune: --scans must be 'auto' or a number >= 1, got {self.scans}")
+        if self.terms is not None and NONBONDED.name in self.terms:
+            raise InputError("finetune: --terms cannot include nonbonded; charges and Lennard-Jones stay frozen")
         if self.hold_out == 1:
             raise InputError("finetune: --hold-out 1 would hold every point out; use 0 (none) or >= 2")
 
@@ -247,9 +251,16 @@ def _pull(tuned: ForceFieldParameters, base: ForceFieldParameters) -> torch.Tens
     return total / max(count, 1)
 
 
-def valence_heads(network: torch.nn.Module) -> list[str]:
-    """Names of the heads fine-tuning trains: every term's but the nonbonded one."""
-    return [name for name in network.heads if name != NONBONDED.name]
+def valence_heads(network: torch.nn.Module, terms: Sequence[str] | None = None) -> list[str]:
+    """Names of the heads fine-tuning trains: ``terms`` (default: every term's but the
+    nonbonded one); InputError for a term the network has no head for."""
+    heads = [name for name in network.heads if name != NONBONDED.name]
+    if terms is None:
+        return heads
+    unknown = sorted(set(terms) - set(heads))
+    if unknown:
+        raise InputError(f"finetune: the base model has no valence head '{unknown[0]}' (heads: {', '.join(heads)})")
+    return [name for name in heads if name in terms]
 
 
 def fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, features: str = "v0",
@@ -257,7 +268,7 @@ def fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, fe
     """Train ``network``'s valence heads in place on ``data`` (MoleculeData); returns the
     loss history (every step: total, energy RMSE kcal/mol, force RMSE kcal/mol/A, pull).
     Runs on the threads :func:`gnnff.threads.inference_threads` chooses for the replicas'
-    atoms (one on busy cores: torch's default there made each step 20x slower)."""
+    atoms (one on busy cores: torch's default there made each step 12x slower)."""
     from gnnff.threads import inference_threads
 
     with inference_threads(sum(d.topology.n_atoms * d.n_conformations for d in data)):
@@ -275,7 +286,7 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
     batch = make_batch([(d, None) for d in data], features=features)
     network.eval()
     network.requires_grad_(False)
-    trained = [p for name in valence_heads(network) for p in network.heads[name].parameters()]
+    trained = [p for name in valence_heads(network, settings.terms) for p in network.heads[name].parameters()]
     for p in trained:
         p.requires_grad_(True)
     with torch.no_grad():
@@ -351,14 +362,16 @@ def _read(inputs: Sequence[str | os.PathLike]) -> tuple[list[Chem.Mol], list[dic
 
 def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
              settings: FinetuneSettings = FinetuneSettings(), work: str | os.PathLike | None = None,
-             overwrite: bool = False, workers: int = 1, labeler=None, progress: bool = True) -> dict[str, Any]:
+             overwrite: bool = False, workers: int = 1, labeler=None, report: str | os.PathLike | None = None,
+             progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``settings.base`` on torsion drives of the molecules in ``inputs`` (files
     or SMILES); write the checkpoint ``output`` and the labels and report under ``work``
     (default: ``output`` without its suffix + ``.finetune``). Returns the summary (also
     ``work/report/summary.json``). A molecule that cannot be labelled is reported and
     left out; none left is an InputError. ``workers`` > 1 labels that many molecules at
     once, each in its own single-threaded process. ``labeler``: a labeler object to use
-    instead of ``settings.labeler`` by name (in this process only)."""
+    instead of ``settings.labeler`` by name (in this process only). ``report``: the report
+    folder (default ``work/report``)."""
     from tqdm import tqdm
 
     from gnnff.chem.molecule import name_of
@@ -411,7 +424,7 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         "settings": asdict(settings),
         "molecules": [{"name": name_of(m), "smiles": Chem.MolToSmiles(Chem.RemoveHs(m)),
                        "scans": [list(s.torsion) for s in scans]} for m, scans in labelled],
-        "trained": valence_heads(network), "frozen": ["gnn", NONBONDED.name],
+        "trained": valence_heads(network, settings.terms), "frozen": ["gnn", NONBONDED.name],
         "final": history[-1] if history else None,
     }
     series = {"smiles": [m["smiles"] for m in record["molecules"]], "similarity": settings.similarity,
@@ -421,7 +434,7 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     tuned = GNNSource(output)
 
     start = time.perf_counter()
-    report = work / "report"
+    report = Path(report) if report is not None else work / "report"
     report.mkdir(parents=True, exist_ok=True)
     rows = []
     sources = {"base": base, "tuned": tuned}
@@ -448,7 +461,7 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
                "fitted_rmse": {k: _pooled(rows, f"{k}_fitted_rmse") for k in ("base", "tuned")},
                "seconds": {"labelling": labelling, "fitting": fitting, "report": evaluating,
                            "total": time.perf_counter() - started},
-               "settings": asdict(settings), "work": str(work)}
+               "settings": asdict(settings), "work": str(work), "report": str(report)}
     atomic_write_text(report / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
