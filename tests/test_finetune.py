@@ -141,7 +141,8 @@ def test_cli_finetune_refuses_bad_input_by_name(tmp_path):
     for args, message in ((("CCCC", "-o", "model.xml"), "model.xml: the fine-tuned model is a checkpoint; name it"),
                           (("CCCC", "-o", "m.pt", "--scans", "some"), "--scans takes 'auto' or a number"),
                           (("CCCC", "-o", "m.pt", "--hold-out", "1"), "--hold-out 1 would hold every point out"),
-                          (("CCCC", "-o", "m.pt", "--base", "sage"), "is not a gnnff network")):
+                          (("CCCC", "-o", "m.pt", "--base", "sage"), "is not a gnnff network"),
+                          (("CCCC", "-o", "m.pt", "--terms", "propers,cmap"), "has no valence head 'cmap'")):
         done = run(*args)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert list(tmp_path.iterdir()) == []

@@ -390,6 +390,7 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     if not isinstance(base, GNNSource):
         raise InputError(f"finetune: base model '{settings.base}' is not a gnnff network (a classical force "
                          "field has no heads to tune); give a gnnff model name or checkpoint")
+    valence_heads(base.network, settings.terms)  # an unknown --terms fails before any labelling
     if labeler is not None and workers > 1:
         raise InputError("finetune: a labeler object runs in this process only; use workers=1 or a labeler name")
     labeler = labeler if labeler is not None else get_labeler(settings.labeler)
