@@ -324,17 +324,15 @@ def _rmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((a - b) ** 2))) if len(a) else float("nan")
 
 
-def _profiles(mol: Chem.Mol, scan: ScanLabels, sources: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Relative profiles (kcal/mol): the labeler's, then each source's System minimised
-    with the dihedral constrained at the labeler's geometries."""
-    from gnnff.api import assign_parameters
+def _profiles(scan: ScanLabels, systems: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Relative profiles (kcal/mol): the labeler's, then each System minimised with the
+    dihedral restrained at the labeler's geometries."""
     from gnnff.train.scan import ScanPoint, mm_profile
 
     reference = [ScanPoint(float(t), float(d), float(e), x)
                  for t, d, e, x in zip(scan.targets, scan.dihedrals, scan.energies, scan.positions)]
     out = {"reference": scan.energies * KJ_TO_KCAL}
-    for name, source in sources.items():
-        system = assign_parameters(mol, model=source).to_openmm()
+    for name, system in systems.items():
         points = mm_profile(system, reference, scan.torsion)
         out[name] = np.array([p.energy for p in points]) * KJ_TO_KCAL
     return {k: v - v.min() for k, v in out.items()}
@@ -374,6 +372,7 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     folder (default ``work/report``)."""
     from tqdm import tqdm
 
+    from gnnff.api import assign_parameters
     from gnnff.chem.molecule import name_of
     from gnnff.nn.checkpoint import GNNSource, load_checkpoint, save_checkpoint
     from gnnff.sources.models import DEFAULT_MODEL, get_model
@@ -440,8 +439,9 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     rows = []
     sources = {"base": base, "tuned": tuned}
     for mol, scans in tqdm(labelled, desc="report", unit="mol", disable=not progress, leave=False):
-        for s in scans:
-            profiles = _profiles(mol, s, sources)
+        systems = {k: assign_parameters(mol, model=source).to_openmm() for k, source in sources.items()}
+        for s in scans:  # each model's System once per molecule, whatever its number of scans
+            profiles = _profiles(s, systems)
             held = s.held_out(settings.hold_out)
             name = f"{_slug(mol)}-{'-'.join(map(str, s.torsion))}"
             plot_profiles(report / f"{name}.png", s.targets.tolist(),
