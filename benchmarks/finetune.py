@@ -32,14 +32,15 @@ INDUSTRY = ROOT.parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 ANI_ELEMENTS = {1, 6, 7, 8, 9, 16, 17}
 
 
-def test_split_keys() -> set[str]:
-    """Molecule keys of the base model's test split (recipes/default/train.yaml's split of the industry set)."""
+def split_keys(part: int = 2) -> set[str]:
+    """Molecule keys of one part of the base model's split of the industry set
+    (recipes/default/train.yaml's: 0 training, 1 validation, 2 test)."""
     from gnnff.train.data import drop_broken, drop_distorted, read_dataset, split_by_molecule
     from gnnff.units import KCAL_TO_KJ
 
     # the filters and spread bound of TrainConfig's defaults, as the training run applied them
     data = drop_broken(drop_distorted(read_dataset(INDUSTRY, dataset="industry-dev")), 62.5 * KCAL_TO_KJ)
-    return {d.key for d in split_by_molecule(data, (0.8, 0.1, 0.1), 0)[2]}
+    return {d.key for d in split_by_molecule(data, (0.8, 0.1, 0.1), 0)[part]}
 
 
 #: The ligands, fixed: chosen once (2026-12-03) from the base model's test split by the
@@ -58,6 +59,13 @@ LIGANDS = (
     "O=C1CN=C(n2cnc(C3CC3)c2)C=C2c3ccccc3CCN12",
     "Oc1nnc(C2CCN(c3ccc(Cl)nn3)CC2)c2ccccc12",
 )
+
+
+def dev_ligands(molecules, n: int = 4) -> list[str]:
+    """Ligands to choose settings on, never the benchmark's: validation-split molecules
+    meeting :func:`eligible`, ``n`` at even spacing in SMILES order."""
+    pool = sorted(m.key for m in molecules if eligible(m))
+    return [pool[round(i * (len(pool) - 1) / max(n - 1, 1))] for i in range(n)]
 
 
 def eligible(molecule) -> bool:
@@ -87,6 +95,9 @@ def write_ligands(chosen, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ligands", type=int, default=10, help="the first N of LIGANDS")
+    parser.add_argument("--dev", action="store_true",
+                        help="the development set instead (validation-split ligands, dev_ligands): for choosing "
+                             "settings without looking at the benchmark's ligands")
     parser.add_argument("--scans", type=int, default=1, help="torsions per ligand (default: 1)")
     parser.add_argument("--step", type=float, default=15.0)
     parser.add_argument("--steps", type=int, default=None, help="fit steps (default: finetune's)")
@@ -97,7 +108,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--labelled-only", action="store_true",
                         help="only the chosen ligands already labelled in OUT/work (a preliminary result)")
-    parser.add_argument("-o", "--output", default=str(ROOT / "runs" / "finetune"))
+    parser.add_argument("--profile", type=float, default=None, help="relaxed-profile loss weight (default: finetune's)")
+    parser.add_argument("--energies", type=float, default=None,
+                        help="weight of energies at the labeler's geometries (default: finetune's)")
+    parser.add_argument("--forces", type=float, default=None, help="force loss weight (default: finetune's)")
+    parser.add_argument("--samples", type=int, default=None, help="off-equilibrium samples (default: finetune's)")
+    parser.add_argument("-o", "--output", default=None, help="default: runs/finetune (runs/finetune-dev with --dev)")
     args = parser.parse_args()
 
     from gnnff.nn.checkpoint import GNNSource
@@ -105,20 +121,23 @@ def main() -> None:
     from gnnff.train.benchmark import read_benchmark_sdf, run_protocol, summarize
     from gnnff.train.finetune import FinetuneSettings, finetune
 
-    out = Path(args.output)
+    out = Path(args.output or ROOT / "runs" / ("finetune-dev" if args.dev else "finetune"))
     out.mkdir(parents=True, exist_ok=True)
-    keys = test_split_keys()
+    keys = split_keys(1 if args.dev else 2)
     molecules = read_benchmark_sdf(INDUSTRY, keys=keys)
     by_key = {m.key: m for m in molecules}
-    missing = [k for k in LIGANDS if k not in by_key]
+    ligands = dev_ligands(molecules) if args.dev else LIGANDS
+    missing = [k for k in ligands if k not in by_key]
     if missing:
         raise SystemExit(f"not in the test split: {missing}")
-    chosen = [by_key[k] for k in LIGANDS[:args.ligands]]
+    chosen = [by_key[k] for k in ligands[:args.ligands]]
     for m in chosen:
         if not eligible(m):
             print(f"  note: {m.key} no longer meets the selection rule")
     write_ligands(chosen, out / "ligands.sdf")
     overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull), ("learning_rate", args.learning_rate),
+                                   ("profile", args.profile), ("energies", args.energies), ("forces", args.forces),
+                                   ("samples", args.samples),
                                    ("terms", tuple(args.terms.split(",")) if args.terms else None)) if v is not None}
     settings = FinetuneSettings(scans=args.scans, step=args.step, **overrides)
     if args.labelled_only:
@@ -131,7 +150,7 @@ def main() -> None:
     source = out / ("ligands-labelled.sdf" if args.labelled_only else "ligands.sdf")
     tag = ("-labelled" if args.labelled_only else "") + (f"-{args.tag}" if args.tag else "")
     n = len(chosen)
-    print(f"{len(keys)} test-split molecules; {n} ligands:")
+    print(f"{len(keys)} {'validation' if args.dev else 'test'}-split molecules; {n} ligands:")
     for m in chosen:
         print(f"  {m.key}  ({m.mol.GetNumHeavyAtoms()} heavy atoms, {m.mol.GetNumConformers()} DFT conformers)")
     start = time.perf_counter()

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 
 from gnnff.errors import GnnffError
 
-__all__ = ["ENV", "SMALL_GRAPH_ATOMS", "available_cores", "choose_threads", "inference_threads",
+__all__ = ["ENV", "SMALL_GRAPH_ATOMS", "available_cores", "choose_threads", "inference_threads", "serial_numerics",
            "set_inference_threads"]
 
 #: Environment variable that fixes the thread count (a positive integer, or ``auto``).
@@ -152,3 +152,27 @@ def inference_threads(n_atoms: int) -> Iterator[int]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def serial_numerics() -> Iterator[None]:
+    """One thread for PyTorch and for the BLAS and OpenMP pools of numpy and SciPy
+    (threadpoolctl) inside the context; the caller's settings are restored on exit.
+
+    For work made of many small linear-algebra calls, such as geomeTRIC's internal
+    coordinates in a torsion drive (matrices of a few hundred rows): there a second
+    BLAS thread only waits. Measured on 2 cores, four constrained optimisations of a
+    35-atom ligand with ANI-2x (60 energy evaluations) took 167 s with OpenBLAS's default
+    threads while a second such process ran, 9.9 s with one thread; alone, 6 s per
+    optimisation with the default and about 2.5 s with one.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)

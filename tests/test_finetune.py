@@ -157,3 +157,28 @@ def test_cli_finetune_names_molecules_outside_the_labelers_domain(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "CCCC[NH3+]" in done.stderr and "ANI-2x covers neutral H C N O F S Cl" in done.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.slow
+def test_the_relaxed_profile_loss_is_the_reports_measure(tmp_path):
+    """Right after a relaxation the fitted loss equals the report's profile error of the
+    same points (both mean-centred here): the fit optimises what the report measures."""
+    import copy
+
+    from gnnff.schema import NONBONDED
+    from gnnff.train.finetune import _profile_data, _profiles, _Relaxed, label_molecule
+
+    settings = FinetuneSettings(step=60.0, samples=0, hold_out=0)
+    mol = with_conformer(gnnff.load_molecule("CCCC"))
+    scans = label_molecule(mol, SystemLabeler("CCCC"), tmp_path, settings)
+    base = gnnff.get_model(None)
+    relaxed = _Relaxed(copy.deepcopy(base.network), _profile_data(mol, scans, 0), base.config.features)
+    relaxed.relax()
+    terms = [t for t in base.network(relaxed.batch.graph, relaxed.embeddings).terms if t is not NONBONDED]
+    with torch.no_grad():
+        loss = float(relaxed.mse(terms)) ** 0.5
+    profiles = _profiles(scans[0], {"base": gnnff.assign_parameters(mol, model=base).to_openmm()})
+    ref, mm = profiles["reference"], profiles["base"]
+    report = float(np.sqrt(np.mean(((mm - mm.mean()) - (ref - ref.mean())) ** 2)))
+    assert report > 0.3  # the labeler's extra barrier: a real error to measure
+    assert loss == pytest.approx(report, abs=2e-3)

@@ -162,3 +162,21 @@ def test_concurrent_python_threads_keep_the_main_thread_setting(seen):
     assert not errors
     assert seen == [1] * 6
     assert torch.get_num_threads() == 3
+
+
+def test_serial_numerics_runs_blas_and_torch_on_one_thread_and_restores_them():
+    from threadpoolctl import threadpool_info
+
+    from gnnff.threads import serial_numerics
+
+    def blas() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    torch.set_num_threads(2)
+    before = blas()
+    assert before, "numpy should expose a BLAS pool to threadpoolctl"
+    with pytest.raises(RuntimeError, match="inside"):
+        with serial_numerics():
+            assert torch.get_num_threads() == 1 and set(blas()) == {1}
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == 2 and blas() == before

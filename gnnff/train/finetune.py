@@ -87,6 +87,9 @@ class FinetuneSettings:
     hold_out: int = 2
     steps: int = 300
     learning_rate: float = 1e-3
+    profile: float = 1.0
+    relax_every: int = 25
+    energies: float = 1.0
     forces: float = 0.02
     pull: float = 0.1
     similarity: float = 0.35
@@ -94,13 +97,15 @@ class FinetuneSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("samples", "hold_out", "steps"):
+        for name in ("samples", "hold_out", "steps", "profile", "energies", "forces", "pull"):
             if getattr(self, name) < 0:
                 raise InputError(f"finetune: {name} must be >= 0, got {getattr(self, name)}")
         if self.scans is not None and self.scans < 1:
             raise InputError(f"finetune: --scans must be 'auto' or a number >= 1, got {self.scans}")
         if self.terms is not None and NONBONDED.name in self.terms:
             raise InputError("finetune: --terms cannot include nonbonded; charges and Lennard-Jones stay frozen")
+        if self.relax_every < 1:
+            raise InputError(f"finetune: relax_every must be >= 1, got {self.relax_every}")
         if self.hold_out == 1:
             raise InputError("finetune: --hold-out 1 would hold every point out; use 0 (none) or >= 2")
 
@@ -170,6 +175,7 @@ def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSetti
     """The labelled drives of ``mol``'s rotatable torsions (at most ``settings.scans``),
     read from ``folder`` where already there, else computed and written there."""
     from gnnff.chem.molecule import name_of, positions_nm
+    from gnnff.threads import serial_numerics
     from gnnff.train.scan import Atoms, drive, labeler_energy, moving_atoms, rotatable_torsions
 
     label = name_of(mol)
@@ -191,16 +197,17 @@ def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSetti
             out.append(ScanLabels.load(path))
             continue
         start = time.perf_counter()
-        points = drive(energy, Atoms.of(mol), x0, torsion, moving_atoms(mol, torsion), step=settings.step)
-        positions = np.stack([p.positions for p in points])
-        labelled = labeler(z, positions, Chem.GetFormalCharge(mol))
-        rng = np.random.default_rng([settings.seed, *torsion])
-        fitted = np.flatnonzero(~_mask(len(points), settings.hold_out))
-        source = np.repeat(fitted, settings.samples)
-        displaced = positions[source] + rng.normal(scale=settings.displacement,
-                                                   size=(len(source), *positions.shape[1:]))
-        sampled = labeler(z, displaced, Chem.GetFormalCharge(mol)) if len(source) else (
-            np.zeros(0), np.zeros((0, *positions.shape[1:])))
+        with serial_numerics():  # many small matrices: a second BLAS thread only waits
+            points = drive(energy, Atoms.of(mol), x0, torsion, moving_atoms(mol, torsion), step=settings.step)
+            positions = np.stack([p.positions for p in points])
+            labelled = labeler(z, positions, Chem.GetFormalCharge(mol))
+            rng = np.random.default_rng([settings.seed, *torsion])
+            fitted = np.flatnonzero(~_mask(len(points), settings.hold_out))
+            source = np.repeat(fitted, settings.samples)
+            displaced = positions[source] + rng.normal(scale=settings.displacement,
+                                                       size=(len(source), *positions.shape[1:]))
+            sampled = labeler(z, displaced, Chem.GetFormalCharge(mol)) if len(source) else (
+                np.zeros(0), np.zeros((0, *positions.shape[1:])))
         labels = ScanLabels(torsion, np.array([p.target_deg for p in points]),
                             np.array([p.dihedral_deg for p in points]), np.asarray(labelled[0]), positions,
                             np.asarray(labelled[1]), source, displaced, np.asarray(sampled[0]),
@@ -230,6 +237,29 @@ def _training_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int):
         forces += [s.forces[keep], s.sample_forces]
     return MoleculeData(molecule_key(mol), mol, np.concatenate(positions), np.concatenate(energies),
                         np.concatenate(forces), "finetune")
+
+
+@dataclass(frozen=True, eq=False)
+class Profile:
+    """The fitted grid points of one scan, for the relaxed-profile loss: ``data`` holds the
+    labeler's geometries (where each relaxation starts) and energies."""
+
+    data: Any  # MoleculeData
+    torsion: tuple[int, int, int, int]
+    targets: np.ndarray
+
+
+def _profile_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int) -> list[Profile]:
+    from gnnff.chem.molecule import molecule_key
+    from gnnff.train.data import MoleculeData
+
+    out = []
+    for s in scans:
+        keep = ~s.held_out(every)
+        data = MoleculeData(molecule_key(mol), mol, s.positions[keep], s.energies[keep],
+                            np.full_like(s.positions[keep], np.nan), "finetune-profile")
+        out.append(Profile(data, s.torsion, s.targets[keep]))
+    return out
 
 
 def _pull(tuned: ForceFieldParameters, base: ForceFieldParameters) -> torch.Tensor:
@@ -264,19 +294,78 @@ def valence_heads(network: torch.nn.Module, terms: Sequence[str] | None = None) 
 
 
 def fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, features: str = "v0",
-        progress: bool = True) -> list[dict[str, float]]:
-    """Train ``network``'s valence heads in place on ``data`` (MoleculeData); returns the
-    loss history (every step: total, energy RMSE kcal/mol, force RMSE kcal/mol/A, pull).
-    Runs on the threads :func:`gnnff.threads.inference_threads` chooses for the replicas'
-    atoms (one on busy cores: torch's default there made each step 12x slower)."""
+        progress: bool = True, profiles: Sequence[Profile] = ()) -> list[dict[str, float]]:
+    """Train ``network``'s valence heads in place on ``data`` (MoleculeData: energies and
+    forces at the labeler's geometries) and ``profiles`` (relaxed torsion profiles);
+    returns the loss history (every step: total, energy RMSE kcal/mol, force RMSE
+    kcal/mol/A, profile RMSE kcal/mol, pull). Runs on the threads
+    :func:`gnnff.threads.inference_threads` chooses for the replicas' atoms (one on busy
+    cores: torch's default there made each step 12x slower)."""
     from gnnff.threads import inference_threads
 
-    with inference_threads(sum(d.topology.n_atoms * d.n_conformations for d in data)):
-        return _fit(network, data, settings, features, progress)
+    atoms = sum(d.topology.n_atoms * d.n_conformations for d in [*data, *(q.data for q in profiles)])
+    with inference_threads(atoms):
+        return _fit(network, data, settings, features, progress, profiles)
+
+
+class _Relaxed:
+    """The relaxed-profile loss: every ``relax_every`` steps each profile's fitted points
+    are minimised with the current parameters' System (OpenMM, the dihedral restrained
+    at its grid value, from the labeler's geometry: :func:`~gnnff.train.scan.mm_profile`,
+    as the report does); in between, the loss is the mean squared difference of the MM
+    energies at those geometries from the labeler's, each scan relative to its mean. The
+    geometries are held fixed within a round: at a restrained minimum the energy's
+    derivative by a parameter is its partial derivative at fixed positions (the
+    restraint does not depend on the parameters), the ForceBalance treatment of
+    optimised-geometry targets."""
+
+    def __init__(self, network: torch.nn.Module, profiles: Sequence[Profile], features: str) -> None:
+        from gnnff.train.training import centred, make_batch
+
+        self.network, self.profiles = network, list(profiles)
+        self.batch = make_batch([(q.data, None) for q in self.profiles], features=features)
+        with torch.no_grad():
+            self.embeddings = network.gnn(self.batch.graph)
+        self.n = len(self.profiles)
+        self.reference = centred(self.batch.energies, self.batch.conformation_molecule, self.n)
+        self.positions = self.batch.positions
+        self.frozen = torch.zeros_like(self.batch.energies)
+
+    def relax(self) -> None:
+        from gnnff.mm.energy import compute_energy
+        from gnnff.mm.export import to_openmm
+        from gnnff.nn.checkpoint import _split
+        from gnnff.train.scan import ScanPoint, mm_profile
+        from gnnff.train.training import expand
+
+        topologies = [q.data.topology for q in self.profiles]
+        with torch.no_grad():
+            parameters = self.network(self.batch.graph, self.embeddings)
+            relaxed = []
+            for q, p in zip(self.profiles, _split(parameters, topologies)):
+                start = [ScanPoint(float(t), float(t), 0.0, x) for t, x in zip(q.targets, q.data.positions)]
+                points = mm_profile(to_openmm(q.data.topology, p), start, q.torsion)
+                relaxed.append(np.concatenate([point.positions for point in points]))
+            self.positions = torch.as_tensor(np.concatenate(relaxed), dtype=self.batch.positions.dtype)[None]
+            energies = compute_energy(self.batch.replicas, expand(parameters, self.batch.rows), self.positions,
+                                      pairs=self.batch.pairs, terms=[NONBONDED])
+            self.frozen = energies[NONBONDED.name][0].double()
+
+    def mse(self, valence) -> torch.Tensor:
+        """Mean squared profile error (kcal/mol)^2 of the current parameters at the last relaxed geometries."""
+        from gnnff.mm.energy import compute_energy, total_energy
+        from gnnff.train.training import centred, expand
+
+        parameters = self.network(self.batch.graph, self.embeddings)
+        energies = compute_energy(self.batch.replicas, expand(parameters, self.batch.rows), self.positions,
+                                  terms=valence)
+        e = total_energy(energies)[0].double() + self.frozen
+        d = (centred(e, self.batch.conformation_molecule, self.n) - self.reference) * KJ_TO_KCAL
+        return (d**2).mean()
 
 
 def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, features: str,
-         progress: bool) -> list[dict[str, float]]:
+         progress: bool, profiles: Sequence[Profile]) -> list[dict[str, float]]:
     from tqdm import tqdm
 
     from gnnff.mm.energy import energy_and_forces
@@ -296,11 +385,14 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
     nb_energies, nb_forces = energy_and_forces(batch.replicas, expand(base, batch.rows), batch.positions,
                                                term=NONBONDED, pairs=batch.pairs)
     valence = [t for t in base.terms if t is not NONBONDED]
+    relaxed = _Relaxed(network, profiles, features) if profiles and settings.profile > 0 else None
     optimizer = torch.optim.Adam(trained, lr=settings.learning_rate)
     n_mol = batch.graph.net_charges.shape[0]
     reference = centred(batch.energies, batch.conformation_molecule, n_mol)
     history = []
-    for _ in tqdm(range(settings.steps), desc="fit", unit="step", disable=not progress, leave=False):
+    for step in tqdm(range(settings.steps), desc="fit", unit="step", disable=not progress, leave=False):
+        if relaxed is not None and step % settings.relax_every == 0:
+            relaxed.relax()
         parameters = network(batch.graph, embeddings)
         energies, forces = energy_and_forces(batch.replicas, expand(parameters, batch.rows), batch.positions,
                                              terms=valence, create_graph=True)
@@ -309,13 +401,15 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
         df = (forces - batch.forces).double() * FORCE_TO_KCAL_A
         pull = _pull(parameters, base)
         e_mse, f_mse = (de**2).mean(), (df**2).mean()
-        loss = e_mse + settings.forces * f_mse + settings.pull * pull
+        p_mse = relaxed.mse(valence) if relaxed is not None else torch.zeros((), dtype=torch.float64)
+        loss = settings.energies * e_mse + settings.forces * f_mse + settings.profile * p_mse + settings.pull * pull
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 10.0)
         optimizer.step()
         history.append({"loss": loss.item(), "energy_rmse": math.sqrt(e_mse.item()),
-                        "force_rmse": math.sqrt(f_mse.item()), "pull": pull.item()})
+                        "force_rmse": math.sqrt(f_mse.item()), "profile_rmse": math.sqrt(p_mse.item()),
+                        "pull": pull.item()})
     network.requires_grad_(False)
     return history
 
@@ -415,7 +509,8 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     start = time.perf_counter()
     network = copy.deepcopy(base.network)
     data = [_training_data(mol, scans, settings.hold_out) for mol, scans in labelled]
-    history = fit(network, data, settings, features=base.config.features, progress=progress)
+    profiles = [q for mol, scans in labelled for q in _profile_data(mol, scans, settings.hold_out)]
+    history = fit(network, data, settings, features=base.config.features, progress=progress, profiles=profiles)
     fitting = time.perf_counter() - start
 
     payload = load_checkpoint(base.path)
@@ -543,7 +638,8 @@ def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
     if not history:
         return
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    for key, label in (("energy_rmse", "energy RMSE (kcal/mol)"), ("force_rmse", "force RMSE (kcal/mol/A)")):
+    for key, label in (("energy_rmse", "energy RMSE (kcal/mol)"), ("force_rmse", "force RMSE (kcal/mol/A)"),
+                       ("profile_rmse", "relaxed-profile RMSE (kcal/mol)")):
         ax.plot([h[key] for h in history], label=label)
     ax.set_xlabel("step")
     ax.set_yscale("log")

@@ -338,6 +338,7 @@ def scan(molecule, torsion: tuple[int, int, int, int], output: str | os.PathLike
     from gnnff.api import assign_parameters
     from gnnff.chem.molecule import load_molecule, name_of, positions_nm, with_conformer
     from gnnff.files import atomic_write_csv, atomic_write_text
+    from gnnff.threads import serial_numerics
     from gnnff.train.labelers import get_labeler
 
     out = Path(output)
@@ -353,8 +354,9 @@ def scan(molecule, torsion: tuple[int, int, int, int], output: str | os.PathLike
     bar = tqdm(total=3 * n - 1, unit="opt", desc=f"scan {atoms}", disable=not progress)
     start = time.perf_counter()
     try:
-        reference = drive(reference_energy, Atoms.of(mol), positions_nm(mol)[0], atoms, moving_atoms(mol, atoms),
-                          step=step, progress=bar.update)
+        with serial_numerics():  # geomeTRIC's many small matrices: a second BLAS thread only waits
+            reference = drive(reference_energy, Atoms.of(mol), positions_nm(mol)[0], atoms, moving_atoms(mol, atoms),
+                              step=step, progress=bar.update)
     except ParametrizationError as err:  # outside the labeler's domain
         bar.close()
         raise ParametrizationError(f"{label}: {labeler}: {err}") from None
