@@ -162,9 +162,8 @@ def serial_numerics() -> Iterator[None]:
     For work made of many small linear-algebra calls, such as geomeTRIC's internal
     coordinates in a torsion drive (matrices of a few hundred rows): there a second
     BLAS thread only waits. Measured on 2 cores, four constrained optimisations of a
-    35-atom ligand with ANI-2x (60 energy evaluations) took 167 s with OpenBLAS's default
-    threads while a second such process ran, 9.9 s with one thread; alone, 6 s per
-    optimisation with the default and about 2.5 s with one.
+    42-atom ligand with ANI-2x (60 energy evaluations) took 167 s with OpenBLAS's default
+    threads while a second such process ran, 9.9 s with one thread.
     """
     import torch
     from threadpoolctl import threadpool_limits
