@@ -200,6 +200,15 @@ def _finetune_parser(commands) -> None:
                    help="hold out every K-th grid point of each scan for the report (default: 2; 0: none)")
     f.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
     f.add_argument("--pull", type=float, default=0.1, help="weight of the pull to the base model (default: 0.1)")
+    f.add_argument("--profile", type=float, default=1.0,
+                   help="weight of the relaxed-profile loss: MM-minimised scan points against the labeler's "
+                        "(default: %(default)s)")
+    f.add_argument("--energies", type=float, default=1.0,
+                   help="weight of the energies at the labeler's geometries (default: %(default)s)")
+    f.add_argument("--forces", type=float, default=0.02,
+                   help="weight of the forces at the labeler's geometries (default: %(default)s)")
+    f.add_argument("--relax-every", type=int, default=25, metavar="N",
+                   help="steps between re-minimisations of the profile points (default: %(default)s)")
     f.add_argument("--terms", default=None, metavar="T1,T2",
                    help="valence heads trained, e.g. propers,impropers (default: all valence terms)")
     f.add_argument("--learning-rate", type=float, default=1e-3, help="Adam step size (default: %(default)s)")
@@ -222,7 +231,8 @@ def _finetune(args: argparse.Namespace) -> int:
             raise InputError(f"--scans takes 'auto' or a number, not {args.scans}") from None
     settings = FinetuneSettings(labeler=args.labeler, base=args.base, scans=scans, step=args.step,
                                 samples=args.samples, hold_out=args.hold_out, steps=args.steps, pull=args.pull,
-                                learning_rate=args.learning_rate,
+                                profile=args.profile, energies=args.energies, forces=args.forces,
+                                relax_every=args.relax_every, learning_rate=args.learning_rate,
                                 terms=tuple(args.terms.split(",")) if args.terms else None)
     summary = finetune(args.inputs, args.output, settings=settings, work=args.work, overwrite=args.overwrite,
                        workers=args.workers, progress=not args.quiet)
