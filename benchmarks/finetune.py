@@ -61,7 +61,7 @@ LIGANDS = (
 )
 
 
-def dev_ligands(molecules, n: int = 4) -> list[str]:
+def dev_ligands(molecules, n: int = 8) -> list[str]:
     """Ligands to choose settings on, never the benchmark's: validation-split molecules
     meeting :func:`eligible`, ``n`` at even spacing in SMILES order."""
     pool = sorted(m.key for m in molecules if eligible(m))
@@ -113,6 +113,8 @@ def main() -> None:
                         help="weight of energies at the labeler's geometries (default: finetune's)")
     parser.add_argument("--forces", type=float, default=None, help="force loss weight (default: finetune's)")
     parser.add_argument("--samples", type=int, default=None, help="off-equilibrium samples (default: finetune's)")
+    parser.add_argument("--hold-out-scans", action="store_true",
+                        help="also hold out each ligand's last scan (of two or more) whole")
     parser.add_argument("-o", "--output", default=None, help="default: runs/finetune (runs/finetune-dev with --dev)")
     args = parser.parse_args()
 
@@ -137,7 +139,7 @@ def main() -> None:
     write_ligands(chosen, out / "ligands.sdf")
     overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull), ("learning_rate", args.learning_rate),
                                    ("profile", args.profile), ("energies", args.energies), ("forces", args.forces),
-                                   ("samples", args.samples),
+                                   ("samples", args.samples), ("hold_out_scans", args.hold_out_scans or None),
                                    ("terms", tuple(args.terms.split(",")) if args.terms else None)) if v is not None}
     settings = FinetuneSettings(scans=args.scans, step=args.step, **overrides)
     if args.labelled_only:
@@ -172,13 +174,19 @@ def main() -> None:
     labelling = sum(float(r["labelling_seconds"]) for r in per_scan)
     held = summary["held_out_rmse"]
     drop = 1.0 - held["tuned"] / held["base"]
-    print(f"\nheld-out torsion-profile RMSE vs ANI-2x ({sum(int(r['held_out']) for r in per_scan)} points of "
-          f"{len(per_scan)} scans): base {held['base']:.2f}, tuned {held['tuned']:.2f} kcal/mol "
+    in_fit = [r for r in per_scan if r["scan_held_out"] != "True"]
+    print(f"\nheld-out torsion-profile RMSE vs ANI-2x ({sum(int(r['held_out']) for r in in_fit)} points of "
+          f"{len(in_fit)} fitted scans): base {held['base']:.2f}, tuned {held['tuned']:.2f} kcal/mol "
           f"({100 * drop:.0f} % lower)")
+    if summary["held_out_scans"]:
+        whole = summary["held_out_scan_rmse"]
+        print(f"held-out whole scans ({summary['held_out_scans']}, torsions never fitted): base {whole['base']:.2f}, "
+              f"tuned {whole['tuned']:.2f} kcal/mol ({100 * (1 - whole['tuned'] / whole['base']):.0f} % lower)")
     fitted = summary["fitted_rmse"]
     print(f"fitted points: base {fitted['base']:.2f}, tuned {fitted['tuned']:.2f} kcal/mol")
     better = sum(float(r["tuned_held_out_rmse"]) < float(r["base_held_out_rmse"]) for r in per_scan)
-    print(f"scans whose held-out RMSE went down: {better} of {len(per_scan)}")
+    print(f"scans whose held-out RMSE went down: {better} of {len(per_scan)} (held-out points; whole held-out "
+          "scans: all their points)")
     print("\ngas phase, the ligands' DFT conformers (industry protocol; 95 % bootstrap intervals over molecules):")
     for r in rows:
         print(f"  {r['force_field']:>6}: median RMSD {r['rmsd_median']:.3f} [{r['rmsd_median_lo']:.3f}, "

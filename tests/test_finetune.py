@@ -160,6 +160,24 @@ def test_cli_finetune_names_molecules_outside_the_labelers_domain(tmp_path):
 
 
 @pytest.mark.slow
+def test_cli_finetune_end_to_end_with_ani2x_and_the_model_serves_the_cli(tmp_path):
+    if not (ROOT.parent / "shared" / "models" / "torchani" / "ani-2x_8x.info").is_file():
+        pytest.skip("ANI-2x weights not found beside the checkout (../shared/models/torchani)")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff", *a], cwd=tmp_path,  # noqa: E731
+                                    capture_output=True, text=True, timeout=600)
+    done = run("finetune", "CCCC", "-o", "butane.pt", "--step", "90", "--samples", "0", "--steps", "20", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "fine-tuned gnnff-industry-v0 on 1 scans of 1 molecules (ani-2x): held-out profile RMSE" in done.stdout
+    report = tmp_path / "butane.finetune" / "report"
+    assert {"scans.csv", "summary.json", "fit.png"} <= {p.name for p in report.iterdir()}
+    assert len(list((tmp_path / "butane.finetune" / "labels" / "ani-2x").rglob("*.npz"))) == 1
+    served = run("parametrize", "CCCC", "--model", "butane.pt", "-o", "butane.xml")
+    assert served.returncode == 0, served.stderr
+    system = openmm.XmlSerializer.deserialize((tmp_path / "butane.xml").read_text())
+    assert system.getNumParticles() == 14
+
+
+@pytest.mark.slow
 def test_the_relaxed_profile_loss_is_the_reports_measure(tmp_path):
     """Right after a relaxation the fitted loss equals the report's profile error of the
     same points (both mean-centred here): the fit optimises what the report measures."""
@@ -182,3 +200,35 @@ def test_the_relaxed_profile_loss_is_the_reports_measure(tmp_path):
     report = float(np.sqrt(np.mean(((mm - mm.mean()) - (ref - ref.mean())) ** 2)))
     assert report > 0.3  # the labeler's extra barrier: a real error to measure
     assert loss == pytest.approx(report, abs=2e-3)
+
+
+@pytest.mark.slow
+def test_held_out_scans_stay_out_of_the_fit_and_are_reported_apart(tmp_path, monkeypatch):
+    import csv
+    import math
+
+    from gnnff.train import finetune as module
+
+    seen = {}
+    real = module.fit
+
+    def spy(network, data, settings, features="v0", progress=True, profiles=()):
+        seen["profiles"] = [list(q.torsion) for q in profiles]
+        seen["conformations"] = sum(d.n_conformations for d in data)
+        return real(network, data, settings, features, progress, profiles)
+
+    monkeypatch.setattr(module, "fit", spy)
+    settings = FinetuneSettings(step=90.0, steps=20, samples=0, hold_out_scans=True)
+    summary = finetune(["CCCCCC"], tmp_path / "hexane.pt", settings=settings, labeler=SystemLabeler("CCCCCC"),
+                       progress=False)
+    assert summary["scans"] == 2 and summary["held_out_scans"] == 1
+    rows = list(csv.DictReader(open(tmp_path / "hexane.finetune" / "report" / "scans.csv")))
+    fitted = [r for r in rows if r["scan_held_out"] == "False"]
+    whole = [r for r in rows if r["scan_held_out"] == "True"]
+    assert len(fitted) == 1 and len(whole) == 1
+    assert whole[0]["held_out"] == whole[0]["points"] == "4" and fitted[0]["held_out"] == "2"
+    assert seen["profiles"] == [[int(a) for a in fitted[0]["torsion"].split("-")]]
+    assert seen["conformations"] == 2  # the fitted scan's two fitted points, no samples
+    record = load_checkpoint(tmp_path / "hexane.pt")["training"]["finetune"]
+    assert record["molecules"][0]["held_out_scans"] == [[int(a) for a in whole[0]["torsion"].split("-")]]
+    assert math.isfinite(summary["held_out_scan_rmse"]["tuned"]) and math.isnan(float(whole[0]["base_fitted_rmse"]))

@@ -198,6 +198,8 @@ def _finetune_parser(commands) -> None:
     f.add_argument("--samples", type=int, default=2, help="off-equilibrium samples per fitted point (default: 2)")
     f.add_argument("--hold-out", type=int, default=2, metavar="K",
                    help="hold out every K-th grid point of each scan for the report (default: 2; 0: none)")
+    f.add_argument("--hold-out-scans", action="store_true",
+                   help="also keep each molecule's last scan (of two or more) out of the fit, reported apart")
     f.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
     f.add_argument("--pull", type=float, default=0.1, help="weight of the pull to the base model (default: 0.1)")
     f.add_argument("--profile", type=float, default=1.0,
@@ -230,7 +232,8 @@ def _finetune(args: argparse.Namespace) -> int:
         except ValueError:
             raise InputError(f"--scans takes 'auto' or a number, not {args.scans}") from None
     settings = FinetuneSettings(labeler=args.labeler, base=args.base, scans=scans, step=args.step,
-                                samples=args.samples, hold_out=args.hold_out, steps=args.steps, pull=args.pull,
+                                samples=args.samples, hold_out=args.hold_out,
+                                hold_out_scans=args.hold_out_scans, steps=args.steps, pull=args.pull,
                                 profile=args.profile, energies=args.energies, forces=args.forces,
                                 relax_every=args.relax_every, learning_rate=args.learning_rate,
                                 terms=tuple(args.terms.split(",")) if args.terms else None)
@@ -239,8 +242,11 @@ def _finetune(args: argparse.Namespace) -> int:
     for failure in summary["failed"]:
         print(f"gnnff: skipped: {' '.join(failure['error'].split())}", file=sys.stderr)
     held, seconds = summary["held_out_rmse"], summary["seconds"]
+    whole = summary["held_out_scan_rmse"]
+    scans = (f" (points), {whole['base']:.2f} -> {whole['tuned']:.2f} on {summary['held_out_scans']} held-out scans"
+             if summary["held_out_scans"] else "")
     print(f"fine-tuned {summary['base']} on {summary['scans']} scans of {summary['molecules']} molecules "
-          f"({args.labeler}): held-out profile RMSE {held['base']:.2f} -> {held['tuned']:.2f} kcal/mol; "
+          f"({args.labeler}): held-out profile RMSE {held['base']:.2f} -> {held['tuned']:.2f} kcal/mol{scans}; "
           f"{seconds['total']:.0f} s ({seconds['labelling']:.0f} s labelling, {seconds['fitting']:.0f} s fitting); "
           f"{args.output}, report in {summary['report']}/")
     return 1 if summary["failed"] else 0

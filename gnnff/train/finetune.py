@@ -9,7 +9,8 @@
    each optimised point, and ``samples`` off-equilibrium geometries per fitted point
    (Gaussian displacements of every atom) with their energies and forces.
 2. **Split**: every ``hold_out``-th grid point of each scan (starting at the second) is
-   held out; the others and their samples are fitted.
+   held out; the others and their samples are fitted. With ``hold_out_scans``, a
+   molecule's last scan (when it has two or more) is held out whole.
 3. **Fit**: only the heads of the valence terms (bonds, angles, proper and improper
    torsions, Urey-Bradley when the model has it) are trained; the message-passing trunk
    and the nonbonded head stay frozen, so charges and Lennard-Jones are the base model's
@@ -56,7 +57,8 @@ from gnnff.files import atomic_write, atomic_write_csv, atomic_write_text
 from gnnff.schema import NONBONDED, ForceFieldParameters
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
-__all__ = ["FinetuneSettings", "ScanLabels", "finetune", "label_molecule", "fit", "valence_heads", "PULL_SCALES"]
+__all__ = ["FinetuneSettings", "ScanLabels", "Profile", "finetune", "fitted_scans", "label_molecule", "fit",
+           "valence_heads", "PULL_SCALES"]
 
 FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
 
@@ -78,6 +80,8 @@ class FinetuneSettings:
     ``step``: grid spacing of the drives, degrees; ``samples``: off-equilibrium
     geometries per fitted grid point, displaced by ``displacement`` nm (standard deviation
     per coordinate); ``hold_out``: every ``hold_out``-th grid point is held out (0: none);
+    ``hold_out_scans``: each molecule with two or more scans also keeps its last scan
+    out of the fit entirely (reported apart: the test of torsions never fitted);
     ``steps``/``learning_rate``: Adam on the valence heads; ``profile``, ``energies``,
     ``forces``, ``pull``: loss weights (relaxed profiles, energies and forces at the
     labeler's geometries, the pull to the base model); ``relax_every``: steps between
@@ -92,6 +96,7 @@ class FinetuneSettings:
     samples: int = 2
     displacement: float = 0.003
     hold_out: int = 2
+    hold_out_scans: bool = False
     steps: int = 300
     learning_rate: float = 1e-3
     profile: float = 1.0
@@ -222,6 +227,12 @@ def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSetti
         labels.save(path)
         out.append(labels)
     return out
+
+
+def fitted_scans(scans: Sequence[ScanLabels], settings: FinetuneSettings) -> list[ScanLabels]:
+    """The scans of one molecule that are fitted: all, or with ``hold_out_scans`` all but
+    the last when there are two or more."""
+    return list(scans[:-1] if settings.hold_out_scans and len(scans) >= 2 else scans)
 
 
 def _mask(n: int, every: int) -> np.ndarray:
@@ -515,8 +526,9 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
 
     start = time.perf_counter()
     network = copy.deepcopy(base.network)
-    data = [_training_data(mol, scans, settings.hold_out) for mol, scans in labelled]
-    profiles = [q for mol, scans in labelled for q in _profile_data(mol, scans, settings.hold_out)]
+    data = [_training_data(mol, fitted_scans(scans, settings), settings.hold_out) for mol, scans in labelled]
+    profiles = [q for mol, scans in labelled
+                for q in _profile_data(mol, fitted_scans(scans, settings), settings.hold_out)]
     history = fit(network, data, settings, features=base.config.features, progress=progress, profiles=profiles)
     fitting = time.perf_counter() - start
 
@@ -525,7 +537,9 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         "base": settings.base or DEFAULT_MODEL, "labeler": labeler.method, "optimiser": OPTIMISER,
         "settings": asdict(settings),
         "molecules": [{"name": name_of(m), "smiles": Chem.MolToSmiles(Chem.RemoveHs(m)),
-                       "scans": [list(s.torsion) for s in scans]} for m, scans in labelled],
+                       "scans": [list(s.torsion) for s in scans],
+                       "held_out_scans": [list(s.torsion) for s in scans[len(fitted_scans(scans, settings)):]]}
+                      for m, scans in labelled],
         "trained": valence_heads(network, settings.terms), "frozen": ["gnn", NONBONDED.name],
         "final": history[-1] if history else None,
     }
@@ -542,15 +556,18 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     sources = {"base": base, "tuned": tuned}
     for mol, scans in tqdm(labelled, desc="report", unit="mol", disable=not progress, leave=False):
         systems = {k: assign_parameters(mol, model=source).to_openmm() for k, source in sources.items()}
-        for s in scans:  # each model's System once per molecule, whatever its number of scans
+        fitted = len(fitted_scans(scans, settings))
+        for n, s in enumerate(scans):  # each model's System once per molecule, whatever its number of scans
             profiles = _profiles(s, systems)
-            held = s.held_out(settings.hold_out)
+            whole = n >= fitted  # a scan held out entirely
+            held = np.ones(len(s.targets), dtype=bool) if whole else s.held_out(settings.hold_out)
             name = f"{_slug(mol)}-{'-'.join(map(str, s.torsion))}"
             plot_profiles(report / f"{name}.png", s.targets.tolist(),
                           {labeler.name: profiles["reference"], record["base"]: profiles["base"],
                            output.stem: profiles["tuned"]}, name_of(mol), s.torsion, held_out=held)
             row = {"molecule": name_of(mol), "torsion": "-".join(map(str, s.torsion)), "plot": f"{name}.png",
-                   "points": len(s.targets), "held_out": int(held.sum()), "labelling_seconds": round(s.seconds, 1)}
+                   "points": len(s.targets), "held_out": int(held.sum()), "scan_held_out": whole,
+                   "labelling_seconds": round(s.seconds, 1)}
             for k in ("base", "tuned"):
                 row[f"{k}_fitted_rmse"] = _rmse(profiles[k][~held], profiles["reference"][~held])
                 row[f"{k}_held_out_rmse"] = _rmse(profiles[k][held], profiles["reference"][held])
@@ -560,7 +577,11 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     evaluating = time.perf_counter() - start
     summary = {"model": str(output), "base": record["base"], "labeler": labeler.name,
                "molecules": len(labelled), "scans": len(rows), "failed": failed,
-               "held_out_rmse": {k: _pooled(rows, f"{k}_held_out_rmse") for k in ("base", "tuned")},
+               "held_out_rmse": {k: _pooled([r for r in rows if not r["scan_held_out"]], f"{k}_held_out_rmse")
+                                 for k in ("base", "tuned")},
+               "held_out_scan_rmse": {k: _pooled([r for r in rows if r["scan_held_out"]], f"{k}_held_out_rmse")
+                                      for k in ("base", "tuned")},
+               "held_out_scans": sum(r["scan_held_out"] for r in rows),
                "fitted_rmse": {k: _pooled(rows, f"{k}_fitted_rmse") for k in ("base", "tuned")},
                "seconds": {"labelling": labelling, "fitting": fitting, "report": evaluating,
                            "total": time.perf_counter() - started},
