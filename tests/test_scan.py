@@ -73,6 +73,16 @@ def test_constrained_minimum_leaves_force_only_along_the_dihedral(butane):
     assert _off_dihedral_force(energy, x, torsion) < 22.0 < _off_dihedral_force(energy, start, torsion)
 
 
+def test_without_a_torsion_the_minimisation_is_free_and_finds_the_anti_minimum(butane):
+    mol, x0, energy, system = butane
+    torsion = (0, 1, 2, 3)
+    start = set_dihedral(x0, torsion, moving_atoms(mol, torsion), 150.0)
+    x, e = constrained_minimise(energy, Atoms.of(mol), start, None, None)
+    assert abs(dihedral_deg(x, torsion)) == pytest.approx(180.0, abs=1.0)  # it left 150 degrees for anti
+    assert e == pytest.approx(energy(x)[0], abs=1e-6) and e < energy(start)[0]
+    assert np.abs(energy(x)[1]).max() < 22.0  # every force component at geomeTRIC's convergence
+
+
 def test_set_dihedral_turns_only_the_moving_side(butane):
     mol, x0, _, _ = butane
     torsion = (0, 1, 2, 3)

@@ -100,12 +100,17 @@ def run_protocol(source: ParameterSource, molecule: BenchmarkMolecule) -> list[C
     """Minimise every conformer with ``source``'s parameters and measure RMSD, TFD, ddE."""
     topology = build_topology(molecule.mol)
     system = to_openmm(topology, source.parameters(molecule.mol, topology))
+    return measure(molecule, [_minimise(system, c.GetPositions() * ANGSTROM_TO_NM)
+                              for c in molecule.mol.GetConformers()])
+
+
+def measure(molecule: BenchmarkMolecule, minimised: Sequence[tuple[np.ndarray, float]]) -> list[ConformerResult]:
+    """RMSD, TFD and ddE of each conformer's minimised geometry (nm) and energy (kcal/mol),
+    in conformer order, against the QM ones: the protocol's measurements for any minimiser."""
     mm_energies, rmsd, tfd = [], [], []
-    for conformer in molecule.mol.GetConformers():
-        qm_xyz = conformer.GetPositions()
-        mm_xyz, energy = _minimise(system, qm_xyz * ANGSTROM_TO_NM)
+    for conformer, (mm_xyz, energy) in zip(molecule.mol.GetConformers(), minimised):
         mm_energies.append(energy)
-        qm_mol, mm_mol = _single(molecule.mol, qm_xyz), _single(molecule.mol, mm_xyz * NM_TO_ANGSTROM)
+        qm_mol, mm_mol = _single(molecule.mol, conformer.GetPositions()), _single(molecule.mol, mm_xyz * NM_TO_ANGSTROM)
         rmsd.append(rdMolAlign.GetBestRMS(mm_mol, qm_mol, maxMatches=10000))
         try:
             tfd.append(TorsionFingerprints.GetTFDBetweenMolecules(qm_mol, mm_mol))

@@ -179,13 +179,14 @@ def _engine(molecule, energy: EnergyFunction):
     return Wrapped(molecule)
 
 
-def constrained_minimise(energy: EnergyFunction, atoms: Atoms, x0: np.ndarray, torsion: tuple[int, ...],
-                         target_deg: float, *, max_iterations: int = 300) -> tuple[np.ndarray, float]:
+def constrained_minimise(energy: EnergyFunction, atoms: Atoms, x0: np.ndarray, torsion: tuple[int, ...] | None,
+                         target_deg: float | None, *, max_iterations: int = 300) -> tuple[np.ndarray, float]:
     """Minimise ``energy`` from ``x0`` (nm) with the dihedral ``torsion`` held at ``target_deg``:
     geomeTRIC in translation-rotation internal coordinates (TRIC) with the dihedral as a
     constraint, its default convergence criteria (the ones TorsionDrive uses; typically
-    10-40 energy and gradient evaluations). Returns the optimised positions (nm) and the
-    energy there (kJ/mol). ParametrizationError when it does not converge."""
+    10-40 energy and gradient evaluations). ``torsion`` None: no constraint (a plain
+    minimisation). Returns the optimised positions (nm) and the energy there (kJ/mol).
+    ParametrizationError when it does not converge."""
     import logging
     import tempfile
 
@@ -203,17 +204,22 @@ def constrained_minimise(energy: EnergyFunction, atoms: Atoms, x0: np.ndarray, t
     molecule.xyzs = [np.asarray(x0, dtype=np.float64) * NM_TO_ANGSTROM]
     molecule.bonds = list(atoms.bonds)
     molecule.build_topology(force_bonds=False)
-    spec = "$set\ndihedral {} {} {} {} {:.6f}\n".format(*(a + 1 for a in torsion), target_deg)
-    constraints, values = parse_constraints(molecule, spec)
+    if torsion is None:
+        constraints, cvals = None, None
+    else:
+        spec = "$set\ndihedral {} {} {} {} {:.6f}\n".format(*(a + 1 for a in torsion), target_deg)
+        constraints, values = parse_constraints(molecule, spec)
+        cvals = values[0]
     coordinates = DelocalizedInternalCoordinates(molecule, build=True, connect=False, addcart=False,
-                                                 constraints=constraints, cvals=values[0])
+                                                 constraints=constraints, cvals=cvals)
     params = OptParams(maxiter=max_iterations, enforce=0.1, qccnv=False)
     try:
         with tempfile.TemporaryDirectory(prefix="gnnff-scan-") as scratch:
             progress = Optimize(molecule.xyzs[0].ravel() * ang2bohr, molecule, coordinates,
                                 _engine(molecule, energy), scratch, params)
     except GeometricError as err:
-        raise ParametrizationError(f"constrained optimisation at {target_deg:g} degrees did not converge "
+        where = "minimisation" if torsion is None else f"constrained optimisation at {target_deg:g} degrees"
+        raise ParametrizationError(f"{where} did not converge "
                                    f"({type(err).__name__}); try a smaller --step") from None
     x = np.asarray(progress.xyzs[-1], dtype=np.float64) * ANGSTROM_TO_NM
     return x, float(progress.qm_energies[-1]) * HARTREE_KJ
