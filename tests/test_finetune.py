@@ -212,10 +212,11 @@ def test_held_out_scans_stay_out_of_the_fit_and_are_reported_apart(tmp_path, mon
     seen = {}
     real = module.fit
 
-    def spy(network, data, settings, features="v0", progress=True, profiles=()):
+    def spy(network, data, settings, features="v0", progress=True, profiles=(), driven=None):
         seen["profiles"] = [list(q.torsion) for q in profiles]
         seen["conformations"] = sum(d.n_conformations for d in data)
-        return real(network, data, settings, features, progress, profiles)
+        seen["driven"] = driven
+        return real(network, data, settings, features, progress, profiles, driven)
 
     monkeypatch.setattr(module, "fit", spy)
     settings = FinetuneSettings(step=90.0, steps=20, samples=0, hold_out_scans=True)
@@ -229,6 +230,11 @@ def test_held_out_scans_stay_out_of_the_fit_and_are_reported_apart(tmp_path, mon
     assert whole[0]["held_out"] == whole[0]["points"] == "4" and fitted[0]["held_out"] == "2"
     assert seen["profiles"] == [[int(a) for a in fitted[0]["torsion"].split("-")]]
     assert seen["conformations"] == 2  # the fitted scan's two fitted points, no samples
+    # the pull's free rows: the propers about the fitted scan's central bond, none of the held-out one's
+    topology = build_topology(gnnff.load_molecule("CCCCCC"))
+    free = {frozenset(map(int, t[1:3])) for t in topology.propers[seen["driven"]["propers"].numpy()]}
+    j, k = (int(a) for a in fitted[0]["torsion"].split("-")[1:3])
+    assert free == {frozenset((j, k))} and not any(seen["driven"][n].any() for n in seen["driven"] if n != "propers")
     record = load_checkpoint(tmp_path / "hexane.pt")["training"]["finetune"]
     assert record["molecules"][0]["held_out_scans"] == [[int(a) for a in whole[0]["torsion"].split("-")]]
     assert math.isfinite(summary["held_out_scan_rmse"]["tuned"]) and math.isnan(float(whole[0]["base_fitted_rmse"]))

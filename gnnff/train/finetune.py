@@ -103,13 +103,14 @@ class FinetuneSettings:
     relax_every: int = 25
     energies: float = 1.0
     forces: float = 0.02
-    pull: float = 0.1
+    pull: float = 0.01
+    anchor: float = 1.0
     similarity: float = 0.35
     terms: tuple[str, ...] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("samples", "hold_out", "steps", "profile", "energies", "forces", "pull"):
+        for name in ("samples", "hold_out", "steps", "profile", "energies", "forces", "pull", "anchor"):
             if getattr(self, name) < 0:
                 raise InputError(f"finetune: {name} must be >= 0, got {getattr(self, name)}")
         if self.scans is not None and self.scans < 1:
@@ -280,9 +281,29 @@ def _profile_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int) -> lis
     return out
 
 
-def _pull(tuned: ForceFieldParameters, base: ForceFieldParameters) -> torch.Tensor:
-    """Mean squared scaled change of the pulled fields (:data:`PULL_SCALES`)."""
-    total, count = torch.zeros((), dtype=torch.float64), 0
+def driven_rows(data: Sequence, scans: Sequence[Sequence[ScanLabels]]) -> dict[str, torch.Tensor]:
+    """Per valence term, a mask over the rows of the molecules of ``data`` (in order, as
+    one batch): True for the proper torsions about a central bond that one of the
+    molecule's fitted ``scans`` drives, False for every other row of every term."""
+    masks: dict[str, list[np.ndarray]] = {}
+    for d, molecule_scans in zip(data, scans):
+        bonds = {frozenset((int(s.torsion[1]), int(s.torsion[2]))) for s in molecule_scans}
+        for name, tuples in d.topology.tuples.items():
+            if name == "propers":
+                mask = np.array([frozenset((int(t[1]), int(t[2]))) in bonds for t in tuples], dtype=bool)
+            else:
+                mask = np.zeros(len(tuples), dtype=bool)
+            masks.setdefault(name, []).append(mask)
+    return {name: torch.as_tensor(np.concatenate(m)) for name, m in masks.items()}
+
+
+def _pull(tuned: ForceFieldParameters, base: ForceFieldParameters, driven: dict[str, torch.Tensor] | None,
+          pull: float, anchor: float, n_molecules: int) -> torch.Tensor:
+    """The restraint toward the base model: per molecule, the sum of squared scaled changes
+    of the pulled fields (:data:`PULL_SCALES`), weighted ``pull`` on the rows ``driven``
+    marks (the driven bonds' torsions) and ``anchor`` on all others (every row ``pull``
+    when ``driven`` is None)."""
+    total = torch.zeros((), dtype=torch.float64)
     for term in tuned.terms:
         if term is NONBONDED:
             continue
@@ -293,10 +314,14 @@ def _pull(tuned: ForceFieldParameters, base: ForceFieldParameters) -> torch.Tens
             new, old = getattr(tuned.term(term), f.name), getattr(base.term(term), f.name)
             if new.numel() == 0:
                 continue
-            d = torch.log(new / old) if scale == "log" else (new - old) / scale
-            total = total + (d.double() ** 2).sum()
-            count += d.numel()
-    return total / max(count, 1)
+            d = (torch.log(new / old) if scale == "log" else (new - old) / scale).double() ** 2
+            d = d.reshape(d.shape[0], -1).sum(1)
+            if driven is None:
+                weight = torch.full_like(d, pull)
+            else:
+                weight = torch.where(driven[term.name], pull, anchor).to(d.dtype)
+            total = total + (weight * d).sum()
+    return total / max(n_molecules, 1)
 
 
 def valence_heads(network: torch.nn.Module, terms: Sequence[str] | None = None) -> list[str]:
@@ -312,9 +337,11 @@ def valence_heads(network: torch.nn.Module, terms: Sequence[str] | None = None) 
 
 
 def fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, features: str = "v0",
-        progress: bool = True, profiles: Sequence[Profile] = ()) -> list[dict[str, float]]:
+        progress: bool = True, profiles: Sequence[Profile] = (),
+        driven: dict[str, torch.Tensor] | None = None) -> list[dict[str, float]]:
     """Train ``network``'s valence heads in place on ``data`` (MoleculeData: energies and
-    forces at the labeler's geometries) and ``profiles`` (relaxed torsion profiles);
+    forces at the labeler's geometries) and ``profiles`` (relaxed torsion profiles), with
+    the pull toward the base model (``driven``: :func:`driven_rows` of ``data``);
     returns the loss history (every step: total, energy RMSE kcal/mol, force RMSE
     kcal/mol/A, profile RMSE kcal/mol, pull). Runs on the threads
     :func:`gnnff.threads.inference_threads` chooses for the replicas' atoms (one on busy
@@ -323,7 +350,7 @@ def fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, fe
 
     atoms = sum(d.topology.n_atoms * d.n_conformations for d in [*data, *(q.data for q in profiles)])
     with inference_threads(atoms):
-        return _fit(network, data, settings, features, progress, profiles)
+        return _fit(network, data, settings, features, progress, profiles, driven)
 
 
 class _Relaxed:
@@ -383,7 +410,8 @@ class _Relaxed:
 
 
 def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, features: str,
-         progress: bool, profiles: Sequence[Profile]) -> list[dict[str, float]]:
+         progress: bool, profiles: Sequence[Profile], driven: dict[str, torch.Tensor] | None
+         ) -> list[dict[str, float]]:
     from tqdm import tqdm
 
     from gnnff.mm.energy import energy_and_forces
@@ -417,10 +445,10 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
         energies, forces = energies[0] + nb_energies[0].detach(), forces[0] + nb_forces[0].detach()
         de = (centred(energies.double(), batch.conformation_molecule, n_mol) - reference) * KJ_TO_KCAL
         df = (forces - batch.forces).double() * FORCE_TO_KCAL_A
-        pull = _pull(parameters, base)
+        pull = _pull(parameters, base, driven, settings.pull, settings.anchor, n_mol)
         e_mse, f_mse = (de**2).mean(), (df**2).mean()
         p_mse = relaxed.mse(valence) if relaxed is not None else torch.zeros((), dtype=torch.float64)
-        loss = settings.energies * e_mse + settings.forces * f_mse + settings.profile * p_mse + settings.pull * pull
+        loss = settings.energies * e_mse + settings.forces * f_mse + settings.profile * p_mse + pull
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 10.0)
@@ -529,7 +557,9 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     data = [_training_data(mol, fitted_scans(scans, settings), settings.hold_out) for mol, scans in labelled]
     profiles = [q for mol, scans in labelled
                 for q in _profile_data(mol, fitted_scans(scans, settings), settings.hold_out)]
-    history = fit(network, data, settings, features=base.config.features, progress=progress, profiles=profiles)
+    driven = driven_rows(data, [fitted_scans(scans, settings) for _, scans in labelled])
+    history = fit(network, data, settings, features=base.config.features, progress=progress, profiles=profiles,
+                  driven=driven)
     fitting = time.perf_counter() - start
 
     payload = load_checkpoint(base.path)
