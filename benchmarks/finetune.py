@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=15.0)
     parser.add_argument("--steps", type=int, default=None, help="fit steps (default: finetune's)")
     parser.add_argument("--pull", type=float, default=None, help="pull weight (default: finetune's)")
+    parser.add_argument("--anchor", type=float, default=None, help="anchor weight (default: finetune's)")
     parser.add_argument("--learning-rate", type=float, default=None, help="(default: finetune's)")
     parser.add_argument("--terms", default=None, help="valence heads trained, comma-separated (default: all)")
     parser.add_argument("--tag", default="", help="suffix of this run's model, report and results files")
@@ -164,7 +165,8 @@ def main() -> None:
             print(f"  note: {m.key} no longer meets the selection rule")
     write_ligands(chosen, out / "ligands.sdf")
     overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull), ("learning_rate", args.learning_rate),
-                                   ("profile", args.profile), ("energies", args.energies), ("forces", args.forces),
+                                   ("profile", args.profile), ("anchor", args.anchor), ("energies", args.energies),
+                                   ("forces", args.forces),
                                    ("samples", args.samples), ("hold_out_scans", args.hold_out_scans or None),
                                    ("terms", tuple(args.terms.split(",")) if args.terms else None)) if v is not None}
     settings = FinetuneSettings(scans=args.scans, step=args.step, **overrides)

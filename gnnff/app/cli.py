@@ -201,7 +201,10 @@ def _finetune_parser(commands) -> None:
     f.add_argument("--hold-out-scans", action="store_true",
                    help="also keep each molecule's last scan (of two or more) out of the fit, reported apart")
     f.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
-    f.add_argument("--pull", type=float, default=0.1, help="weight of the pull to the base model (default: 0.1)")
+    f.add_argument("--pull", type=float, default=0.01,
+                   help="weight of the pull to the base model on the driven bonds' torsions (default: %(default)s)")
+    f.add_argument("--anchor", type=float, default=1.0,
+                   help="weight of the pull on every other valence parameter of the series (default: %(default)s)")
     f.add_argument("--profile", type=float, default=1.0,
                    help="weight of the relaxed-profile loss: MM-minimised scan points against the labeler's "
                         "(default: %(default)s)")
@@ -234,6 +237,7 @@ def _finetune(args: argparse.Namespace) -> int:
     settings = FinetuneSettings(labeler=args.labeler, base=args.base, scans=scans, step=args.step,
                                 samples=args.samples, hold_out=args.hold_out,
                                 hold_out_scans=args.hold_out_scans, steps=args.steps, pull=args.pull,
+                                anchor=args.anchor,
                                 profile=args.profile, energies=args.energies, forces=args.forces,
                                 relax_every=args.relax_every, learning_rate=args.learning_rate,
                                 terms=tuple(args.terms.split(",")) if args.terms else None)

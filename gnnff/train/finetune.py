@@ -16,14 +16,17 @@
    and the nonbonded head stay frozen, so charges and Lennard-Jones are the base model's
    for every molecule (condensed-phase behaviour does not move). Loss, full batch, Adam:
    ``w_P MSE(E_MM(relaxed) - E_ref)_scan + w_E MSE(E - <E>_mol) + w_F MSE(F)
-   + w_pull mean(((p - p_base) / scale_p)^2)`` (kcal/mol, kcal/mol/A). The first term is
+   + sum_p w_p ((p - p_base) / scale_p)^2 / n_mol`` (kcal/mol, kcal/mol/A). The first term is
    the profile the report measures: each fitted grid point minimised with the current
    parameters (dihedral restrained), its MM energy against the labeler's, both relative
    to the scan's mean; geometries refreshed every ``relax_every`` steps (ForceBalance's
    treatment of optimised-geometry targets). The next two are the labeler's energies and
-   forces at its own geometries and samples. The pull is toward the base model's own
-   parameters of the series: bond/angle force constants as log ratios, lengths in
-   0.002 nm, angles in 2 degrees, torsion barriers in kcal/mol.
+   forces at its own geometries and samples. The last pulls toward the base model's own
+   parameters of the series (bond/angle force constants as log ratios, lengths in
+   0.002 nm, angles in 2 degrees, torsion barriers in kcal/mol), per molecule, with
+   weight ``pull`` on the proper torsions about the driven bonds (what the scans inform)
+   and ``anchor`` on every other valence parameter (what they do not: ring torsions,
+   bonds and angles stay where the base model, trained on DFT, put them).
 4. **Checkpoint**: the base checkpoint's network and domain with the tuned heads, plus a
    ``finetune`` record (base model, labeler, molecules, scans, settings, metrics). Loading
    it (:class:`gnnff.nn.checkpoint.GNNSource`) warns for a molecule whose Morgan
@@ -83,8 +86,9 @@ class FinetuneSettings:
     ``hold_out_scans``: each molecule with two or more scans also keeps its last scan
     out of the fit entirely (reported apart: the test of torsions never fitted);
     ``steps``/``learning_rate``: Adam on the valence heads; ``profile``, ``energies``,
-    ``forces``, ``pull``: loss weights (relaxed profiles, energies and forces at the
-    labeler's geometries, the pull to the base model); ``relax_every``: steps between
+    ``forces``: loss weights (relaxed profiles, energies and forces at the labeler's
+    geometries); ``pull``, ``anchor``: weights of the pull to the base model on the
+    driven bonds' torsions and on everything else; ``relax_every``: steps between
     re-minimisations of the profile points; ``similarity``: Tanimoto below which a molecule is far from the series;
     ``terms``: the valence heads trained (default: all of them).
     """
