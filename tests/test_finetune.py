@@ -238,3 +238,20 @@ def test_held_out_scans_stay_out_of_the_fit_and_are_reported_apart(tmp_path, mon
     record = load_checkpoint(tmp_path / "hexane.pt")["training"]["finetune"]
     assert record["molecules"][0]["held_out_scans"] == [[int(a) for a in whole[0]["torsion"].split("-")]]
     assert math.isfinite(summary["held_out_scan_rmse"]["tuned"]) and math.isnan(float(whole[0]["base_fitted_rmse"]))
+
+
+@pytest.mark.slow
+def test_the_change_concentrates_on_the_driven_bonds_torsions(tuned):
+    """The anchor: the propers about the driven C1-C2 bond move, the series' other valence
+    parameters (the methyl rotors' propers, bonds, angles) barely do."""
+    root, _, _ = tuned
+    mol = gnnff.load_molecule("CCCC")
+    topology = build_topology(mol)
+    a = gnnff.get_model(None).parameters(mol, topology)
+    b = GNNSource(root / "butane.pt").parameters(mol, topology)
+    driven = np.array([{int(t[1]), int(t[2])} == {1, 2} for t in topology.propers])
+    dk = (b.propers.k - a.propers.k).abs().sum(1).numpy()  # kJ/mol, all periodicities
+    assert dk[driven].mean() > 10 * dk[~driven].mean(), (dk[driven], dk[~driven])
+    assert dk[driven].mean() > 0.5  # the extra 8 kJ/mol barrier is partly learnt
+    length = (b.bonds.length - a.bonds.length).abs().max().item()
+    assert length < 5e-4, length  # nm, a quarter of the pull's length scale: the bonds stay near the base model's
