@@ -1,8 +1,11 @@
 """Bespoke fine-tuning on drug-like ligands the base model never saw: held-out torsion
 scans and the gas-phase benchmark, base vs tuned.
 
-    python benchmarks/finetune.py [--ligands 10] [--scans 1] [--workers 2] [-o runs/finetune]
+    python benchmarks/finetune.py [--ligands 10] [--scans 1|auto] [--workers 2] [-o runs/finetune]
     python benchmarks/finetune.py --labelled-only                     # those of the 10 labelled so far
+    python benchmarks/finetune.py --dev --tag NAME [settings...]      # choose settings on 8 other ligands
+    python benchmarks/finetune.py --scans auto --hold-out-scans       # every torsion, the last of each held out
+    python benchmarks/finetune.py --labeler-baseline                  # ANI-2x's own gas-phase numbers too
 
 Ligands (:data:`LIGANDS`): molecules of the shared industry set in gnnff-industry-v0's
 test split (the split of ``recipes/default/train.yaml``: seed 0, 10 % validation, 10 %
@@ -121,7 +124,7 @@ def main() -> None:
     parser.add_argument("--dev", action="store_true",
                         help="the development set instead (validation-split ligands, dev_ligands): for choosing "
                              "settings without looking at the benchmark's ligands")
-    parser.add_argument("--scans", type=int, default=1, help="torsions per ligand (default: 1)")
+    parser.add_argument("--scans", default="1", help="torsions per ligand: N or auto (all; default: 1)")
     parser.add_argument("--step", type=float, default=15.0)
     parser.add_argument("--steps", type=int, default=None, help="fit steps (default: finetune's)")
     parser.add_argument("--pull", type=float, default=None, help="pull weight (default: finetune's)")
@@ -169,7 +172,7 @@ def main() -> None:
                                    ("forces", args.forces),
                                    ("samples", args.samples), ("hold_out_scans", args.hold_out_scans or None),
                                    ("terms", tuple(args.terms.split(",")) if args.terms else None)) if v is not None}
-    settings = FinetuneSettings(scans=args.scans, step=args.step, **overrides)
+    settings = FinetuneSettings(scans=None if args.scans == "auto" else int(args.scans), step=args.step, **overrides)
     if args.labelled_only:
         from gnnff.train.finetune import _read, labelled
 
