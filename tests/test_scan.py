@@ -13,7 +13,7 @@ import pytest
 
 import gnnff
 from gnnff.chem.molecule import positions_nm, with_conformer
-from gnnff.errors import InputError
+from gnnff.errors import InputError, ParametrizationError
 from gnnff.train.scan import (Atoms, check_torsion, constrained_minimise, dihedral_deg, drive, mm_profile,
                               moving_atoms, set_dihedral, system_energy)
 
@@ -176,3 +176,40 @@ def test_cli_scan_torsion_option_errors(tmp_path):
         done = run(*args)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+class _Failing:
+    """An energy function whose evaluations raise numpy's LinAlgError (as geomeTRIC's
+    Hessian eigensolver once did) near a dihedral value, the first ``times`` times there
+    (None: always)."""
+
+    def __init__(self, energy, torsion, at_deg, times=None):
+        self.energy, self.torsion, self.at, self.times, self.raised = energy, torsion, at_deg, times, 0
+
+    def __call__(self, x):
+        near = abs((dihedral_deg(x, self.torsion) - self.at + 180.0) % 360.0 - 180.0) < 1.0
+        if near and (self.times is None or self.raised < self.times):
+            self.raised += 1
+            raise np.linalg.LinAlgError("Eigenvalues did not converge")
+        return self.energy(x)
+
+
+def test_a_numerical_failure_is_retried_and_a_point_failing_once_is_reached_by_the_other_pass(butane):
+    mol, x0, energy, system = butane
+    torsion = (0, 1, 2, 3)
+    moving = moving_atoms(mol, torsion)
+    start = set_dihedral(x0, torsion, moving, 100.0)
+    flaky = _Failing(energy, torsion, 100.0, times=1)
+    x, e = constrained_minimise(flaky, Atoms.of(mol), start, torsion, 100.0)  # the retry succeeds
+    assert flaky.raised == 1 and dihedral_deg(x, torsion) == pytest.approx(100.0, abs=1e-3)
+    # 120 degrees fails twice (both tries of its first visit): the other pass still reaches it
+    points = drive(_Failing(energy, torsion, 120.0, times=2), Atoms.of(mol), x0, torsion, moving, step=60.0)
+    assert [p.target_deg for p in points] == [-180.0, -120.0, -60.0, 0.0, 60.0, 120.0]
+
+
+def test_a_point_failing_in_both_passes_is_a_parametrization_error_naming_it(butane):
+    mol, x0, energy, system = butane
+    torsion = (0, 1, 2, 3)
+    with pytest.raises(ParametrizationError, match="constrained optimisation at 120 degrees did not converge "
+                                                   r"\(LinAlgError\)"):
+        drive(_Failing(energy, torsion, 120.0), Atoms.of(mol), x0, torsion, moving_atoms(mol, torsion), step=60.0)

@@ -659,6 +659,8 @@ def _label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSett
                 results[i] = label_molecule(mol, labeler, root / _slug(mol), settings)
             except GnnffError as err:
                 results[i] = err
+            except Exception as err:  # a numerical failure of one molecule: reported, the others go on
+                results[i] = ParametrizationError(f"{name_of(mol)}: labelling failed ({type(err).__name__}: {err})")
             bar.update(len(rotatable_torsions(mol)[:settings.scans]))
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_start,
@@ -670,6 +672,9 @@ def _label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSett
                     results[i] = future.result()
                 except GnnffError as err:
                     results[i] = err
+                except Exception as err:  # a numerical failure of one molecule: reported, the others go on
+                    results[i] = ParametrizationError(f"{name_of(mols[i])}: labelling failed "
+                                                      f"({type(err).__name__}: {err})")
                 bar.update(len(rotatable_torsions(mols[i])[:settings.scans]))
     bar.close()
     labelled, failed = [], []

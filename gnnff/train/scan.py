@@ -213,14 +213,21 @@ def constrained_minimise(energy: EnergyFunction, atoms: Atoms, x0: np.ndarray, t
     coordinates = DelocalizedInternalCoordinates(molecule, build=True, connect=False, addcart=False,
                                                  constraints=constraints, cvals=cvals)
     params = OptParams(maxiter=max_iterations, enforce=0.1, qccnv=False)
-    try:
-        with tempfile.TemporaryDirectory(prefix="gnnff-scan-") as scratch:
-            progress = Optimize(molecule.xyzs[0].ravel() * ang2bohr, molecule, coordinates,
-                                _engine(molecule, energy), scratch, params)
-    except GeometricError as err:
+    start = molecule.xyzs[0].ravel() * ang2bohr
+    for attempt in range(2):
+        try:
+            with tempfile.TemporaryDirectory(prefix="gnnff-scan-") as scratch:
+                progress = Optimize(start, molecule, coordinates, _engine(molecule, energy), scratch, params)
+            break
+        except (GeometricError, np.linalg.LinAlgError) as err:
+            # a BFGS update can break the Hessian's eigensolver (seen once in 26 ANI-2x drives):
+            # a second try from the start nudged by 1e-4 bohr takes another path
+            failure = err
+            start = start + np.random.default_rng(attempt).normal(scale=1e-4, size=start.shape)
+    else:
         where = "minimisation" if torsion is None else f"constrained optimisation at {target_deg:g} degrees"
         raise ParametrizationError(f"{where} did not converge "
-                                   f"({type(err).__name__}); try a smaller --step") from None
+                                   f"({type(failure).__name__}); try a smaller --step") from None
     x = np.asarray(progress.xyzs[-1], dtype=np.float64) * ANGSTROM_TO_NM
     return x, float(progress.qm_energies[-1]) * HARTREE_KJ
 
@@ -240,21 +247,32 @@ def drive(energy: EnergyFunction, atoms: Atoms, x0: np.ndarray, torsion: tuple[i
     (both from the start point: 2n - 1 optimisations for n points).
     Each optimisation starts from the previous point's geometry with the ``moving`` atoms
     (:func:`moving_atoms`) turned rigidly to the new value, so the constraint starts
-    satisfied. ``progress(n)`` is called after each optimisation; ``options`` go to
+    satisfied. An optimisation that fails is left out of its pass (the next one starts
+    from the turned geometry); ParametrizationError only when a grid point fails in both.
+    ``progress(n)`` is called after each optimisation; ``options`` go to
     :func:`constrained_minimise`."""
     forward = _targets(dihedral_deg(x0, torsion), step)
     best: dict[float, ScanPoint] = {}
+    failures: dict[float, ParametrizationError] = {}
+    first = round(forward[0], 6)
     # the backward pass starts from the forward pass's first point (the same optimisation)
     for order in (forward, forward[1:][::-1]):
-        x = best[round(forward[0], 6)].positions if best else np.asarray(x0, dtype=np.float64)
+        x = best[first].positions if first in best else np.asarray(x0, dtype=np.float64)
         for target in order:
-            x, e = constrained_minimise(energy, atoms, set_dihedral(x, torsion, moving, target), torsion, target,
-                                        **options)
             key = round(target, 6)
-            if key not in best or e < best[key].energy:
-                best[key] = ScanPoint(target, dihedral_deg(x, torsion), e, x.copy())
+            start = set_dihedral(x, torsion, moving, target)
+            try:
+                x, e = constrained_minimise(energy, atoms, start, torsion, target, **options)
+            except ParametrizationError as err:  # the other pass may reach this point; go on from here
+                failures[key], x = err, start
+            else:
+                if key not in best or e < best[key].energy:
+                    best[key] = ScanPoint(target, dihedral_deg(x, torsion), e, x.copy())
             if progress is not None:
                 progress(1)
+    missing = sorted(set(failures) - set(best))
+    if missing:
+        raise failures[missing[0]]
     return [best[key] for key in sorted(best)]
 
 
