@@ -60,8 +60,8 @@ from gnnff.files import atomic_write, atomic_write_csv, atomic_write_text
 from gnnff.schema import NONBONDED, ForceFieldParameters
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
-__all__ = ["FinetuneSettings", "ScanLabels", "Profile", "finetune", "fitted_scans", "label_molecule", "fit",
-           "valence_heads", "PULL_SCALES"]
+__all__ = ["FinetuneSettings", "ScanLabels", "Profile", "driven_rows", "finetune", "fitted_scans", "label_molecule",
+           "fit", "valence_heads", "PULL_SCALES"]
 
 FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
 
