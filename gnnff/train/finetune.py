@@ -558,10 +558,10 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
 
     start = time.perf_counter()
     network = copy.deepcopy(base.network)
-    data = [_training_data(mol, fitted_scans(scans, settings), settings.hold_out) for mol, scans in labelled]
-    profiles = [q for mol, scans in labelled
-                for q in _profile_data(mol, fitted_scans(scans, settings), settings.hold_out)]
-    driven = driven_rows(data, [fitted_scans(scans, settings) for _, scans in labelled])
+    fitted = [fitted_scans(scans, settings) for _, scans in labelled]
+    data = [_training_data(mol, scans, settings.hold_out) for (mol, _), scans in zip(labelled, fitted)]
+    profiles = [q for (mol, _), scans in zip(labelled, fitted) for q in _profile_data(mol, scans, settings.hold_out)]
+    driven = driven_rows(data, fitted)
     history = fit(network, data, settings, features=base.config.features, progress=progress, profiles=profiles,
                   driven=driven)
     fitting = time.perf_counter() - start
@@ -572,8 +572,8 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         "settings": asdict(settings),
         "molecules": [{"name": name_of(m), "smiles": Chem.MolToSmiles(Chem.RemoveHs(m)),
                        "scans": [list(s.torsion) for s in scans],
-                       "held_out_scans": [list(s.torsion) for s in scans[len(fitted_scans(scans, settings)):]]}
-                      for m, scans in labelled],
+                       "held_out_scans": [list(s.torsion) for s in scans[len(fit_scans):]]}
+                      for (m, scans), fit_scans in zip(labelled, fitted)],
         "trained": valence_heads(network, settings.terms), "frozen": ["gnn", NONBONDED.name],
         "final": history[-1] if history else None,
     }
@@ -588,12 +588,12 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     report.mkdir(parents=True, exist_ok=True)
     rows = []
     sources = {"base": base, "tuned": tuned}
-    for mol, scans in tqdm(labelled, desc="report", unit="mol", disable=not progress, leave=False):
+    for (mol, scans), fit_scans in tqdm(list(zip(labelled, fitted)), desc="report", unit="mol",
+                                        disable=not progress, leave=False):
         systems = {k: assign_parameters(mol, model=source).to_openmm() for k, source in sources.items()}
-        fitted = len(fitted_scans(scans, settings))
         for n, s in enumerate(scans):  # each model's System once per molecule, whatever its number of scans
             profiles = _profiles(s, systems)
-            whole = n >= fitted  # a scan held out entirely
+            whole = n >= len(fit_scans)  # a scan held out entirely
             held = np.ones(len(s.targets), dtype=bool) if whole else s.held_out(settings.hold_out)
             name = f"{_slug(mol)}-{'-'.join(map(str, s.torsion))}"
             plot_profiles(report / f"{name}.png", s.targets.tolist(),
