@@ -255,3 +255,13 @@ def test_the_change_concentrates_on_the_driven_bonds_torsions(tuned):
     assert dk[driven].mean() > 0.5  # the extra 8 kJ/mol barrier is partly learnt
     length = (b.bonds.length - a.bonds.length).abs().max().item()
     assert length < 5e-4, length  # nm, a quarter of the pull's length scale: the bonds stay near the base model's
+
+
+@pytest.mark.slow
+def test_an_unexpected_labelling_error_is_reported_by_molecule_and_the_batch_goes_on(tmp_path):
+    # the test labeler knows butane only: hexane's lookup raises KeyError, not a gnnff error
+    settings = FinetuneSettings(step=90.0, steps=5, samples=0)
+    summary = finetune(["CCCCCC", "CCCC"], tmp_path / "m.pt", settings=settings, labeler=SystemLabeler("CCCC"),
+                       progress=False)
+    assert summary["molecules"] == 1 and [f["molecule"] for f in summary["failed"]] == ["CCCCCC"]
+    assert summary["failed"][0]["error"].startswith("CCCCCC: labelling failed (KeyError:")

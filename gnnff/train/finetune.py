@@ -638,6 +638,13 @@ def _worker_label(mol: Chem.Mol, folder: Path, settings: FinetuneSettings) -> li
     return label_molecule(mol, _WORKER["labeler"], folder, settings)
 
 
+def _unexpected(mol: Chem.Mol, err: Exception) -> ParametrizationError:
+    """A labelling failure that is not a gnnff error, as one naming the molecule."""
+    from gnnff.chem.molecule import name_of
+
+    return ParametrizationError(f"{name_of(mol)}: labelling failed ({type(err).__name__}: {err})")
+
+
 def _label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSettings, *, workers: int,
                progress: bool) -> tuple[list[tuple[Chem.Mol, list[ScanLabels]]], list[dict]]:
     """Labels of every molecule (in input order) and the failures, one process per
@@ -660,7 +667,7 @@ def _label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSett
             except GnnffError as err:
                 results[i] = err
             except Exception as err:  # a numerical failure of one molecule: reported, the others go on
-                results[i] = ParametrizationError(f"{name_of(mol)}: labelling failed ({type(err).__name__}: {err})")
+                results[i] = _unexpected(mol, err)
             bar.update(len(rotatable_torsions(mol)[:settings.scans]))
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_start,
@@ -673,8 +680,7 @@ def _label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSett
                 except GnnffError as err:
                     results[i] = err
                 except Exception as err:  # a numerical failure of one molecule: reported, the others go on
-                    results[i] = ParametrizationError(f"{name_of(mols[i])}: labelling failed "
-                                                      f"({type(err).__name__}: {err})")
+                    results[i] = _unexpected(mols[i], err)
                 bar.update(len(rotatable_torsions(mols[i])[:settings.scans]))
     bar.close()
     labelled, failed = [], []
