@@ -161,7 +161,7 @@ def main() -> None:
     ligands = dev_ligands(molecules) if args.dev else LIGANDS
     missing = [k for k in ligands if k not in by_key]
     if missing:
-        raise SystemExit(f"not in the test split: {missing}")
+        raise SystemExit(f"not in the {'validation' if args.dev else 'test'} split: {missing}")
     chosen = [by_key[k] for k in ligands[:args.ligands]]
     for m in chosen:
         if not eligible(m):
@@ -220,7 +220,7 @@ def main() -> None:
     if summary["held_out_scans"]:
         whole = summary["held_out_scan_rmse"]
         print(f"held-out whole scans ({summary['held_out_scans']}, torsions never fitted): base {whole['base']:.2f}, "
-              f"tuned {whole['tuned']:.2f} kcal/mol ({100 * (1 - whole['tuned'] / whole['base']):.0f} % lower)")
+              f"tuned {whole['tuned']:.2f} kcal/mol ({100 * (whole['tuned'] / whole['base'] - 1):+.0f} %)")
     fitted = summary["fitted_rmse"]
     print(f"fitted points: base {fitted['base']:.2f}, tuned {fitted['tuned']:.2f} kcal/mol")
     better = sum(float(r["tuned_held_out_rmse"]) < float(r["base_held_out_rmse"]) for r in per_scan)
