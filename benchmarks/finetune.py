@@ -140,6 +140,8 @@ def main() -> None:
                         help="weight of energies at the labeler's geometries (default: finetune's)")
     parser.add_argument("--forces", type=float, default=None, help="force loss weight (default: finetune's)")
     parser.add_argument("--samples", type=int, default=None, help="off-equilibrium samples (default: finetune's)")
+    parser.add_argument("--conformers", type=int, default=None,
+                        help="conformers per ligand minimised with the labeler (default: finetune's)")
     parser.add_argument("--labeler-baseline", action="store_true",
                         help="also run the gas-phase protocol with the labeler itself (minimised with geomeTRIC; "
                              "cached in OUT/labeler-protocol.json)")
@@ -170,7 +172,8 @@ def main() -> None:
     overrides = {k: v for k, v in (("steps", args.steps), ("pull", args.pull), ("learning_rate", args.learning_rate),
                                    ("profile", args.profile), ("anchor", args.anchor), ("energies", args.energies),
                                    ("forces", args.forces),
-                                   ("samples", args.samples), ("hold_out_scans", args.hold_out_scans or None),
+                                   ("samples", args.samples), ("conformers", args.conformers),
+                                   ("hold_out_scans", args.hold_out_scans or None),
                                    ("terms", tuple(args.terms.split(",")) if args.terms else None)) if v is not None}
     settings = FinetuneSettings(scans=None if args.scans == "auto" else int(args.scans), step=args.step, **overrides)
     if args.labelled_only:
@@ -211,6 +214,9 @@ def main() -> None:
 
     per_scan = list(csv.DictReader(open(report / "scans.csv")))
     labelling = sum(float(r["labelling_seconds"]) for r in per_scan)
+    per_molecule = list(csv.DictReader(open(report / "conformers.csv"))) if (report / "conformers.csv").is_file() else []
+    conformer_seconds = sum(float(r["labelling_seconds"]) for r in per_molecule)
+    labelling += conformer_seconds
     held = summary["held_out_rmse"]
     drop = 1.0 - held["tuned"] / held["base"]
     in_fit = [r for r in per_scan if r["scan_held_out"] != "True"]
@@ -223,6 +229,10 @@ def main() -> None:
               f"tuned {whole['tuned']:.2f} kcal/mol ({100 * (whole['tuned'] / whole['base'] - 1):+.0f} %)")
     fitted = summary["fitted_rmse"]
     print(f"fitted points: base {fitted['base']:.2f}, tuned {fitted['tuned']:.2f} kcal/mol")
+    if per_molecule:
+        c = summary["conformer_rmse"]
+        print(f"relaxed conformer energies ({sum(int(r['conformers']) for r in per_molecule)} labeler minima, fitted): "
+              f"base {c['base']:.2f}, tuned {c['tuned']:.2f} kcal/mol; their labelling {conformer_seconds:.0f} s")
     better = sum(float(r["tuned_held_out_rmse"]) < float(r["base_held_out_rmse"]) for r in per_scan)
     print(f"scans whose held-out RMSE went down: {better} of {len(per_scan)} (held-out points; whole held-out "
           "scans: all their points)")

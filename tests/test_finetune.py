@@ -265,3 +265,78 @@ def test_an_unexpected_labelling_error_is_reported_by_molecule_and_the_batch_goe
                        progress=False)
     assert summary["molecules"] == 1 and [f["molecule"] for f in summary["failed"]] == ["CCCCCC"]
     assert summary["failed"][0]["error"].startswith("CCCCCC: labelling failed (KeyError:")
+
+
+def test_conformers_come_from_the_graph_distinct_and_reproducible():
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from gnnff.train.finetune import PRUNE_RMS, embedded_conformers
+
+    mol = with_conformer(gnnff.load_molecule("CCCCCCO"))
+    first, again = embedded_conformers(mol, 6, 0), embedded_conformers(mol, 6, 0)
+    assert len(first) >= 3
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    moved = Chem.Mol(mol)  # another input geometry: the conformers do not depend on it
+    for i, p in enumerate(moved.GetConformer().GetPositions() * 1.1 + 3.0):
+        moved.GetConformer().SetAtomPosition(i, p.tolist())
+    assert all(np.array_equal(a, b) for a, b in zip(first, embedded_conformers(moved, 6, 0), strict=True))
+    heavy = Chem.Mol(mol)
+    heavy.RemoveAllConformers()
+    for x in first:
+        conformer = Chem.Conformer(mol.GetNumAtoms())
+        for i, p in enumerate(x * 10.0):
+            conformer.SetAtomPosition(i, p.tolist())
+        heavy.AddConformer(conformer, assignId=True)
+    heavy = Chem.RemoveHs(heavy)
+    rms = [AllChem.GetConformerRMS(heavy, i, j) for i in range(heavy.GetNumConformers()) for j in range(i)]
+    assert min(rms) > PRUNE_RMS  # distinct after alignment: pruned as promised
+
+
+def test_labelled_conformers_are_the_labelers_minima_and_are_reused(tmp_path):
+    from gnnff.train.finetune import conformer_path, label_conformers
+    from gnnff.train.scan import HARTREE_KJ
+
+    settings = FinetuneSettings(conformers=4, samples=2)
+    mol = with_conformer(gnnff.load_molecule("CCCCO"))
+    labeler = SystemLabeler("CCCCO")
+    labels = label_conformers(mol, labeler, tmp_path, settings)
+    n = len(labels.energies)
+    assert n >= 2 and conformer_path(tmp_path, settings).is_file()
+    energies, forces = labeler([a.GetAtomicNum() for a in mol.GetAtoms()], labels.positions, 0)
+    np.testing.assert_allclose(labels.energies, energies)
+    # geomeTRIC's convergence (largest gradient 4.5e-4 hartree/bohr = 22 kJ/mol/nm): minima
+    assert np.abs(forces).max() < 4.5e-4 * HARTREE_KJ / 0.0529177
+    assert labels.sample_positions.shape == (2 * n, mol.GetNumAtoms(), 3)
+    assert list(labels.sample_point) == [i for i in range(n) for _ in range(2)]
+
+    class Refuses:
+        def __call__(self, *args):
+            raise AssertionError("labels exist; nothing should be recomputed")
+
+    again = label_conformers(mol, Refuses(), tmp_path, settings)
+    np.testing.assert_array_equal(again.positions, labels.positions)
+    assert label_conformers(mol, Refuses(), tmp_path, FinetuneSettings(conformers=0)) is None
+
+
+def test_the_relaxed_conformer_loss_is_the_reports_measure(tmp_path):
+    """Conformers relax without a restraint, in the loss as in the report's conformers.csv."""
+    import copy
+
+    from gnnff.schema import NONBONDED
+    from gnnff.train.finetune import _conformer_rmse, _profile_data, _Relaxed, label_conformers
+
+    settings = FinetuneSettings(conformers=5, samples=0)
+    mol = with_conformer(gnnff.load_molecule("CCCCO"))
+    labels = label_conformers(mol, SystemLabeler("CCCCO", barrier=20.0), tmp_path, settings)
+    profiles = _profile_data(mol, [], 0, labels)
+    assert [q.torsion for q in profiles] == [None]
+    base = gnnff.get_model(None)
+    relaxed = _Relaxed(copy.deepcopy(base.network), profiles, base.config.features)
+    relaxed.relax()
+    terms = [t for t in base.network(relaxed.batch.graph, relaxed.embeddings).terms if t is not NONBONDED]
+    with torch.no_grad():
+        loss = float(relaxed.mse(terms)) ** 0.5
+    report = _conformer_rmse(labels, {"base": gnnff.assign_parameters(mol, model=base).to_openmm()})["base"]
+    assert report > 0.1  # the Sage labeler and the base model differ
+    assert loss == pytest.approx(report, abs=2e-3)

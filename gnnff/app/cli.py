@@ -196,6 +196,9 @@ def _finetune_parser(commands) -> None:
                    help="torsions per molecule: auto (every one found, default) or at most N")
     f.add_argument("--step", type=float, default=15.0, metavar="DEG", help="drive grid spacing (default: %(default)s)")
     f.add_argument("--samples", type=int, default=2, help="off-equilibrium samples per fitted point (default: 2)")
+    f.add_argument("--conformers", type=int, default=None, metavar="N",
+                   help="conformers per molecule embedded from its graph and minimised with the labeler, fitted "
+                        "as relaxed relative energies and at their minima (default: 8; 0: none)")
     f.add_argument("--hold-out", type=int, default=2, metavar="K",
                    help="hold out every K-th grid point of each scan for the report (default: 2; 0: none)")
     f.add_argument("--hold-out-scans", action="store_true",
@@ -240,7 +243,8 @@ def _finetune(args: argparse.Namespace) -> int:
                                 anchor=args.anchor,
                                 profile=args.profile, energies=args.energies, forces=args.forces,
                                 relax_every=args.relax_every, learning_rate=args.learning_rate,
-                                terms=tuple(args.terms.split(",")) if args.terms else None)
+                                terms=tuple(args.terms.split(",")) if args.terms else None,
+                                **({} if args.conformers is None else {"conformers": args.conformers}))
     summary = finetune(args.inputs, args.output, settings=settings, work=args.work, overwrite=args.overwrite,
                        workers=args.workers, progress=not args.quiet)
     for failure in summary["failed"]:

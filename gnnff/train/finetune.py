@@ -90,7 +90,10 @@ class FinetuneSettings:
     geometries); ``pull``, ``anchor``: weights of the pull to the base model on the
     driven bonds' torsions and on everything else; ``relax_every``: steps between
     re-minimisations of the profile points; ``similarity``: Tanimoto below which a molecule is far from the series;
-    ``terms``: the valence heads trained (default: all of them).
+    ``terms``: the valence heads trained (default: all of them); ``conformers``: at most
+    this many conformers per molecule embedded from its graph (RDKit ETKDG, seeded) and
+    minimised with the labeler, fitted as relaxed relative energies (weight ``profile``)
+    and as energies and forces at the labeler's minima (0: none).
     """
 
     labeler: str = "ani-2x"
@@ -111,10 +114,12 @@ class FinetuneSettings:
     anchor: float = 1.0
     similarity: float = 0.35
     terms: tuple[str, ...] | None = None
+    conformers: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("samples", "hold_out", "steps", "profile", "energies", "forces", "pull", "anchor"):
+        for name in ("samples", "hold_out", "steps", "profile", "energies", "forces", "pull", "anchor",
+                     "conformers"):
             if getattr(self, name) < 0:
                 raise InputError(f"finetune: {name} must be >= 0, got {getattr(self, name)}")
         if self.scans is not None and self.scans < 1:
@@ -150,21 +155,54 @@ class ScanLabels:
         return _mask(len(self.targets), every)
 
     def save(self, path: Path) -> None:
-        arrays = {k: np.asarray(v) for k, v in asdict(self).items()}
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
-
-        atomic_write(path, write)
+        _save(self, path)
 
     @classmethod
     def load(cls, path: Path) -> "ScanLabels":
-        with np.load(path) as data:
-            values = {k: data[k] for k in data.files}
+        return _load(cls, path)
+
+
+@dataclass(frozen=True, eq=False)
+class ConformerLabels:
+    """Conformers of one molecule embedded from its graph and minimised with the labeler
+    (no constraint): positions (nm), energies (kJ/mol) and forces (kJ/mol/nm) at each
+    minimum, and the off-equilibrium samples around them (``sample_point``: the
+    conformer each came from)."""
+
+    positions: np.ndarray
+    energies: np.ndarray
+    forces: np.ndarray
+    sample_point: np.ndarray
+    sample_positions: np.ndarray
+    sample_energies: np.ndarray
+    sample_forces: np.ndarray
+    seconds: float
+
+    def save(self, path: Path) -> None:
+        _save(self, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "ConformerLabels":
+        return _load(cls, path)
+
+
+def _save(labels, path: Path) -> None:
+    arrays = {k: np.asarray(v) for k, v in asdict(labels).items()}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write)
+
+
+def _load(cls, path: Path):
+    with np.load(path) as data:
+        values = {k: data[k] for k in data.files}
+    if "torsion" in values:
         values["torsion"] = tuple(int(a) for a in values["torsion"])
-        values["seconds"] = float(values["seconds"])
-        return cls(**values)
+    values["seconds"] = float(values["seconds"])
+    return cls(**values)
 
 
 def _slug(mol: Chem.Mol) -> str:
@@ -180,12 +218,19 @@ def label_path(folder: Path, torsion: Sequence[int], settings: FinetuneSettings)
                      f"-holdout{settings.hold_out}.npz")
 
 
+def conformer_path(folder: Path, settings: FinetuneSettings) -> Path:
+    """Where the labelled conformers of one molecule live (named by the settings they depend on)."""
+    return folder / f"conformers-n{settings.conformers}-seed{settings.seed}-samples{settings.samples}.npz"
+
+
 def labelled(mol: Chem.Mol, root: Path, settings: FinetuneSettings) -> bool:
-    """Whether every drive of ``mol`` is labelled under ``root`` (``WORK/labels/LABELER``)."""
+    """Whether every drive (and the conformers) of ``mol`` is labelled under ``root`` (``WORK/labels/LABELER``)."""
     from gnnff.train.scan import rotatable_torsions
 
+    folder = root / _slug(mol)
     torsions = rotatable_torsions(mol)[:settings.scans]
-    return bool(torsions) and all(label_path(root / _slug(mol), t, settings).is_file() for t in torsions)
+    return (bool(torsions) and all(label_path(folder, t, settings).is_file() for t in torsions)
+            and (not settings.conformers or conformer_path(folder, settings).is_file()))
 
 
 def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSettings) -> list[ScanLabels]:
@@ -234,6 +279,61 @@ def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSetti
     return out
 
 
+#: Heavy-atom RMSD (A) below which two embedded conformers count as one (RDKit's prune threshold)
+PRUNE_RMS = 0.5
+
+
+def embedded_conformers(mol: Chem.Mol, n: int, seed: int) -> list[np.ndarray]:
+    """Up to ``n`` conformers (positions nm) embedded from ``mol``'s graph alone (RDKit
+    ETKDGv3, ``seed``, pruned at :data:`PRUNE_RMS`), never from its input geometry."""
+    from rdkit.Chem import AllChem
+
+    m = Chem.Mol(mol)
+    m.RemoveAllConformers()
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 0xF00D + seed  # RDKit's seed 0 embeds every conformer alike
+    params.pruneRmsThresh = PRUNE_RMS
+    ids = AllChem.EmbedMultipleConfs(m, n, params)
+    return [np.asarray(m.GetConformer(i).GetPositions()) / NM_TO_ANGSTROM for i in ids]
+
+
+def label_conformers(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSettings) -> ConformerLabels | None:
+    """``settings.conformers`` conformers of ``mol`` (:func:`embedded_conformers`) each
+    minimised with the labeler, and ``samples`` off-equilibrium geometries around each,
+    read from ``folder`` where already there, else computed and written there. None when
+    ``settings.conformers`` is 0; a conformer whose minimisation fails is left out."""
+    from gnnff.threads import serial_numerics
+    from gnnff.train.scan import Atoms, constrained_minimise, labeler_energy
+
+    if not settings.conformers:
+        return None
+    path = conformer_path(folder, settings)
+    if path.is_file():
+        return ConformerLabels.load(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    charge = Chem.GetFormalCharge(mol)
+    energy = labeler_energy(labeler, z, charge)
+    start = time.perf_counter()
+    minima = []
+    with serial_numerics():
+        for x in embedded_conformers(mol, settings.conformers, settings.seed):
+            try:
+                minima.append(constrained_minimise(energy, Atoms.of(mol), x, None, None)[0])
+            except ParametrizationError:
+                continue
+        positions = np.stack(minima) if minima else np.zeros((0, mol.GetNumAtoms(), 3))
+        labelled = labeler(z, positions, charge) if minima else (np.zeros(0), np.zeros_like(positions))
+        rng = np.random.default_rng([settings.seed, len(z), 1])
+        source = np.repeat(np.arange(len(minima)), settings.samples)
+        displaced = positions[source] + rng.normal(scale=settings.displacement, size=(len(source), *positions.shape[1:]))
+        sampled = labeler(z, displaced, charge) if len(source) else (np.zeros(0), np.zeros_like(displaced))
+    labels = ConformerLabels(positions, np.asarray(labelled[0]), np.asarray(labelled[1]), source, displaced,
+                             np.asarray(sampled[0]), np.asarray(sampled[1]), time.perf_counter() - start)
+    labels.save(path)
+    return labels
+
+
 def fitted_scans(scans: Sequence[ScanLabels], settings: FinetuneSettings) -> list[ScanLabels]:
     """The scans of one molecule that are fitted: all, or with ``hold_out_scans`` all but
     the last when there are two or more."""
@@ -247,8 +347,10 @@ def _mask(n: int, every: int) -> np.ndarray:
     return mask
 
 
-def _training_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int):
-    """One :class:`~gnnff.train.data.MoleculeData` of the fitted points and samples of every scan."""
+def _training_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int,
+                   conformers: ConformerLabels | None = None):
+    """One :class:`~gnnff.train.data.MoleculeData` of the fitted points and samples of
+    every scan, and the labelled conformers and their samples."""
     from gnnff.chem.molecule import molecule_key
     from gnnff.train.data import MoleculeData
 
@@ -258,6 +360,10 @@ def _training_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int):
         positions += [s.positions[keep], s.sample_positions]
         energies += [s.energies[keep], s.sample_energies]
         forces += [s.forces[keep], s.sample_forces]
+    if conformers is not None:
+        positions += [conformers.positions, conformers.sample_positions]
+        energies += [conformers.energies, conformers.sample_energies]
+        forces += [conformers.forces, conformers.sample_forces]
     return MoleculeData(molecule_key(mol), mol, np.concatenate(positions), np.concatenate(energies),
                         np.concatenate(forces), "finetune")
 
@@ -265,23 +371,30 @@ def _training_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int):
 @dataclass(frozen=True, eq=False)
 class Profile:
     """The fitted grid points of one scan, for the relaxed-profile loss: ``data`` holds the
-    labeler's geometries (where each relaxation starts) and energies."""
+    labeler's geometries (where each relaxation starts) and energies. ``torsion`` None:
+    a molecule's labelled conformers (relaxed without a restraint)."""
 
     data: Any  # MoleculeData
-    torsion: tuple[int, int, int, int]
+    torsion: tuple[int, int, int, int] | None
     targets: np.ndarray
 
 
-def _profile_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int) -> list[Profile]:
+def _profile_data(mol: Chem.Mol, scans: Sequence[ScanLabels], every: int,
+                  conformers: ConformerLabels | None = None) -> list[Profile]:
     from gnnff.chem.molecule import molecule_key
     from gnnff.train.data import MoleculeData
+
+    def profile(positions, energies, torsion, targets):
+        data = MoleculeData(molecule_key(mol), mol, positions, energies, np.full_like(positions, np.nan),
+                            "finetune-profile")
+        return Profile(data, torsion, targets)
 
     out = []
     for s in scans:
         keep = ~s.held_out(every)
-        data = MoleculeData(molecule_key(mol), mol, s.positions[keep], s.energies[keep],
-                            np.full_like(s.positions[keep], np.nan), "finetune-profile")
-        out.append(Profile(data, s.torsion, s.targets[keep]))
+        out.append(profile(s.positions[keep], s.energies[keep], s.torsion, s.targets[keep]))
+    if conformers is not None and len(conformers.energies) >= 2:  # relative energies need two
+        out.append(profile(conformers.positions, conformers.energies, None, np.zeros(len(conformers.energies))))
     return out
 
 
@@ -366,7 +479,8 @@ class _Relaxed:
     geometries are held fixed within a round: at a restrained minimum the energy's
     derivative by a parameter is its partial derivative at fixed positions (the
     restraint does not depend on the parameters), the ForceBalance treatment of
-    optimised-geometry targets."""
+    optimised-geometry targets. A profile without a torsion (conformers) is minimised
+    without a restraint: at an unconstrained minimum the same holds."""
 
     def __init__(self, network: torch.nn.Module, profiles: Sequence[Profile], features: str) -> None:
         from gnnff.train.training import centred, make_batch
@@ -482,6 +596,27 @@ def _profiles(scan: ScanLabels, systems: dict[str, Any]) -> dict[str, np.ndarray
     return {k: v - v.min() for k, v in out.items()}
 
 
+def _conformer_rmse(conformers: ConformerLabels, systems: dict[str, Any]) -> dict[str, float]:
+    """RMSE (kcal/mol) of each System's relative energies of the labelled conformers, each
+    minimised with it (no restraint) from the labeler's minimum, against the labeler's;
+    both relative to their mean (as the relaxed loss fits them)."""
+    from gnnff.train.scan import ScanPoint, mm_profile
+
+    start = [ScanPoint(0.0, math.nan, 0.0, x) for x in conformers.positions]
+    reference = conformers.energies - conformers.energies.mean()
+    out = {}
+    for name, system in systems.items():
+        e = np.array([p.energy for p in mm_profile(system, start, None)])
+        out[name] = _rmse((e - e.mean()) * KJ_TO_KCAL, reference * KJ_TO_KCAL)
+    return out
+
+
+def _pooled_conformers(rows: list[dict], key: str) -> float:
+    """RMSE over all molecules' conformers (each row's RMSE weighted by its conformer count)."""
+    total = sum(r["conformers"] for r in rows)
+    return math.sqrt(sum(r[key] ** 2 * r["conformers"] for r in rows) / total) if total else float("nan")
+
+
 def _read(inputs: Sequence[str | os.PathLike]) -> tuple[list[Chem.Mol], list[dict]]:
     from gnnff.chem.molecule import load_molecule, looks_like_path, read_records, with_conformer
 
@@ -558,9 +693,11 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
 
     start = time.perf_counter()
     network = copy.deepcopy(base.network)
-    fitted = [fitted_scans(scans, settings) for _, scans in labelled]
-    data = [_training_data(mol, scans, settings.hold_out) for (mol, _), scans in zip(labelled, fitted)]
-    profiles = [q for (mol, _), scans in zip(labelled, fitted) for q in _profile_data(mol, scans, settings.hold_out)]
+    fitted = [fitted_scans(scans, settings) for _, scans, _ in labelled]
+    data = [_training_data(mol, scans, settings.hold_out, confs)
+            for (mol, _, confs), scans in zip(labelled, fitted)]
+    profiles = [q for (mol, _, confs), scans in zip(labelled, fitted)
+                for q in _profile_data(mol, scans, settings.hold_out, confs)]
     driven = driven_rows(data, fitted)
     history = fit(network, data, settings, features=base.config.features, progress=progress, profiles=profiles,
                   driven=driven)
@@ -572,8 +709,9 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         "settings": asdict(settings),
         "molecules": [{"name": name_of(m), "smiles": Chem.MolToSmiles(Chem.RemoveHs(m)),
                        "scans": [list(s.torsion) for s in scans],
-                       "held_out_scans": [list(s.torsion) for s in scans[len(fit_scans):]]}
-                      for (m, scans), fit_scans in zip(labelled, fitted)],
+                       "held_out_scans": [list(s.torsion) for s in scans[len(fit_scans):]],
+                       "conformers": 0 if confs is None else len(confs.energies)}
+                      for (m, scans, confs), fit_scans in zip(labelled, fitted)],
         "trained": valence_heads(network, settings.terms), "frozen": ["gnn", NONBONDED.name],
         "final": history[-1] if history else None,
     }
@@ -586,11 +724,15 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     start = time.perf_counter()
     report = Path(report) if report is not None else work / "report"
     report.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, conformer_rows = [], []
     sources = {"base": base, "tuned": tuned}
-    for (mol, scans), fit_scans in tqdm(list(zip(labelled, fitted)), desc="report", unit="mol",
-                                        disable=not progress, leave=False):
+    for (mol, scans, confs), fit_scans in tqdm(list(zip(labelled, fitted)), desc="report", unit="mol",
+                                               disable=not progress, leave=False):
         systems = {k: assign_parameters(mol, model=source).to_openmm() for k, source in sources.items()}
+        if confs is not None and len(confs.energies) >= 2:
+            conformer_rows.append({"molecule": name_of(mol), "conformers": len(confs.energies),
+                                   "labelling_seconds": round(confs.seconds, 1),
+                                   **{f"{k}_rmse": v for k, v in _conformer_rmse(confs, systems).items()}})
         for n, s in enumerate(scans):  # each model's System once per molecule, whatever its number of scans
             profiles = _profiles(s, systems)
             whole = n >= len(fit_scans)  # a scan held out entirely
@@ -607,6 +749,8 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
                 row[f"{k}_held_out_rmse"] = _rmse(profiles[k][held], profiles["reference"][held])
             rows.append(row)
     atomic_write_csv(report / "scans.csv", rows)
+    if conformer_rows:
+        atomic_write_csv(report / "conformers.csv", conformer_rows)
     _plot_history(report / "fit.png", history)
     evaluating = time.perf_counter() - start
     summary = {"model": str(output), "base": record["base"], "labeler": labeler.name,
@@ -617,6 +761,7 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
                                       for k in ("base", "tuned")},
                "held_out_scans": sum(r["scan_held_out"] for r in rows),
                "fitted_rmse": {k: _pooled(rows, f"{k}_fitted_rmse") for k in ("base", "tuned")},
+               "conformer_rmse": {k: _pooled_conformers(conformer_rows, f"{k}_rmse") for k in ("base", "tuned")},
                "seconds": {"labelling": labelling, "fitting": fitting, "report": evaluating,
                            "total": time.perf_counter() - started},
                "settings": asdict(settings), "work": str(work), "report": str(report)}
@@ -634,8 +779,16 @@ def _worker_start(labeler: str) -> None:
     _WORKER["labeler"] = get_labeler(labeler)
 
 
-def _worker_label(mol: Chem.Mol, folder: Path, settings: FinetuneSettings) -> list[ScanLabels]:
-    return label_molecule(mol, _WORKER["labeler"], folder, settings)
+def _labels(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSettings
+            ) -> tuple[list[ScanLabels], ConformerLabels | None]:
+    """A molecule's drives (first: they check the labeler's domain) and conformers."""
+    scans = label_molecule(mol, labeler, folder, settings)
+    return scans, label_conformers(mol, labeler, folder, settings)
+
+
+def _worker_label(mol: Chem.Mol, folder: Path, settings: FinetuneSettings
+                  ) -> tuple[list[ScanLabels], ConformerLabels | None]:
+    return _labels(mol, _WORKER["labeler"], folder, settings)
 
 
 def _unexpected(mol: Chem.Mol, err: Exception) -> ParametrizationError:
@@ -646,9 +799,9 @@ def _unexpected(mol: Chem.Mol, err: Exception) -> ParametrizationError:
 
 
 def _label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSettings, *, workers: int,
-               progress: bool) -> tuple[list[tuple[Chem.Mol, list[ScanLabels]]], list[dict]]:
-    """Labels of every molecule (in input order) and the failures, one process per
-    molecule at a time when ``workers`` > 1; a bar over the scans."""
+               progress: bool) -> tuple[list[tuple[Chem.Mol, list[ScanLabels], ConformerLabels | None]], list[dict]]:
+    """Labels of every molecule (in input order: the molecule, its drives, its conformers)
+    and the failures, one process per molecule at a time when ``workers`` > 1; a bar over the scans."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
@@ -657,13 +810,13 @@ def _label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSett
     from gnnff.chem.molecule import name_of
     from gnnff.train.scan import rotatable_torsions
 
-    results: dict[int, list[ScanLabels] | GnnffError] = {}
+    results: dict[int, tuple[list[ScanLabels], ConformerLabels | None] | GnnffError] = {}
     bar = tqdm(total=sum(len(rotatable_torsions(m)[:settings.scans]) for m in mols), unit="scan", desc="label",
                disable=not progress)
     if workers <= 1:
         for i, mol in enumerate(mols):
             try:
-                results[i] = label_molecule(mol, labeler, root / _slug(mol), settings)
+                results[i] = _labels(mol, labeler, root / _slug(mol), settings)
             except GnnffError as err:
                 results[i] = err
             except Exception as err:  # a numerical failure of one molecule: reported, the others go on
@@ -690,7 +843,7 @@ def _label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSett
             if progress:
                 tqdm.write(f"skipped: {results[i]}")
         else:
-            labelled.append((mol, results[i]))
+            labelled.append((mol, *results[i]))
     return labelled, failed
 
 

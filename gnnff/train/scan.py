@@ -283,35 +283,38 @@ RESTRAINT_K = 1.0e5
 MM_TOLERANCE = 0.01
 
 
-def mm_profile(system: openmm.System, reference: list[ScanPoint], torsion: tuple[int, ...], *,
+def mm_profile(system: openmm.System, reference: list[ScanPoint], torsion: tuple[int, ...] | None, *,
                platform: str = "Reference", progress: Callable[[int], None] | None = None) -> list[ScanPoint]:
     """Each reference point's geometry minimised with ``system`` (OpenMM's L-BFGS) under a
     stiff harmonic restraint holding the dihedral at the point's grid value
     (:data:`RESTRAINT_K`, in a force group of its own); the energy reported is the
     System's without the restraint. Milliseconds per point, where geomeTRIC's
-    internal-coordinate overhead would dominate a cheap MM energy."""
+    internal-coordinate overhead would dominate a cheap MM energy. ``torsion`` None:
+    plain minimisations (conformers; the points' dihedrals are reported as nan)."""
     system = copy.deepcopy(system)
     group = 31
-    restraint = openmm.CustomTorsionForce("0.5*k*d^2; d = atan2(sin(theta - theta0), cos(theta - theta0))")
-    restraint.addGlobalParameter("k", RESTRAINT_K)
-    restraint.addGlobalParameter("theta0", 0.0)
-    restraint.addTorsion(*(int(a) for a in torsion), [])
-    restraint.setForceGroup(group)
-    if any(f.getForceGroup() == group for f in system.getForces()):
-        raise ParametrizationError(f"the System uses force group {group}, which the scan restraint needs")
-    system.addForce(restraint)
+    if torsion is not None:
+        restraint = openmm.CustomTorsionForce("0.5*k*d^2; d = atan2(sin(theta - theta0), cos(theta - theta0))")
+        restraint.addGlobalParameter("k", RESTRAINT_K)
+        restraint.addGlobalParameter("theta0", 0.0)
+        restraint.addTorsion(*(int(a) for a in torsion), [])
+        restraint.setForceGroup(group)
+        if any(f.getForceGroup() == group for f in system.getForces()):
+            raise ParametrizationError(f"the System uses force group {group}, which the scan restraint needs")
+        system.addForce(restraint)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform))
     others = sum(1 << g for g in range(32) if g != group)
     kj = openmm.unit.kilojoule_per_mole
     out = []
     for point in reference:
-        context.setParameter("theta0", math.radians(point.target_deg))
+        if torsion is not None:
+            context.setParameter("theta0", math.radians(point.target_deg))
         context.setPositions(np.asarray(point.positions, dtype=np.float64))
         openmm.LocalEnergyMinimizer.minimize(context, MM_TOLERANCE, 0)
         state = context.getState(getEnergy=True, getPositions=True, groups=others)
         x = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
-        out.append(ScanPoint(point.target_deg, dihedral_deg(x, torsion), state.getPotentialEnergy().value_in_unit(kj),
-                             np.asarray(x)))
+        reached = dihedral_deg(x, torsion) if torsion is not None else math.nan
+        out.append(ScanPoint(point.target_deg, reached, state.getPotentialEnergy().value_in_unit(kj), np.asarray(x)))
         if progress is not None:
             progress(1)
     return out
