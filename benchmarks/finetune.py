@@ -71,6 +71,15 @@ def dev_ligands(molecules, n: int = 8) -> list[str]:
     return [pool[round(i * (len(pool) - 1) / max(n - 1, 1))] for i in range(n)]
 
 
+def more_ligands(molecules, n: int, taken: tuple[str, ...] = LIGANDS) -> list[str]:
+    """``n`` further test-split ligands meeting :func:`eligible`, not among ``taken``, at
+    even spacing in SMILES order (for a benchmark wider than the fixed ten)."""
+    pool = sorted(m.key for m in molecules if m.key not in taken and eligible(m))
+    if n > len(pool):
+        raise SystemExit(f"only {len(pool)} more eligible ligands in the test split, not {n}")
+    return [pool[round(i * (len(pool) - 1) / max(n - 1, 1))] for i in range(n)] if n else []
+
+
 def eligible(molecule) -> bool:
     """Inside ANI-2x's domain, 18-24 heavy atoms, 2-4 rotatable torsions."""
     from gnnff.train.scan import rotatable_torsions
@@ -120,7 +129,8 @@ def write_ligands(chosen, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ligands", type=int, default=10, help="the first N of LIGANDS")
+    parser.add_argument("--ligands", type=int, default=10,
+                        help="the first N of LIGANDS; beyond ten, more test-split ligands by the same rule")
     parser.add_argument("--dev", action="store_true",
                         help="the development set instead (validation-split ligands, dev_ligands): for choosing "
                              "settings without looking at the benchmark's ligands")
@@ -142,6 +152,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None, help="off-equilibrium samples (default: finetune's)")
     parser.add_argument("--conformers", type=int, default=None,
                         help="conformers per ligand minimised with the labeler (default: finetune's)")
+    parser.add_argument("--schedule", default=None, help="cosine or constant (default: finetune's)")
+    parser.add_argument("--no-relax-conformers", action="store_true",
+                        help="conformers fitted at the labeler's minima only, not as relaxed energies")
     parser.add_argument("--labeler-baseline", action="store_true",
                         help="also run the gas-phase protocol with the labeler itself (minimised with geomeTRIC; "
                              "cached in OUT/labeler-protocol.json)")
@@ -152,7 +165,7 @@ def main() -> None:
 
     from gnnff.nn.checkpoint import GNNSource
     from gnnff.sources.models import get_model
-    from gnnff.train.benchmark import read_benchmark_sdf, run_protocol, summarize
+    from gnnff.train.benchmark import paired_differences, read_benchmark_sdf, run_protocol, summarize
     from gnnff.train.finetune import FinetuneSettings, finetune
 
     out = Path(args.output or ROOT / "runs" / ("finetune-dev" if args.dev else "finetune"))
@@ -164,6 +177,8 @@ def main() -> None:
     missing = [k for k in ligands if k not in by_key]
     if missing:
         raise SystemExit(f"not in the {'validation' if args.dev else 'test'} split: {missing}")
+    if not args.dev and args.ligands > len(LIGANDS):  # the fixed ten, then more by the same rule
+        ligands = LIGANDS + tuple(more_ligands(molecules, args.ligands - len(LIGANDS)))
     chosen = [by_key[k] for k in ligands[:args.ligands]]
     for m in chosen:
         if not eligible(m):
@@ -173,6 +188,8 @@ def main() -> None:
                                    ("profile", args.profile), ("anchor", args.anchor), ("energies", args.energies),
                                    ("forces", args.forces),
                                    ("samples", args.samples), ("conformers", args.conformers),
+                                   ("schedule", args.schedule),
+                                   ("relax_conformers", False if args.no_relax_conformers else None),
                                    ("hold_out_scans", args.hold_out_scans or None),
                                    ("terms", tuple(args.terms.split(",")) if args.terms else None)) if v is not None}
     settings = FinetuneSettings(scans=None if args.scans == "auto" else int(args.scans), step=args.step, **overrides)
@@ -214,7 +231,8 @@ def main() -> None:
 
     per_scan = list(csv.DictReader(open(report / "scans.csv")))
     labelling = sum(float(r["labelling_seconds"]) for r in per_scan)
-    per_molecule = list(csv.DictReader(open(report / "conformers.csv"))) if (report / "conformers.csv").is_file() else []
+    conformer_csv = report / "conformers.csv"
+    per_molecule = list(csv.DictReader(open(conformer_csv))) if conformer_csv.is_file() else []
     conformer_seconds = sum(float(r["labelling_seconds"]) for r in per_molecule)
     labelling += conformer_seconds
     held = summary["held_out_rmse"]
@@ -241,12 +259,17 @@ def main() -> None:
         print(f"  {r['force_field']:>7}: median RMSD {r['rmsd_median']:.3f} [{r['rmsd_median_lo']:.3f}, "
               f"{r['rmsd_median_hi']:.3f}] A, median TFD {r['tfd_median']:.4f}, ddE RMSE {r['dde_rmse']:.2f} "
               f"[{r['dde_rmse_lo']:.2f}, {r['dde_rmse_hi']:.2f}] kcal/mol ({r['conformers']} conformers)")
+    paired = paired_differences(gas, "base", "tuned")
+    print("   tuned - base, paired over the same molecules (95 % interval; positive = worse): "
+          + ", ".join(f"{label} {v:+.4f} [{lo:+.4f}, {hi:+.4f}]" for label, (v, lo, hi) in
+                      (("median RMSD", paired["rmsd_median"]), ("median TFD", paired["tfd_median"]),
+                       ("ddE RMSE", paired["dde_rmse"]))))
     seconds = summary["seconds"]
     print(f"\ncost: {wall:.0f} s wall for {n} ligands with {args.workers} workers ({wall / n / 60:.1f} min per "
           f"ligand); labelling {labelling:.0f} s of worker time ({labelling / n / 60:.1f} min per ligand), "
           f"fitting {seconds['fitting']:.0f} s, report {seconds['report']:.0f} s")
     results = {"ligands": [m.key for m in chosen], "labelled_only": args.labelled_only,
-               "finetune": scans, "gas_phase": rows,
+               "finetune": scans, "gas_phase": rows, "paired_tuned_minus_base": paired,
                "held_out_drop": drop, "wall_seconds": wall, "labelling_worker_seconds": labelling,
                "workers": args.workers}
     (out / f"results{tag}.json").write_text(json.dumps(results, indent=2) + "\n")

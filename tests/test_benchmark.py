@@ -36,3 +36,22 @@ def test_protocol_with_sage_is_close_to_published_sage(molecules):
     assert abs(np.median([r.rmsd for r in ours]) - np.median([t[0] for t in theirs])) < 0.3
     rows = summarize({"ours": ours})
     assert rows[0]["molecules"] == 2 and rows[0]["rmsd_median_lo"] <= rows[0]["rmsd_median"] <= rows[0]["rmsd_median_hi"]
+
+
+def test_paired_differences_cancel_what_both_share_and_find_a_shift():
+    from gnnff.train.benchmark import ConformerResult, paired_differences
+
+    rng = np.random.default_rng(1)
+    base = []
+    for m in range(12):  # molecules of very different difficulty: wide separate intervals
+        scale = 10.0 ** rng.uniform(-1, 0.5)
+        base += [ConformerResult(f"{m}-{c}", f"mol{m}", scale * rng.uniform(0.5, 1.5), 0.02 * scale,
+                                 math.nan if c == 0 else scale * rng.normal()) for c in range(4)]
+    same = paired_differences({"a": base, "b": list(base)}, "a", "b")
+    assert all(v == (0.0, 0.0, 0.0) for v in same.values())
+    worse = [ConformerResult(r.record_id, r.key, r.rmsd + 0.01, r.tfd, r.dde * 1.1) for r in base]
+    d = paired_differences({"a": base, "b": worse}, "a", "b")
+    assert d["rmsd_median"][0] == pytest.approx(0.01) and d["rmsd_median"][1] > 0  # a shift the pairing resolves
+    assert d["dde_rmse"][1] > 0 and d["tfd_median"] == (0.0, 0.0, 0.0)
+    separate = {r["force_field"]: r for r in summarize({"a": base, "b": worse})}
+    assert separate["b"]["rmsd_median_lo"] < separate["a"]["rmsd_median"]  # unpaired intervals overlap

@@ -165,12 +165,15 @@ def test_cli_finetune_end_to_end_with_ani2x_and_the_model_serves_the_cli(tmp_pat
         pytest.skip("ANI-2x weights not found beside the checkout (../shared/models/torchani)")
     run = lambda *a: subprocess.run([sys.executable, "-m", "gnnff", *a], cwd=tmp_path,  # noqa: E731
                                     capture_output=True, text=True, timeout=600)
-    done = run("finetune", "CCCC", "-o", "butane.pt", "--step", "90", "--samples", "0", "--steps", "20", "-q")
+    done = run("finetune", "CCCC", "-o", "butane.pt", "--step", "90", "--samples", "0", "--steps", "20",
+               "--conformers", "3", "-q")
     assert done.returncode == 0, done.stderr
     assert "fine-tuned gnnff-industry-v0 on 1 scans of 1 molecules (ani-2x): held-out profile RMSE" in done.stdout
+    assert "relaxed conformer energies" in done.stdout
     report = tmp_path / "butane.finetune" / "report"
-    assert {"scans.csv", "summary.json", "fit.png"} <= {p.name for p in report.iterdir()}
-    assert len(list((tmp_path / "butane.finetune" / "labels" / "ani-2x").rglob("*.npz"))) == 1
+    assert {"scans.csv", "conformers.csv", "summary.json", "fit.png"} <= {p.name for p in report.iterdir()}
+    labels = sorted(p.name for p in (tmp_path / "butane.finetune" / "labels" / "ani-2x").rglob("*.npz"))
+    assert len(labels) == 2 and labels[0].startswith("conformers-n3-")
     served = run("parametrize", "CCCC", "--model", "butane.pt", "-o", "butane.xml")
     assert served.returncode == 0, served.stderr
     system = openmm.XmlSerializer.deserialize((tmp_path / "butane.xml").read_text())
@@ -213,13 +216,13 @@ def test_held_out_scans_stay_out_of_the_fit_and_are_reported_apart(tmp_path, mon
     real = module.fit
 
     def spy(network, data, settings, features="v0", progress=True, profiles=(), driven=None):
-        seen["profiles"] = [list(q.torsion) for q in profiles]
+        seen["profiles"] = [list(q.torsion) for q in profiles if q.torsion is not None]
         seen["conformations"] = sum(d.n_conformations for d in data)
         seen["driven"] = driven
         return real(network, data, settings, features, progress, profiles, driven)
 
     monkeypatch.setattr(module, "fit", spy)
-    settings = FinetuneSettings(step=90.0, steps=20, samples=0, hold_out_scans=True)
+    settings = FinetuneSettings(step=90.0, steps=20, samples=0, hold_out_scans=True, conformers=0)
     summary = finetune(["CCCCCC"], tmp_path / "hexane.pt", settings=settings, labeler=SystemLabeler("CCCCCC"),
                        progress=False)
     assert summary["scans"] == 2 and summary["held_out_scans"] == 1
@@ -340,3 +343,31 @@ def test_the_relaxed_conformer_loss_is_the_reports_measure(tmp_path):
     report = _conformer_rmse(labels, {"base": gnnff.assign_parameters(mol, model=base).to_openmm()})["base"]
     assert report > 0.1  # the Sage labeler and the base model differ
     assert loss == pytest.approx(report, abs=2e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("relax", [True, False])
+def test_conformers_enter_the_fit_as_data_and_relaxed_only_when_asked(tmp_path, monkeypatch, relax):
+    from gnnff.train import finetune as module
+
+    seen = {}
+    real = module.fit
+
+    def spy(network, data, settings, features="v0", progress=True, profiles=(), driven=None):
+        seen["torsions"] = [q.torsion for q in profiles]
+        seen["conformations"] = sum(d.n_conformations for d in data)
+        return real(network, data, settings, features, progress, profiles, driven)
+
+    monkeypatch.setattr(module, "fit", spy)
+    settings = FinetuneSettings(step=90.0, steps=3, samples=0, conformers=3, relax_conformers=relax)
+    summary = finetune(["CCCC"], tmp_path / "b.pt", settings=settings, labeler=SystemLabeler("CCCC"), progress=False)
+    n = load_checkpoint(tmp_path / "b.pt")["training"]["finetune"]["molecules"][0]["conformers"]
+    assert n >= 2
+    assert seen["conformations"] == 2 + n  # the scan's two fitted points and the conformers
+    assert seen["torsions"][1:] == ([None] if relax else [])
+    assert np.isfinite(summary["conformer_rmse"]["tuned"])
+
+
+def test_an_unknown_schedule_is_refused_by_name():
+    with pytest.raises(gnnff.errors.InputError, match="schedule must be 'cosine' or 'constant', got 'linear'"):
+        FinetuneSettings(schedule="linear")

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -196,9 +197,10 @@ def _finetune_parser(commands) -> None:
                    help="torsions per molecule: auto (every one found, default) or at most N")
     f.add_argument("--step", type=float, default=15.0, metavar="DEG", help="drive grid spacing (default: %(default)s)")
     f.add_argument("--samples", type=int, default=2, help="off-equilibrium samples per fitted point (default: 2)")
-    f.add_argument("--conformers", type=int, default=None, metavar="N",
-                   help="conformers per molecule embedded from its graph and minimised with the labeler, fitted "
-                        "as relaxed relative energies and at their minima (default: 8; 0: none)")
+    f.add_argument("--conformers", type=int, default=0, metavar="N",
+                   help="also fit N conformers per molecule embedded from its graph and minimised with the "
+                        "labeler, as relaxed relative energies and at their minima (default: 0, none: on the "
+                        "development ligands they did not help the gas phase)")
     f.add_argument("--hold-out", type=int, default=2, metavar="K",
                    help="hold out every K-th grid point of each scan for the report (default: 2; 0: none)")
     f.add_argument("--hold-out-scans", action="store_true",
@@ -220,6 +222,8 @@ def _finetune_parser(commands) -> None:
     f.add_argument("--terms", default=None, metavar="T1,T2",
                    help="valence heads trained, e.g. propers,impropers (default: all valence terms)")
     f.add_argument("--learning-rate", type=float, default=1e-3, help="Adam step size (default: %(default)s)")
+    f.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="step size decayed to zero along a cosine, or held (default: %(default)s)")
     f.add_argument("--work", default=None, metavar="DIR", help="labels and report (default: MODEL.finetune)")
     f.add_argument("--workers", type=int, default=1,
                    help="molecules labelled at once, one single-threaded process each (default: 1)")
@@ -243,8 +247,9 @@ def _finetune(args: argparse.Namespace) -> int:
                                 anchor=args.anchor,
                                 profile=args.profile, energies=args.energies, forces=args.forces,
                                 relax_every=args.relax_every, learning_rate=args.learning_rate,
+                                schedule=args.schedule,
                                 terms=tuple(args.terms.split(",")) if args.terms else None,
-                                **({} if args.conformers is None else {"conformers": args.conformers}))
+                                conformers=args.conformers)
     summary = finetune(args.inputs, args.output, settings=settings, work=args.work, overwrite=args.overwrite,
                        workers=args.workers, progress=not args.quiet)
     for failure in summary["failed"]:
@@ -253,6 +258,9 @@ def _finetune(args: argparse.Namespace) -> int:
     whole = summary["held_out_scan_rmse"]
     scans = (f" (points), {whole['base']:.2f} -> {whole['tuned']:.2f} on {summary['held_out_scans']} held-out scans"
              if summary["held_out_scans"] else "")
+    c = summary["conformer_rmse"]
+    if math.isfinite(c["base"]):
+        scans += f"; relaxed conformer energies {c['base']:.2f} -> {c['tuned']:.2f} (fitted)"
     print(f"fine-tuned {summary['base']} on {summary['scans']} scans of {summary['molecules']} molecules "
           f"({args.labeler}): held-out profile RMSE {held['base']:.2f} -> {held['tuned']:.2f} kcal/mol{scans}; "
           f"{seconds['total']:.0f} s ({seconds['labelling']:.0f} s labelling, {seconds['fitting']:.0f} s fitting); "

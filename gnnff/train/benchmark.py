@@ -34,7 +34,7 @@ from gnnff.train.data import molecule_key, qcarchive_groups
 from gnnff.units import ANGSTROM_TO_NM, KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = ["BenchmarkMolecule", "ConformerResult", "read_benchmark_sdf", "run_protocol",
-           "read_baseline_csv", "summarize", "bootstrap_interval"]
+           "read_baseline_csv", "summarize", "bootstrap_interval", "paired_differences"]
 
 MINIMIZER_TOLERANCE = 5e-9
 MINIMIZER_ITERATIONS = 1500
@@ -171,6 +171,41 @@ def summarize(results: dict[str, Iterable[ConformerResult]]) -> list[dict]:
         row["dde_mae"] = float(np.nanmean(np.abs(np.concatenate(metric["dde"]))))
         rows.append(row)
     return rows
+
+
+def paired_differences(results: dict[str, Iterable[ConformerResult]], base: str, other: str,
+                       n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """``other`` minus ``base`` on the molecules both measured: median RMSD, median TFD and
+    ddE RMSE, each with the 95 % interval of the difference when the same molecules are
+    resampled for both (paired: molecule-to-molecule spread cancels, unlike comparing two
+    separate intervals). Positive: ``other`` is worse."""
+    def grouped(name):
+        out: dict[str, dict[str, ConformerResult]] = {}
+        for r in results[name]:
+            out.setdefault(r.key, {})[r.record_id] = r
+        return out
+
+    a, b = grouped(base), grouped(other)
+    keys = sorted(set(a) & set(b))
+    pairs = [[(a[k][rid], b[k][rid]) for rid in sorted(set(a[k]) & set(b[k]))] for k in keys]
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(pairs), len(pairs)) for _ in range(n_boot)]
+    out = {}
+    for label, m, stat in (("rmsd_median", "rmsd", np.nanmedian), ("tfd_median", "tfd", np.nanmedian),
+                           ("dde_rmse", "dde", _nan_rmse)):
+        values = [(np.array([getattr(x, m) for x, _ in g]), np.array([getattr(y, m) for _, y in g])) for g in pairs]
+
+        def difference(idx):
+            return float(stat(np.concatenate([values[i][1] for i in idx]))
+                         - stat(np.concatenate([values[i][0] for i in idx])))
+
+        boot = [difference(idx) for idx in draws]
+        out[label] = (difference(range(len(pairs))), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
+    return out
+
+
+def _nan_rmse(x: np.ndarray) -> float:
+    return float(np.sqrt(np.nanmean(x**2)))
 
 
 def plot_cumulative(results: dict[str, list[ConformerResult]], path: Path) -> None:

@@ -85,15 +85,16 @@ class FinetuneSettings:
     per coordinate); ``hold_out``: every ``hold_out``-th grid point is held out (0: none);
     ``hold_out_scans``: each molecule with two or more scans also keeps its last scan
     out of the fit entirely (reported apart: the test of torsions never fitted);
-    ``steps``/``learning_rate``: Adam on the valence heads; ``profile``, ``energies``,
+    ``steps``/``learning_rate``/``schedule``: Adam on the valence heads, its step size
+    decayed to zero along a cosine (``"cosine"``) or held (``"constant"``); ``profile``, ``energies``,
     ``forces``: loss weights (relaxed profiles, energies and forces at the labeler's
     geometries); ``pull``, ``anchor``: weights of the pull to the base model on the
     driven bonds' torsions and on everything else; ``relax_every``: steps between
     re-minimisations of the profile points; ``similarity``: Tanimoto below which a molecule is far from the series;
     ``terms``: the valence heads trained (default: all of them); ``conformers``: at most
     this many conformers per molecule embedded from its graph (RDKit ETKDG, seeded) and
-    minimised with the labeler, fitted as relaxed relative energies (weight ``profile``)
-    and as energies and forces at the labeler's minima (0: none).
+    minimised with the labeler, fitted as energies and forces at the labeler's minima (0:
+    none) and, with ``relax_conformers``, as relaxed relative energies (weight ``profile``).
     """
 
     labeler: str = "ani-2x"
@@ -106,6 +107,7 @@ class FinetuneSettings:
     hold_out_scans: bool = False
     steps: int = 300
     learning_rate: float = 1e-3
+    schedule: str = "cosine"
     profile: float = 1.0
     relax_every: int = 25
     energies: float = 1.0
@@ -115,6 +117,7 @@ class FinetuneSettings:
     similarity: float = 0.35
     terms: tuple[str, ...] | None = None
     conformers: int = 0
+    relax_conformers: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -128,6 +131,8 @@ class FinetuneSettings:
             raise InputError("finetune: --terms cannot include nonbonded; charges and Lennard-Jones stay frozen")
         if self.relax_every < 1:
             raise InputError(f"finetune: relax_every must be >= 1, got {self.relax_every}")
+        if self.schedule not in ("cosine", "constant"):
+            raise InputError(f"finetune: schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.hold_out == 1:
             raise InputError("finetune: --hold-out 1 would hold every point out; use 0 (none) or >= 2")
 
@@ -326,7 +331,8 @@ def label_conformers(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSet
         labelled = labeler(z, positions, charge) if minima else (np.zeros(0), np.zeros_like(positions))
         rng = np.random.default_rng([settings.seed, len(z), 1])
         source = np.repeat(np.arange(len(minima)), settings.samples)
-        displaced = positions[source] + rng.normal(scale=settings.displacement, size=(len(source), *positions.shape[1:]))
+        noise = rng.normal(scale=settings.displacement, size=(len(source), *positions.shape[1:]))
+        displaced = positions[source] + noise
         sampled = labeler(z, displaced, charge) if len(source) else (np.zeros(0), np.zeros_like(displaced))
     labels = ConformerLabels(positions, np.asarray(labelled[0]), np.asarray(labelled[1]), source, displaced,
                              np.asarray(sampled[0]), np.asarray(sampled[1]), time.perf_counter() - start)
@@ -551,6 +557,9 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
     valence = [t for t in base.terms if t is not NONBONDED]
     relaxed = _Relaxed(network, profiles, features) if profiles and settings.profile > 0 else None
     optimizer = torch.optim.Adam(trained, lr=settings.learning_rate)
+    # cosine decay to zero: late steps settle instead of oscillating between relaxations
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(settings.steps, 1))
+                 if settings.schedule == "cosine" else None)
     n_mol = batch.graph.net_charges.shape[0]
     reference = centred(batch.energies, batch.conformation_molecule, n_mol)
     history = []
@@ -571,6 +580,8 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 10.0)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         history.append({"loss": loss.item(), "energy_rmse": math.sqrt(e_mse.item()),
                         "force_rmse": math.sqrt(f_mse.item()), "profile_rmse": math.sqrt(p_mse.item()),
                         "pull": pull.item()})
@@ -697,7 +708,7 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     data = [_training_data(mol, scans, settings.hold_out, confs)
             for (mol, _, confs), scans in zip(labelled, fitted)]
     profiles = [q for (mol, _, confs), scans in zip(labelled, fitted)
-                for q in _profile_data(mol, scans, settings.hold_out, confs)]
+                for q in _profile_data(mol, scans, settings.hold_out, confs if settings.relax_conformers else None)]
     driven = driven_rows(data, fitted)
     history = fit(network, data, settings, features=base.config.features, progress=progress, profiles=profiles,
                   driven=driven)
