@@ -60,8 +60,8 @@ from gnnff.files import atomic_write, atomic_write_csv, atomic_write_text
 from gnnff.schema import NONBONDED, ForceFieldParameters
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
-__all__ = ["FinetuneSettings", "ScanLabels", "Profile", "driven_rows", "finetune", "fitted_scans", "label_molecule",
-           "fit", "valence_heads", "PULL_SCALES"]
+__all__ = ["FinetuneSettings", "ScanLabels", "ConformerLabels", "Profile", "driven_rows", "finetune", "fitted_scans",
+           "label_molecule", "label_conformers", "embedded_conformers", "fit", "valence_heads", "PULL_SCALES"]
 
 FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
 
@@ -137,8 +137,30 @@ class FinetuneSettings:
             raise InputError("finetune: --hold-out 1 would hold every point out; use 0 (none) or >= 2")
 
 
+class _Saved:
+    """Labels saved as one ``.npz`` of their fields (written atomically) and read back."""
+
+    def save(self, path: Path) -> None:
+        arrays = {k: np.asarray(v) for k, v in asdict(self).items()}
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: Path):
+        with np.load(path) as data:
+            values = {k: data[k] for k in data.files}
+        if "torsion" in values:
+            values["torsion"] = tuple(int(a) for a in values["torsion"])
+        values["seconds"] = float(values["seconds"])
+        return cls(**values)
+
+
 @dataclass(frozen=True, eq=False)
-class ScanLabels:
+class ScanLabels(_Saved):
     """One labelled drive: grid values and reached dihedrals (degrees), the labeler's
     energies (kJ/mol), positions (nm) and forces (kJ/mol/nm) at each optimised point, and
     the off-equilibrium samples (``sample_point``: the grid point each came from)."""
@@ -159,16 +181,9 @@ class ScanLabels:
         """Mask of the grid points held out: every ``every``-th, starting at the second."""
         return _mask(len(self.targets), every)
 
-    def save(self, path: Path) -> None:
-        _save(self, path)
-
-    @classmethod
-    def load(cls, path: Path) -> "ScanLabels":
-        return _load(cls, path)
-
 
 @dataclass(frozen=True, eq=False)
-class ConformerLabels:
+class ConformerLabels(_Saved):
     """Conformers of one molecule embedded from its graph and minimised with the labeler
     (no constraint): positions (nm), energies (kJ/mol) and forces (kJ/mol/nm) at each
     minimum, and the off-equilibrium samples around them (``sample_point``: the
@@ -182,32 +197,6 @@ class ConformerLabels:
     sample_energies: np.ndarray
     sample_forces: np.ndarray
     seconds: float
-
-    def save(self, path: Path) -> None:
-        _save(self, path)
-
-    @classmethod
-    def load(cls, path: Path) -> "ConformerLabels":
-        return _load(cls, path)
-
-
-def _save(labels, path: Path) -> None:
-    arrays = {k: np.asarray(v) for k, v in asdict(labels).items()}
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-
-    atomic_write(path, write)
-
-
-def _load(cls, path: Path):
-    with np.load(path) as data:
-        values = {k: data[k] for k in data.files}
-    if "torsion" in values:
-        values["torsion"] = tuple(int(a) for a in values["torsion"])
-    values["seconds"] = float(values["seconds"])
-    return cls(**values)
 
 
 def _slug(mol: Chem.Mol) -> str:
