@@ -257,20 +257,27 @@ def label_molecule(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSetti
             points = drive(energy, Atoms.of(mol), x0, torsion, moving_atoms(mol, torsion), step=settings.step)
             positions = np.stack([p.positions for p in points])
             labelled = labeler(z, positions, Chem.GetFormalCharge(mol))
-            rng = np.random.default_rng([settings.seed, *torsion])
             fitted = np.flatnonzero(~_mask(len(points), settings.hold_out))
-            source = np.repeat(fitted, settings.samples)
-            displaced = positions[source] + rng.normal(scale=settings.displacement,
-                                                       size=(len(source), *positions.shape[1:]))
-            sampled = labeler(z, displaced, Chem.GetFormalCharge(mol)) if len(source) else (
-                np.zeros(0), np.zeros((0, *positions.shape[1:])))
+            samples = _samples(labeler, z, Chem.GetFormalCharge(mol), positions, fitted, settings,
+                               np.random.default_rng([settings.seed, *torsion]))
         labels = ScanLabels(torsion, np.array([p.target_deg for p in points]),
                             np.array([p.dihedral_deg for p in points]), np.asarray(labelled[0]), positions,
-                            np.asarray(labelled[1]), source, displaced, np.asarray(sampled[0]),
-                            np.asarray(sampled[1]), time.perf_counter() - start)
+                            np.asarray(labelled[1]), *samples, time.perf_counter() - start)
         labels.save(path)
         out.append(labels)
     return out
+
+
+def _samples(labeler, z: np.ndarray, charge: int, positions: np.ndarray, points: np.ndarray,
+             settings: FinetuneSettings, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Off-equilibrium samples: ``settings.samples`` Gaussian displacements (standard
+    deviation ``settings.displacement`` nm per coordinate) of each geometry
+    ``positions[points]``, and the labeler's energies and forces there. Returns the
+    sample fields of the labels: source point, positions, energies, forces."""
+    source = np.repeat(points, settings.samples)
+    displaced = positions[source] + rng.normal(scale=settings.displacement, size=(len(source), *positions.shape[1:]))
+    energies, forces = labeler(z, displaced, charge) if len(source) else (np.zeros(0), np.zeros_like(displaced))
+    return source, displaced, np.asarray(energies), np.asarray(forces)
 
 
 #: Heavy-atom RMSD (A) below which two embedded conformers count as one (RDKit's prune threshold)
@@ -318,13 +325,10 @@ def label_conformers(mol: Chem.Mol, labeler, folder: Path, settings: FinetuneSet
                 continue
         positions = np.stack(minima) if minima else np.zeros((0, mol.GetNumAtoms(), 3))
         labelled = labeler(z, positions, charge) if minima else (np.zeros(0), np.zeros_like(positions))
-        rng = np.random.default_rng([settings.seed, len(z), 1])
-        source = np.repeat(np.arange(len(minima)), settings.samples)
-        noise = rng.normal(scale=settings.displacement, size=(len(source), *positions.shape[1:]))
-        displaced = positions[source] + noise
-        sampled = labeler(z, displaced, charge) if len(source) else (np.zeros(0), np.zeros_like(displaced))
-    labels = ConformerLabels(positions, np.asarray(labelled[0]), np.asarray(labelled[1]), source, displaced,
-                             np.asarray(sampled[0]), np.asarray(sampled[1]), time.perf_counter() - start)
+        samples = _samples(labeler, z, charge, positions, np.arange(len(minima)), settings,
+                           np.random.default_rng([settings.seed, len(z), 1]))
+    labels = ConformerLabels(positions, np.asarray(labelled[0]), np.asarray(labelled[1]), *samples,
+                             time.perf_counter() - start)
     labels.save(path)
     return labels
 
