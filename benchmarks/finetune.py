@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--conformers", type=int, default=None,
                         help="conformers per ligand minimised with the labeler (default: finetune's)")
     parser.add_argument("--schedule", default=None, help="cosine or constant (default: finetune's)")
+    parser.add_argument("--tune", default=None, help="heads or torsions (default: finetune's)")
     parser.add_argument("--no-relax-conformers", action="store_true",
                         help="conformers fitted at the labeler's minima only, not as relaxed energies")
     parser.add_argument("--labeler-baseline", action="store_true",
@@ -188,7 +189,7 @@ def main() -> None:
                                    ("profile", args.profile), ("anchor", args.anchor), ("energies", args.energies),
                                    ("forces", args.forces),
                                    ("samples", args.samples), ("conformers", args.conformers),
-                                   ("schedule", args.schedule),
+                                   ("schedule", args.schedule), ("tune", args.tune),
                                    ("relax_conformers", False if args.no_relax_conformers else None),
                                    ("hold_out_scans", args.hold_out_scans or None),
                                    ("terms", tuple(args.terms.split(",")) if args.terms else None)) if v is not None}

@@ -221,6 +221,10 @@ def _finetune_parser(commands) -> None:
                    help="steps between re-minimisations of the profile points (default: %(default)s)")
     f.add_argument("--terms", default=None, metavar="T1,T2",
                    help="valence heads trained, e.g. propers,impropers (default: all valence terms)")
+    f.add_argument("--tune", choices=("heads", "torsions"), default="heads",
+                   help="what the fit changes: the valence heads (every molecule's valence terms move a little) "
+                        "or only residuals on the torsions of the driven bonds' chemical environments (every "
+                        "other parameter stays the base model's exactly) (default: %(default)s)")
     f.add_argument("--learning-rate", type=float, default=1e-3, help="Adam step size (default: %(default)s)")
     f.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
                    help="step size decayed to zero along a cosine, or held (default: %(default)s)")
@@ -249,7 +253,7 @@ def _finetune(args: argparse.Namespace) -> int:
                                 relax_every=args.relax_every, learning_rate=args.learning_rate,
                                 schedule=args.schedule,
                                 terms=tuple(args.terms.split(",")) if args.terms else None,
-                                conformers=args.conformers)
+                                conformers=args.conformers, tune=args.tune)
     summary = finetune(args.inputs, args.output, settings=settings, work=args.work, overwrite=args.overwrite,
                        workers=args.workers, progress=not args.quiet)
     for failure in summary["failed"]:

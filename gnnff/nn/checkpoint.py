@@ -25,6 +25,7 @@ from gnnff.chem.similarity import fingerprint, nearest_similarity
 from gnnff.chem.topology import Topology
 from gnnff.errors import GnnffError, ModelError, ParametrizationError, first_line
 from gnnff.files import atomic_write
+from gnnff.nn.corrections import TorsionCorrections
 from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.schema import TERMS, ForceFieldParameters, Term
 from gnnff.threads import inference_threads
@@ -203,6 +204,8 @@ class GNNSource:
         self.training = payload.get("training", {})
         self.name = self.path.stem
         self.series = _series(payload, str(self.path))
+        # a fine-tuned model's per-environment torsion residuals (None: the network alone)
+        self.corrections = TorsionCorrections.from_payload(payload.get("corrections"), str(self.path))
 
     def __repr__(self) -> str:
         return f"GNNSource({str(self.path)!r})"
@@ -211,7 +214,8 @@ class GNNSource:
         label = mol.GetProp("_Name") if mol.HasProp("_Name") else "molecule"
         self._check(mol, label)
         with torch.no_grad(), inference_threads(topology.n_atoms):
-            return self._library(mol, self.network(graph([mol], [topology], self.config.features)))
+            return self._library(mol, self._corrected(mol, topology,
+                                                      self.network(graph([mol], [topology], self.config.features))))
 
     def _check(self, mol: Chem.Mol, label: str) -> None:
         """Elements inside the domain; elements covered only as monatomic ions stand alone;
@@ -233,6 +237,12 @@ class GNNSource:
                     f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()}) is bonded; model '{self.name}' covers "
                     f"{atom.GetSymbol()} only as a monatomic ion ({atom.GetSymbol()}+ or -); write it as a "
                     "separate ion, or use --model sage")
+
+    def _corrected(self, mol: Chem.Mol, topology: Topology, parameters: ForceFieldParameters) -> ForceFieldParameters:
+        """The torsion corrections of a fine-tuned model added (none: ``parameters`` as they are)."""
+        if self.corrections is None:
+            return parameters
+        return self.corrections.apply(parameters, *self.corrections.rows(mol, topology))
 
     def _library(self, mol: Chem.Mol, parameters: ForceFieldParameters) -> ForceFieldParameters:
         """Library charges for inorganic ions (:mod:`gnnff.chem.ions`), for separate-nonbonded models."""
@@ -267,5 +277,5 @@ class GNNSource:
                 batch = self.network(graph([mols[i] for i in todo], [topologies[i] for i in todo],
                                             self.config.features))
             for i, parameters in zip(todo, _split(batch, [topologies[i] for i in todo])):
-                out[i] = self._library(mols[i], parameters)
+                out[i] = self._library(mols[i], self._corrected(mols[i], topologies[i], parameters))
         return out  # type: ignore[return-value]

@@ -42,6 +42,7 @@ dihedral constrained at the labeler's geometries, each profile relative to its m
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -57,10 +58,11 @@ from rdkit import Chem
 
 from gnnff.errors import GnnffError, InputError, ParametrizationError
 from gnnff.files import atomic_write, atomic_write_csv, atomic_write_text
+from gnnff.nn.corrections import TorsionCorrections
 from gnnff.schema import NONBONDED, ForceFieldParameters
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
-__all__ = ["FinetuneSettings", "ScanLabels", "ConformerLabels", "Profile", "driven_rows", "finetune", "fitted_scans",
+__all__ = ["FinetuneSettings", "TUNES", "ScanLabels", "ConformerLabels", "Profile", "driven_rows", "driven_corrections", "finetune", "fitted_scans",
            "label_molecule", "label_conformers", "embedded_conformers", "fit", "valence_heads", "PULL_SCALES"]
 
 FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
@@ -73,6 +75,12 @@ PULL_SCALES: dict[tuple[str, str], float | str] = {
     ("propers", "k"): KCAL_TO_KJ, ("impropers", "k"): KCAL_TO_KJ,
     ("urey_bradleys", "k"): "log", ("urey_bradleys", "length"): 0.002,
 }
+
+
+#: what fine-tuning may change (:attr:`FinetuneSettings.tune`)
+TUNES = ("heads", "torsions")
+#: kJ/mol per unit of the trained value of a torsion residual (``tune="torsions"``)
+RESIDUAL_SCALE = 100.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,12 @@ class FinetuneSettings:
     this many conformers per molecule embedded from its graph (RDKit ETKDG, seeded) and
     minimised with the labeler, fitted as energies and forces at the labeler's minima (0:
     none) and, with ``relax_conformers``, as relaxed relative energies (weight ``profile``).
+    ``tune``: what the fit changes. ``"heads"``: the valence heads' weights (every
+    molecule's valence terms move, held near the base by ``pull``/``anchor``);
+    ``"torsions"``: nothing of the network, only per-environment residuals on the proper
+    torsions about the driven bonds (:mod:`gnnff.nn.corrections`; ``pull`` weighs them,
+    ``terms`` and ``anchor`` do not apply): every other parameter of every molecule stays
+    the base model's bit for bit.
     """
 
     labeler: str = "ani-2x"
@@ -118,6 +132,7 @@ class FinetuneSettings:
     terms: tuple[str, ...] | None = None
     conformers: int = 0
     relax_conformers: bool = True
+    tune: str = "heads"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -133,6 +148,8 @@ class FinetuneSettings:
             raise InputError(f"finetune: relax_every must be >= 1, got {self.relax_every}")
         if self.schedule not in ("cosine", "constant"):
             raise InputError(f"finetune: schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.tune not in TUNES:
+            raise InputError(f"finetune: tune must be one of {', '.join(TUNES)}, got {self.tune!r}")
         if self.hold_out == 1:
             raise InputError("finetune: --hold-out 1 would hold every point out; use 0 (none) or >= 2")
 
@@ -454,19 +471,74 @@ def valence_heads(network: torch.nn.Module, terms: Sequence[str] | None = None) 
 
 def fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, features: str = "v0",
         progress: bool = True, profiles: Sequence[Profile] = (),
-        driven: dict[str, torch.Tensor] | None = None) -> list[dict[str, float]]:
-    """Train ``network``'s valence heads in place on ``data`` (MoleculeData: energies and
-    forces at the labeler's geometries) and ``profiles`` (relaxed torsion profiles), with
-    the pull toward the base model (``driven``: :func:`driven_rows` of ``data``);
-    returns the loss history (every step: total, energy RMSE kcal/mol, force RMSE
-    kcal/mol/A, profile RMSE kcal/mol, pull). Runs on the threads
+        driven: dict[str, torch.Tensor] | None = None, corrections: TorsionCorrections | None = None
+        ) -> tuple[list[dict[str, float]], TorsionCorrections | None]:
+    """Fit on ``data`` (MoleculeData: energies and forces at the labeler's geometries) and
+    ``profiles`` (relaxed torsion profiles), with the pull toward the base model
+    (``driven``: :func:`driven_rows` of ``data``). ``settings.tune == "heads"``: trains
+    ``network``'s valence heads in place (``corrections``, the base model's own, are
+    applied and kept as they are); ``"torsions"``: trains the residuals of
+    ``corrections`` (:func:`driven_corrections`) and leaves ``network`` as it is.
+    Returns the loss history (every step: total, energy RMSE kcal/mol, force RMSE
+    kcal/mol/A, profile RMSE kcal/mol, pull) and the corrections fitted. Runs on the threads
     :func:`gnnff.threads.inference_threads` chooses for the replicas' atoms (one on busy
     cores: torch's default there made each step 12x slower)."""
     from gnnff.threads import inference_threads
 
     atoms = sum(d.topology.n_atoms * d.n_conformations for d in [*data, *(q.data for q in profiles)])
     with inference_threads(atoms):
-        return _fit(network, data, settings, features, progress, profiles, driven)
+        return _fit(network, data, settings, features, progress, profiles, driven, corrections)
+
+
+def driven_corrections(data: Sequence, scans: Sequence[Sequence[ScanLabels]],
+                       base: TorsionCorrections | None = None) -> TorsionCorrections:
+    """The corrections table ``tune="torsions"`` fits: ``base``'s (a fine-tuned base model's
+    own) and, at zero, one key per environment of the propers about the central bonds the
+    fitted ``scans`` drive (linear propers excluded), in order of first appearance."""
+    from gnnff.nn.corrections import central_signature, torsion_keys
+    from gnnff.nn.network import linear_propers
+
+    base = base if base is not None else TorsionCorrections.empty()
+    keys, signatures = list(base.keys), list(base.signatures)
+    for d, molecule_scans in zip(data, scans):
+        bonds = {frozenset((int(s.torsion[1]), int(s.torsion[2]))) for s in molecule_scans}
+        propers, linear = d.topology.propers, linear_propers(d.topology)
+        rows = [r for r, t in enumerate(propers) if not linear[r] and frozenset((int(t[1]), int(t[2]))) in bonds]
+        for r, key in zip(rows, torsion_keys(d.mol, propers[rows])):
+            if key not in keys:
+                keys.append(key)
+                signatures.append(central_signature(d.mol, propers[r][1], propers[r][2]))
+    k = torch.zeros((len(keys), base.k.shape[1]), dtype=torch.float64)
+    k[:len(base)] = base.k
+    return TorsionCorrections(tuple(keys), tuple(signatures), k)
+
+
+class _Predictor:
+    """Parameters of one batch's molecules as the fit sees them: the network's (its
+    valence heads training, ``raw`` None) or the base network's with the torsion
+    residuals ``corrections.k + RESIDUAL_SCALE * raw`` on the rows whose environment has one."""
+
+    def __init__(self, network: torch.nn.Module, batch, molecules: Sequence, corrections: TorsionCorrections | None,
+                 raw: torch.Tensor | None) -> None:
+        self.network, self.graph, self.raw = network, batch.graph, raw
+        self.corrections = corrections if corrections is not None else TorsionCorrections.empty()
+        rows, index, offset = [], [], 0
+        for d in molecules:  # make_batch's row order: each molecule's propers in turn
+            r, i = self.corrections.rows(d.mol, d.topology)
+            rows.append(r + offset)
+            index.append(i)
+            offset += len(d.topology.propers)
+        self.rows, self.index = np.concatenate(rows or [np.zeros(0, np.int64)]), np.concatenate(
+            index or [np.zeros(0, np.int64)])
+        with torch.no_grad():
+            self.embeddings = network.gnn(batch.graph)
+            self.base = network(batch.graph, self.embeddings) if raw is not None else None
+
+    def __call__(self) -> ForceFieldParameters:
+        if self.raw is None:
+            return self.corrections.apply(self.network(self.graph, self.embeddings), self.rows, self.index)
+        k = self.corrections.k + RESIDUAL_SCALE * self.raw
+        return self.corrections.apply(self.base, self.rows, self.index, k=k)
 
 
 class _Relaxed:
@@ -481,13 +553,13 @@ class _Relaxed:
     optimised-geometry targets. A profile without a torsion (conformers) is minimised
     without a restraint: at an unconstrained minimum the same holds."""
 
-    def __init__(self, network: torch.nn.Module, profiles: Sequence[Profile], features: str) -> None:
+    def __init__(self, network: torch.nn.Module, profiles: Sequence[Profile], features: str,
+                 corrections: TorsionCorrections | None, raw: torch.Tensor | None) -> None:
         from gnnff.train.training import centred, make_batch
 
-        self.network, self.profiles = network, list(profiles)
+        self.profiles = list(profiles)
         self.batch = make_batch([(q.data, None) for q in self.profiles], features=features)
-        with torch.no_grad():
-            self.embeddings = network.gnn(self.batch.graph)
+        self.predict = _Predictor(network, self.batch, [q.data for q in self.profiles], corrections, raw)
         self.n = len(self.profiles)
         self.reference = centred(self.batch.energies, self.batch.conformation_molecule, self.n)
         self.positions = self.batch.positions
@@ -502,7 +574,7 @@ class _Relaxed:
 
         topologies = [q.data.topology for q in self.profiles]
         with torch.no_grad():
-            parameters = self.network(self.batch.graph, self.embeddings)
+            parameters = self.predict()
             relaxed = []
             for q, p in zip(self.profiles, _split(parameters, topologies)):
                 start = [ScanPoint(float(t), float(t), 0.0, x) for t, x in zip(q.targets, q.data.positions)]
@@ -518,7 +590,7 @@ class _Relaxed:
         from gnnff.mm.energy import compute_energy, total_energy
         from gnnff.train.training import centred, expand
 
-        parameters = self.network(self.batch.graph, self.embeddings)
+        parameters = self.predict()
         energies = compute_energy(self.batch.replicas, expand(parameters, self.batch.rows), self.positions,
                                   terms=valence)
         e = total_energy(energies)[0].double() + self.frozen
@@ -527,8 +599,8 @@ class _Relaxed:
 
 
 def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, features: str,
-         progress: bool, profiles: Sequence[Profile], driven: dict[str, torch.Tensor] | None
-         ) -> list[dict[str, float]]:
+         progress: bool, profiles: Sequence[Profile], driven: dict[str, torch.Tensor] | None,
+         corrections: TorsionCorrections | None) -> tuple[list[dict[str, float]], TorsionCorrections | None]:
     from tqdm import tqdm
 
     from gnnff.mm.energy import energy_and_forces
@@ -538,17 +610,28 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
     batch = make_batch([(d, None) for d in data], features=features)
     network.eval()
     network.requires_grad_(False)
-    trained = [p for name in valence_heads(network, settings.terms) for p in network.heads[name].parameters()]
-    for p in trained:
-        p.requires_grad_(True)
+    torsions = settings.tune == "torsions"
+    if torsions:
+        if corrections is None:
+            raise ValueError("fit: tune='torsions' needs the corrections table (driven_corrections)")
+        # Adam moves each raw value by about the learning rate per step: in units of
+        # RESIDUAL_SCALE, 300 steps at 1e-3 can move a barrier by up to 30 kJ/mol
+        raw = torch.zeros_like(corrections.k, requires_grad=True)
+        trained = [raw]
+    else:
+        raw = None
+        trained = [p for name in valence_heads(network, settings.terms) for p in network.heads[name].parameters()]
+        for p in trained:
+            p.requires_grad_(True)
+    predict = _Predictor(network, batch, data, corrections, raw)
     with torch.no_grad():
-        embeddings = network.gnn(batch.graph)
-        base = network(batch.graph, embeddings)
+        base = predict()
     # the nonbonded term is frozen: its energies and forces once, the valence terms every step
     nb_energies, nb_forces = energy_and_forces(batch.replicas, expand(base, batch.rows), batch.positions,
                                                term=NONBONDED, pairs=batch.pairs)
     valence = [t for t in base.terms if t is not NONBONDED]
-    relaxed = _Relaxed(network, profiles, features) if profiles and settings.profile > 0 else None
+    relaxed = (_Relaxed(network, profiles, features, corrections, raw)
+               if profiles and settings.profile > 0 else None)
     optimizer = torch.optim.Adam(trained, lr=settings.learning_rate)
     # cosine decay to zero: late steps settle instead of oscillating between relaxations
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(settings.steps, 1))
@@ -559,13 +642,16 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
     for step in tqdm(range(settings.steps), desc="fit", unit="step", disable=not progress, leave=False):
         if relaxed is not None and step % settings.relax_every == 0:
             relaxed.relax()
-        parameters = network(batch.graph, embeddings)
+        parameters = predict()
         energies, forces = energy_and_forces(batch.replicas, expand(parameters, batch.rows), batch.positions,
                                              terms=valence, create_graph=True)
         energies, forces = energies[0] + nb_energies[0].detach(), forces[0] + nb_forces[0].detach()
         de = (centred(energies.double(), batch.conformation_molecule, n_mol) - reference) * KJ_TO_KCAL
         df = (forces - batch.forces).double() * FORCE_TO_KCAL_A
-        pull = _pull(parameters, base, driven, settings.pull, settings.anchor, n_mol)
+        if torsions:  # the residuals themselves, in kcal/mol
+            pull = settings.pull * ((RESIDUAL_SCALE * raw / KCAL_TO_KJ) ** 2).sum() / max(n_mol, 1)
+        else:
+            pull = _pull(parameters, base, driven, settings.pull, settings.anchor, n_mol)
         e_mse, f_mse = (de**2).mean(), (df**2).mean()
         p_mse = relaxed.mse(valence) if relaxed is not None else torch.zeros((), dtype=torch.float64)
         loss = settings.energies * e_mse + settings.forces * f_mse + settings.profile * p_mse + pull
@@ -579,7 +665,9 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
                         "force_rmse": math.sqrt(f_mse.item()), "profile_rmse": math.sqrt(p_mse.item()),
                         "pull": pull.item()})
     network.requires_grad_(False)
-    return history
+    if torsions:
+        corrections = dataclasses.replace(corrections, k=(corrections.k + RESIDUAL_SCALE * raw).detach())
+    return history, corrections
 
 
 def _rmse(a: np.ndarray, b: np.ndarray) -> float:
@@ -703,8 +791,10 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     profiles = [q for (mol, _, confs), scans in zip(labelled, fitted)
                 for q in _profile_data(mol, scans, settings.hold_out, confs if settings.relax_conformers else None)]
     driven = driven_rows(data, fitted)
-    history = fit(network, data, settings, features=base.config.features, progress=progress, profiles=profiles,
-                  driven=driven)
+    corrections = (driven_corrections(data, fitted, base.corrections) if settings.tune == "torsions"
+                   else base.corrections)
+    history, corrections = fit(network, data, settings, features=base.config.features, progress=progress,
+                               profiles=profiles, driven=driven, corrections=corrections)
     fitting = time.perf_counter() - start
 
     payload = load_checkpoint(base.path)
@@ -716,13 +806,17 @@ def finetune(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
                        "held_out_scans": [list(s.torsion) for s in scans[len(fit_scans):]],
                        "conformers": 0 if confs is None else len(confs.energies)}
                       for (m, scans, confs), fit_scans in zip(labelled, fitted)],
-        "trained": valence_heads(network, settings.terms), "frozen": ["gnn", NONBONDED.name],
+        "trained": (["torsion corrections"] if settings.tune == "torsions"
+                    else valence_heads(network, settings.terms)),
+        "frozen": ["network"] if settings.tune == "torsions" else ["gnn", NONBONDED.name],
+        "corrections": 0 if corrections is None else len(corrections),
         "final": history[-1] if history else None,
     }
     series = {"smiles": [m["smiles"] for m in record["molecules"]], "similarity": settings.similarity,
               "base": record["base"]}
     save_checkpoint(output, network, base.config, elements=sorted(base.elements), ions_only=sorted(base.ions_only),
-                    training={**payload.get("training", {}), "finetune": record}, series=series)
+                    training={**payload.get("training", {}), "finetune": record}, series=series,
+                    extra=None if corrections is None else {"corrections": corrections.to_payload()})
     tuned = GNNSource(output)
 
     start = time.perf_counter()
