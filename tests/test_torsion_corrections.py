@@ -120,7 +120,7 @@ def test_a_damaged_or_foreign_corrections_table_is_refused_by_name():
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("torsions")
-    settings = FinetuneSettings(step=60.0, steps=150, samples=2, tune="torsions")
+    settings = FinetuneSettings(step=30.0, steps=150, samples=2, tune="torsions")
     summary = finetune(["CCCC"], root / "butane.pt", settings=settings, labeler=SystemLabeler("CCCC"),
                        progress=False)
     return root, summary
@@ -138,6 +138,7 @@ def test_torsions_fit_learns_the_barrier_and_leaves_the_network_alone(tuned):
     payload = load_checkpoint(root / "butane.pt")
     assert payload["training"]["finetune"]["trained"] == ["torsion corrections"]
     assert len(new.corrections) == len(payload["corrections"]["keys"]) >= 1
+    assert new.corrections.k.abs().sum() > 0 and (new.corrections.k[:, 4:] == 0).all()  # periodicities 1-4 only
 
 
 @pytest.mark.slow
@@ -176,3 +177,10 @@ def test_torsions_checkpoint_reproduces_its_energies_through_openmm(tuned):
     errors = compare_with_openmm(result.topology, result.parameters, result.to_openmm(), x)
     for term, (energy, force) in errors.items():
         assert energy < 1e-6 and force < 1e-4, (term, energy, force)
+
+
+def test_an_unknown_tune_is_refused_by_name():
+    from gnnff.errors import InputError
+
+    with pytest.raises(InputError, match="tune must be one of heads, torsions, got 'weights'"):
+        FinetuneSettings(tune="weights")

@@ -81,6 +81,18 @@ PULL_SCALES: dict[tuple[str, str], float | str] = {
 TUNES = ("heads", "torsions")
 #: kJ/mol per unit of the trained value of a torsion residual (``tune="torsions"``)
 RESIDUAL_SCALE = 100.0
+#: the periodicities a residual may have: the fitted points of a 15-degree scan are 30
+#: degrees apart (every other one is held out), where cos(6 phi) and cos(5 phi) alias
+#: with lower ones and could fit the points while missing the held-out ones between
+RESIDUAL_PERIODICITIES = (1, 2, 3, 4)
+
+
+def _residual(raw: torch.Tensor) -> torch.Tensor:
+    """The residuals (kJ/mol) of the trained values ``raw``: scaled, zero beyond RESIDUAL_PERIODICITIES."""
+    from gnnff.schema import PROPER_PERIODICITIES
+
+    kept = torch.tensor([n in RESIDUAL_PERIODICITIES for n in PROPER_PERIODICITIES], dtype=raw.dtype)
+    return RESIDUAL_SCALE * raw * kept
 
 
 @dataclass(frozen=True)
@@ -516,7 +528,7 @@ def driven_corrections(data: Sequence, scans: Sequence[Sequence[ScanLabels]],
 class _Predictor:
     """Parameters of one batch's molecules as the fit sees them: the network's (its
     valence heads training, ``raw`` None) or the base network's with the torsion
-    residuals ``corrections.k + RESIDUAL_SCALE * raw`` on the rows whose environment has one."""
+    residuals ``corrections.k + _residual(raw)`` on the rows whose environment has one."""
 
     def __init__(self, network: torch.nn.Module, batch, molecules: Sequence, corrections: TorsionCorrections | None,
                  raw: torch.Tensor | None) -> None:
@@ -537,7 +549,7 @@ class _Predictor:
     def __call__(self) -> ForceFieldParameters:
         if self.raw is None:
             return self.corrections.apply(self.network(self.graph, self.embeddings), self.rows, self.index)
-        k = self.corrections.k + RESIDUAL_SCALE * self.raw
+        k = self.corrections.k + _residual(self.raw)
         return self.corrections.apply(self.base, self.rows, self.index, k=k)
 
 
@@ -649,7 +661,7 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
         de = (centred(energies.double(), batch.conformation_molecule, n_mol) - reference) * KJ_TO_KCAL
         df = (forces - batch.forces).double() * FORCE_TO_KCAL_A
         if torsions:  # the residuals themselves, in kcal/mol
-            pull = settings.pull * ((RESIDUAL_SCALE * raw / KCAL_TO_KJ) ** 2).sum() / max(n_mol, 1)
+            pull = settings.pull * ((_residual(raw) / KCAL_TO_KJ) ** 2).sum() / max(n_mol, 1)
         else:
             pull = _pull(parameters, base, driven, settings.pull, settings.anchor, n_mol)
         e_mse, f_mse = (de**2).mean(), (df**2).mean()
@@ -666,7 +678,7 @@ def _fit(network: torch.nn.Module, data: Sequence, settings: FinetuneSettings, f
                         "pull": pull.item()})
     network.requires_grad_(False)
     if torsions:
-        corrections = dataclasses.replace(corrections, k=(corrections.k + RESIDUAL_SCALE * raw).detach())
+        corrections = dataclasses.replace(corrections, k=(corrections.k + _residual(raw)).detach())
     return history, corrections
 
 
