@@ -195,7 +195,7 @@ def test_the_relaxed_profile_loss_is_the_reports_measure(tmp_path):
     base = gnnff.get_model(None)
     relaxed = _Relaxed(copy.deepcopy(base.network), _profile_data(mol, scans, 0), base.config.features)
     relaxed.relax()
-    terms = [t for t in base.network(relaxed.batch.graph, relaxed.embeddings).terms if t is not NONBONDED]
+    terms = [t for t in relaxed.predict().terms if t is not NONBONDED]
     with torch.no_grad():
         loss = float(relaxed.mse(terms)) ** 0.5
     profiles = _profiles(scans[0], {"base": gnnff.assign_parameters(mol, model=base).to_openmm()})
@@ -215,11 +215,11 @@ def test_held_out_scans_stay_out_of_the_fit_and_are_reported_apart(tmp_path, mon
     seen = {}
     real = module.fit
 
-    def spy(network, data, settings, features="v0", progress=True, profiles=(), driven=None):
+    def spy(network, data, settings, features="v0", progress=True, profiles=(), driven=None, corrections=None):
         seen["profiles"] = [list(q.torsion) for q in profiles if q.torsion is not None]
         seen["conformations"] = sum(d.n_conformations for d in data)
         seen["driven"] = driven
-        return real(network, data, settings, features, progress, profiles, driven)
+        return real(network, data, settings, features, progress, profiles, driven, corrections)
 
     monkeypatch.setattr(module, "fit", spy)
     settings = FinetuneSettings(step=90.0, steps=20, samples=0, hold_out_scans=True, conformers=0)
@@ -337,7 +337,7 @@ def test_the_relaxed_conformer_loss_is_the_reports_measure(tmp_path):
     base = gnnff.get_model(None)
     relaxed = _Relaxed(copy.deepcopy(base.network), profiles, base.config.features)
     relaxed.relax()
-    terms = [t for t in base.network(relaxed.batch.graph, relaxed.embeddings).terms if t is not NONBONDED]
+    terms = [t for t in relaxed.predict().terms if t is not NONBONDED]
     with torch.no_grad():
         loss = float(relaxed.mse(terms)) ** 0.5
     report = _conformer_rmse(labels, {"base": gnnff.assign_parameters(mol, model=base).to_openmm()})["base"]
@@ -353,10 +353,10 @@ def test_conformers_enter_the_fit_as_data_and_relaxed_only_when_asked(tmp_path, 
     seen = {}
     real = module.fit
 
-    def spy(network, data, settings, features="v0", progress=True, profiles=(), driven=None):
+    def spy(network, data, settings, features="v0", progress=True, profiles=(), driven=None, corrections=None):
         seen["torsions"] = [q.torsion for q in profiles]
         seen["conformations"] = sum(d.n_conformations for d in data)
-        return real(network, data, settings, features, progress, profiles, driven)
+        return real(network, data, settings, features, progress, profiles, driven, corrections)
 
     monkeypatch.setattr(module, "fit", spy)
     settings = FinetuneSettings(step=90.0, steps=3, samples=0, conformers=3, relax_conformers=relax)

@@ -566,7 +566,7 @@ class _Relaxed:
     without a restraint: at an unconstrained minimum the same holds."""
 
     def __init__(self, network: torch.nn.Module, profiles: Sequence[Profile], features: str,
-                 corrections: TorsionCorrections | None, raw: torch.Tensor | None) -> None:
+                 corrections: TorsionCorrections | None = None, raw: torch.Tensor | None = None) -> None:
         from gnnff.train.training import centred, make_batch
 
         self.profiles = list(profiles)
