@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPLEX = ROOT / "examples" / "protein-ligand"
 RTOL = 1e-9
 #: Across atom orders a checkpoint's float32 network rounds differently (sums in another
-#: order): parameters, and so energies, agree to float32 rounding, not float64.
-PERMUTED_RTOL, PERMUTED_FORCE_ATOL = 1e-6, 1e-2  # forces ~100-1000 kJ/mol/nm
+#: order): parameters, and so energies and forces, agree to float32 rounding, not float64.
+#: Forces are compared relative to the largest of their force group: one torsion force
+#: component of a strained ligand reached 3.7e4 kJ/mol/nm and differed by 0.015 (4e-7).
+PERMUTED_RTOL, PERMUTED_FORCE_ATOL = 1e-6, 1e-2  # kJ/mol/nm
 
 
 def _assert_same(a: dict, b: dict, what: str, rtol: float = RTOL, force_atol: float = 1e-6) -> None:
@@ -36,7 +38,8 @@ def _assert_same(a: dict, b: dict, what: str, rtol: float = RTOL, force_atol: fl
     for name, (ea, fa) in a.items():
         eb, fb = b[name]
         assert abs(ea - eb) <= rtol * max(abs(ea), 1.0), f"{what}: {name} {ea!r} vs {eb!r}"
-        np.testing.assert_allclose(fa, fb, atol=force_atol, rtol=0, err_msg=f"{what}: {name} forces")
+        scale = float(np.abs(fa).max(initial=0.0))
+        np.testing.assert_allclose(fa, fb, atol=force_atol + rtol * scale, rtol=0, err_msg=f"{what}: {name} forces")
 
 
 @pytest.mark.parametrize("name", ["aspirin", "acetate", "glycine_zwitterion", "cyclopropane", "phosphate",
