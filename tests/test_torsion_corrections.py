@@ -184,3 +184,18 @@ def test_an_unknown_tune_is_refused_by_name():
 
     with pytest.raises(InputError, match="tune must be one of heads, torsions, got 'weights'"):
         FinetuneSettings(tune="weights")
+
+
+def test_the_energies_weight_defaults_by_tune_and_an_explicit_one_stays():
+    from gnnff.train.finetune import DEFAULT_ENERGIES
+
+    assert FinetuneSettings().energies == DEFAULT_ENERGIES["heads"] == 1.0
+    assert FinetuneSettings(tune="torsions").energies == DEFAULT_ENERGIES["torsions"] == 0.1
+    assert FinetuneSettings(tune="torsions", energies=1.0).energies == 1.0
+    assert FinetuneSettings(tune="heads", energies=0.0).energies == 0.0
+
+
+def test_the_checkpoint_records_the_resolved_energies_weight(tuned):
+    root, _ = tuned
+    record = load_checkpoint(root / "butane.pt")["training"]["finetune"]
+    assert record["settings"]["tune"] == "torsions" and record["settings"]["energies"] == 0.1

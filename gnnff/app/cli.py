@@ -213,8 +213,9 @@ def _finetune_parser(commands) -> None:
     f.add_argument("--profile", type=float, default=1.0,
                    help="weight of the relaxed-profile loss: MM-minimised scan points against the labeler's "
                         "(default: %(default)s)")
-    f.add_argument("--energies", type=float, default=1.0,
-                   help="weight of the energies at the labeler's geometries (default: %(default)s)")
+    f.add_argument("--energies", type=float, default=None,
+                   help="weight of the energies at the labeler's geometries (default: 1 with --tune heads, "
+                        "0.1 with --tune torsions)")
     f.add_argument("--forces", type=float, default=0.02,
                    help="weight of the forces at the labeler's geometries (default: %(default)s)")
     f.add_argument("--relax-every", type=int, default=25, metavar="N",
