@@ -59,7 +59,7 @@ class SystemLabeler:
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
-    settings = FinetuneSettings(step=60.0, steps=150, samples=2)
+    settings = FinetuneSettings(step=60.0, steps=150, samples=2, tune="heads")
     summary = finetune(["CCCC", "CCO"], root / "butane.pt", settings=settings, labeler=SystemLabeler("CCCC"),
                        progress=False)
     return root, summary, settings
@@ -142,7 +142,10 @@ def test_cli_finetune_refuses_bad_input_by_name(tmp_path):
                           (("CCCC", "-o", "m.pt", "--scans", "some"), "--scans takes 'auto' or a number"),
                           (("CCCC", "-o", "m.pt", "--hold-out", "1"), "--hold-out 1 would hold every point out"),
                           (("CCCC", "-o", "m.pt", "--base", "sage"), "is not a gnnff network"),
-                          (("CCCC", "-o", "m.pt", "--terms", "propers,cmap"), "has no valence head 'cmap'")):
+                          (("CCCC", "-o", "m.pt", "--tune", "heads", "--terms", "propers,cmap"),
+                           "has no valence head 'cmap'"),
+                          (("CCCC", "-o", "m.pt", "--terms", "propers"),
+                           "--terms propers chooses the heads that --tune heads trains")):
         done = run(*args)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert list(tmp_path.iterdir()) == []

@@ -182,15 +182,16 @@ def test_torsions_checkpoint_reproduces_its_energies_through_openmm(tuned):
 def test_an_unknown_tune_is_refused_by_name():
     from gnnff.errors import InputError
 
-    with pytest.raises(InputError, match="tune must be one of heads, torsions, got 'weights'"):
+    with pytest.raises(InputError, match="tune must be one of torsions, heads, got 'weights'"):
         FinetuneSettings(tune="weights")
 
 
 def test_the_energies_weight_defaults_by_tune_and_an_explicit_one_stays():
     from gnnff.train.finetune import DEFAULT_ENERGIES
 
-    assert FinetuneSettings().energies == DEFAULT_ENERGIES["heads"] == 1.0
-    assert FinetuneSettings(tune="torsions").energies == DEFAULT_ENERGIES["torsions"] == 0.1
+    assert FinetuneSettings().tune == "torsions"
+    assert FinetuneSettings().energies == DEFAULT_ENERGIES["torsions"] == 0.1
+    assert FinetuneSettings(tune="heads").energies == DEFAULT_ENERGIES["heads"] == 1.0
     assert FinetuneSettings(tune="torsions", energies=1.0).energies == 1.0
     assert FinetuneSettings(tune="heads", energies=0.0).energies == 0.0
 

@@ -221,11 +221,11 @@ def _finetune_parser(commands) -> None:
     f.add_argument("--relax-every", type=int, default=25, metavar="N",
                    help="steps between re-minimisations of the profile points (default: %(default)s)")
     f.add_argument("--terms", default=None, metavar="T1,T2",
-                   help="valence heads trained, e.g. propers,impropers (default: all valence terms)")
-    f.add_argument("--tune", choices=("heads", "torsions"), default="heads",
-                   help="what the fit changes: the valence heads (every molecule's valence terms move a little) "
-                        "or only residuals on the torsions of the driven bonds' chemical environments (every "
-                        "other parameter stays the base model's exactly) (default: %(default)s)")
+                   help="with --tune heads: the valence heads trained, e.g. propers,impropers (default: all)")
+    f.add_argument("--tune", choices=("torsions", "heads"), default="torsions",
+                   help="what the fit changes: residuals on the torsions of the driven bonds' chemical environments "
+                        "only (every other parameter stays the base model's exactly), or the valence heads (every "
+                        "molecule's valence terms move a little) (default: %(default)s)")
     f.add_argument("--learning-rate", type=float, default=1e-3, help="Adam step size (default: %(default)s)")
     f.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
                    help="step size decayed to zero along a cosine, or held (default: %(default)s)")

@@ -78,7 +78,7 @@ PULL_SCALES: dict[tuple[str, str], float | str] = {
 
 
 #: what fine-tuning may change (:attr:`FinetuneSettings.tune`)
-TUNES = ("heads", "torsions")
+TUNES = ("torsions", "heads")
 #: the default weight of the energies at the labeler's geometries, per ``tune``: torsion
 #: residuals cannot fix the bond and angle errors that dominate the energies of the
 #: off-equilibrium samples, and at weight 1 they bent the profiles to absorb them (on the
@@ -120,12 +120,12 @@ class FinetuneSettings:
     this many conformers per molecule embedded from its graph (RDKit ETKDG, seeded) and
     minimised with the labeler, fitted as energies and forces at the labeler's minima (0:
     none) and, with ``relax_conformers``, as relaxed relative energies (weight ``profile``).
-    ``tune``: what the fit changes. ``"heads"``: the valence heads' weights (every
-    molecule's valence terms move, held near the base by ``pull``/``anchor``);
-    ``"torsions"``: nothing of the network, only per-environment residuals on the proper
-    torsions about the driven bonds (:mod:`gnnff.nn.corrections`; ``pull`` weighs them,
-    ``terms`` and ``anchor`` do not apply): every other parameter of every molecule stays
-    the base model's bit for bit. ``energies`` None: :data:`DEFAULT_ENERGIES` of ``tune``.
+    ``tune``: what the fit changes. ``"torsions"`` (default): nothing of the network, only
+    per-environment residuals on the proper torsions about the driven bonds
+    (:mod:`gnnff.nn.corrections`; ``pull`` weighs them, ``anchor`` does not apply and
+    ``terms`` is refused): every other parameter of every molecule stays the base model's
+    bit for bit. ``"heads"``: the valence heads' weights (every molecule's valence terms
+    move, held near the base by ``pull``/``anchor``). ``energies`` None: :data:`DEFAULT_ENERGIES` of ``tune``.
     """
 
     labeler: str = "ani-2x"
@@ -149,12 +149,15 @@ class FinetuneSettings:
     terms: tuple[str, ...] | None = None
     conformers: int = 0
     relax_conformers: bool = True
-    tune: str = "heads"
+    tune: str = "torsions"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.tune not in TUNES:
             raise InputError(f"finetune: tune must be one of {', '.join(TUNES)}, got {self.tune!r}")
+        if self.tune == "torsions" and self.terms is not None:
+            raise InputError(f"finetune: --terms {','.join(self.terms)} chooses the heads that --tune heads trains; "
+                             "--tune torsions fits torsion residuals only: drop --terms or add --tune heads")
         if self.energies is None:  # frozen: the resolved weight is what the checkpoint records
             object.__setattr__(self, "energies", DEFAULT_ENERGIES[self.tune])
         for name in ("samples", "hold_out", "steps", "profile", "energies", "forces", "pull", "anchor",
