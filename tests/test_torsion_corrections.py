@@ -200,3 +200,11 @@ def test_the_checkpoint_records_the_resolved_energies_weight(tuned):
     root, _ = tuned
     record = load_checkpoint(root / "butane.pt")["training"]["finetune"]
     assert record["settings"]["tune"] == "torsions" and record["settings"]["energies"] == 0.1
+
+
+@pytest.mark.slow
+def test_a_far_molecule_is_warned_that_the_residuals_are_the_series(tuned):
+    root, _ = tuned
+    with pytest.warns(SeriesWarning, match=r"c1ccccc1.*far from it.*torsion residuals were fitted to the series' "
+                                           r"torsion environments, use the base model 'gnnff-industry-v0'"):
+        gnnff.parametrize(gnnff.load_molecule("c1ccccc1", name="c1ccccc1"), model=str(root / "butane.pt"))

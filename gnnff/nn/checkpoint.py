@@ -225,10 +225,12 @@ class GNNSource:
             fingerprints, threshold, base = self.series
             similarity = nearest_similarity(mol, fingerprints)
             if similarity < threshold:
+                tuned = ("its torsion residuals were fitted to the series' torsion environments"
+                         if self.corrections is not None else "its valence terms are tuned for the series")
                 warnings.warn(f"{label}: model '{self.name}' was fine-tuned on a series of {len(fingerprints)} "
                               f"molecules and this one is far from it (nearest Tanimoto {similarity:.2f} < "
-                              f"{threshold:.2f}); its valence terms are tuned for the series, use the base model "
-                              f"'{base}' for other molecules", SeriesWarning, stacklevel=3)
+                              f"{threshold:.2f}); {tuned}, use the base model '{base}' for other molecules",
+                              SeriesWarning, stacklevel=3)
         if not self.ions_only:
             return
         for atom in mol.GetAtoms():
