@@ -63,7 +63,8 @@ from gnnff.schema import NONBONDED, ForceFieldParameters
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = ["FinetuneSettings", "TUNES", "DEFAULT_ENERGIES", "ScanLabels", "ConformerLabels", "Profile", "driven_rows",
-           "driven_corrections", "finetune", "fitted_scans", "label_molecule", "label_conformers", "embedded_conformers", "fit", "valence_heads", "PULL_SCALES"]
+           "driven_corrections", "finetune", "fitted_scans", "label_molecule", "label_conformers",
+           "embedded_conformers", "fit", "valence_heads", "PULL_SCALES"]
 
 FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
 
@@ -125,7 +126,8 @@ class FinetuneSettings:
     (:mod:`gnnff.nn.corrections`; ``pull`` weighs them, ``anchor`` does not apply and
     ``terms`` is refused): every other parameter of every molecule stays the base model's
     bit for bit. ``"heads"``: the valence heads' weights (every molecule's valence terms
-    move, held near the base by ``pull``/``anchor``). ``energies`` None: :data:`DEFAULT_ENERGIES` of ``tune``.
+    move, held near the base by ``pull``/``anchor``). ``energies`` None: the weight
+    :data:`DEFAULT_ENERGIES` gives ``tune``.
     """
 
     labeler: str = "ani-2x"
