@@ -1,7 +1,7 @@
 """Partial charges of gnnff models against full AM1-BCC, beside OpenFF NAGL and AM1-BCC without sqm optimisation.
 
     python benchmarks/charges.py                       # 40 SPICE PubChem molecules (12 charged)
-    python benchmarks/charges.py --molecules 200 --charged 0.3
+    python benchmarks/charges.py --molecules 200 --charged 0.3 --workers 2
 
 Molecules: ../shared/data/spice-pubchem-sets1-6.smi.gz minus every molecule of the industry
 set (the shipped model's training data), elements H C N O F P S Cl Br, at most
@@ -146,6 +146,10 @@ def main() -> None:
     parser.add_argument("--exclude", default=str(SHARED_DATA / "industry-benchmark-dev.sdf.gz"),
                         help="SDF of the training molecules to leave out")
     parser.add_argument("--charge-cache", help="AM1-BCC cache (default: OUT/am1bcc-cache.json)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes computing the missing AM1-BCC references first (each runs sqm)")
+    parser.add_argument("--references-only", action="store_true",
+                        help="fill the reference cache and stop (run the comparison later)")
     parser.add_argument("-o", "--output", default="benchmark-charges")
     args = parser.parse_args()
     out = Path(args.output)
@@ -164,10 +168,23 @@ def main() -> None:
     n_charged = sum(any(a.GetFormalCharge() for a in Chem.MolFromSmiles(s).GetAtoms()) for s in chosen)
     print(f"{len(chosen)} molecules ({n_charged} charged), "
           f"none of the {len(exclude)} training molecules; methods: {', '.join(methods)}")
+    failed: list[str] = []
+    no_reference: set[str] = set()  # the parallel fill failed on these: not retried one by one
+    if args.workers > 1 or args.references_only:
+        failed += cache.fill([with_conformer(gnnff.load_molecule(s, name=s)) for s in chosen], workers=args.workers)
+        no_reference = {s for s in chosen if gnnff.load_molecule(s) not in cache}
+        if args.references_only:
+            print(f"{len(chosen) - len(no_reference)} of {len(chosen)} references in {cache.path}; "
+                  f"{len(failed)} failed")
+            for line in failed:
+                print(line)
+            return
     per_method: dict[str, list[dict]] = {force_field_label(m): [] for m in methods}
-    reference_seconds, failed = [], []
+    reference_seconds = []
     for k, smiles in enumerate(tqdm(chosen, desc="charges", unit="mol")):
         key = f"{k:04d}"
+        if smiles in no_reference:
+            continue
         done = store.load(key)
         if done is None or done.get("smiles") != smiles:
             done = None

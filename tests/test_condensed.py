@@ -119,6 +119,21 @@ def test_charge_cache_on_disk_keys_on_atom_order(tmp_path: Path) -> None:
         ChargeCache(path, method="am1bcc")
 
 
+def test_charge_cache_fill_in_workers_equals_one_by_one_and_reports_failures(tmp_path) -> None:
+    mols = [gnnff.load_molecule(s, name=s) for s in ("CCO", "c1ccccc1O", "CC(=O)[O-]", "CCO")]
+    bad = gnnff.load_molecule("CB(C)C", name="trimethylborane")  # MMFF94 has no boron types
+    path = tmp_path / "cache.json"
+    cache = ChargeCache(path, method="mmff94")
+    failed = cache.fill(mols + [bad], workers=2, progress=False)
+    assert len(failed) == 1 and failed[0].startswith("trimethylborane: ") and "MMFF94 has no atom types" in failed[0]
+    serial = ChargeCache(None, method="mmff94")
+    reread = ChargeCache(path, method="mmff94")
+    for mol in mols:
+        assert mol in reread
+        assert np.allclose(reread.get(mol), serial.get(mol), atol=1e-12)
+    assert cache.fill(mols, workers=2) == []  # nothing left to do
+
+
 def test_reference_charge_source_replaces_only_the_charges() -> None:
     cache = ChargeCache(None, method="mmff94")
     base = gnnff.get_model("gnnff-industry-v0")

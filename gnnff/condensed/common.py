@@ -92,21 +92,66 @@ class ChargeCache:
 
     def get(self, mol: Chem.Mol) -> np.ndarray:
         """Charges ``(n_atoms,)`` in e of ``mol`` (computed and stored on a miss)."""
-        from gnnff.sources.charges import assign_charges
-
         key = mapped_smiles(mol)
         if key not in self._data:
-            start = time.perf_counter()
-            charges = assign_charges(mol, self.method)
-            self._data[key] = {"charges": charges.tolist(), "seconds": time.perf_counter() - start}
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(self.path, json.dumps({"method": self.method, "charges": self._data}))
+            self._store(key, *_timed_charges(mol, self.method))
         return np.asarray(self._data[key]["charges"], dtype=float)
 
     def seconds(self, mol: Chem.Mol) -> float:
         """Wall time the charges of ``mol`` took when they were computed."""
         return float(self._data[mapped_smiles(mol)]["seconds"])
+
+    def fill(self, mols: Sequence[Chem.Mol], workers: int = 1, progress: bool = True) -> list[str]:
+        """Compute the charges of every molecule of ``mols`` not yet cached, ``workers`` at a time.
+
+        Each result is stored (and the file rewritten) as it arrives, so an interrupted fill
+        resumes. A molecule whose charges fail is left out of the cache; its one-line error
+        (``'NAME: message'``) is returned, and the others go on.
+        """
+        from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, as_completed
+        from multiprocessing import get_context
+
+        from tqdm import tqdm
+
+        todo: dict[str, Chem.Mol] = {}
+        for mol in mols:
+            todo.setdefault(mapped_smiles(mol), mol)
+        todo = {key: mol for key, mol in todo.items() if key not in self._data}
+        failed: list[str] = []
+        if not todo:
+            return failed
+        bar = tqdm(total=len(todo), desc=f"{self.method} charges", unit="mol", disable=not progress or None)
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_timed_charges, mol, self.method): key for key, mol in todo.items()}
+            for future in as_completed(futures):
+                key = futures[future]
+                try:
+                    charges, seconds = future.result()
+                except BrokenExecutor:
+                    raise
+                except (GnnffError, ValueError, RuntimeError, OSError) as err:
+                    name = todo[key].GetProp("_Name") if todo[key].HasProp("_Name") else key
+                    failed.append(error_line(name, err))
+                else:
+                    self._store(key, charges, seconds)
+                bar.update()
+        bar.close()
+        return failed
+
+    def _store(self, key: str, charges: np.ndarray, seconds: float) -> None:
+        self._data[key] = {"charges": np.asarray(charges, dtype=float).tolist(), "seconds": seconds}
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps({"method": self.method, "charges": self._data}))
+
+
+def _timed_charges(mol: Chem.Mol, method: str) -> tuple[np.ndarray, float]:
+    """(charges, wall seconds) of one molecule: the unit of work of :meth:`ChargeCache.fill`."""
+    from gnnff.sources.charges import assign_charges
+
+    start = time.perf_counter()
+    charges = assign_charges(mol, method)
+    return charges, time.perf_counter() - start
 
 
 class ReferenceChargeSource:
