@@ -147,6 +147,7 @@ def test_system_xml_of_sparse_torsions_unusual_numbers_and_two_components():
         if term.name == "propers" and name == "k":
             x[::2] = 0.0
             x[1, 1], x[3, 0] = 1e-7, 1.5e16
+            x[1, 2], x[3, 1], x[3, 2] = 1e-4, -0.25, 100.0  # boundary of the exponent form, leading/trailing 0
         if term.name == "nonbonded" and name == "charge":
             x[0] = -0.0
         return x
@@ -156,6 +157,7 @@ def test_system_xml_of_sparse_torsions_unusual_numbers_and_two_components():
     text = system_xml(result.topology, parameters)
     assert text == to_xml(to_openmm(result.topology, parameters))
     assert 'k="1e-07"' in text and 'k="1.5e+16"' in text
+    assert 'k=".0001"' in text and 'k="-.25"' in text and 'k="100"' in text
 
 
 def test_to_openmm_fast_path_builds_the_public_methods_system(monkeypatch):

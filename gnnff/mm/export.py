@@ -12,6 +12,7 @@ Particles follow the topology's atom order. The nonbonded force has no cutoff; 1
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -168,60 +169,62 @@ def _mass(z: int) -> float:
     return Element.getByAtomicNumber(z).mass.value_in_unit(openmm.unit.dalton)
 
 
-def _number(x: float) -> str:
-    """A double as ``XmlSerializer`` writes it: shortest round-trip digits, no leading 0,
-    no trailing ``.0``, exponent form outside 1e-4 <= |x| < 1e16."""
-    text = repr(x)
-    if text.endswith(".0"):
-        text = text[:-2]
-    if text.startswith("0."):
-        return text[1:]
-    if text.startswith("-0."):
-        return "-" + text[2:]
-    return text
-
-
-def _column(values: np.ndarray) -> list[str]:
-    """Each value as :func:`_number` writes it; repeated values (expanded impropers, the
-    phases, excluded pairs) formatted once."""
-    if values.dtype.kind in "iu":
-        return [str(v) for v in values.tolist()]
-    unique, inverse = np.unique(values, return_inverse=True)
-    text = [_number(v) for v in unique.tolist()]
-    return [text[i] for i in inverse.tolist()]
-
-
-#: XML element of a table's rows: fields {0}-{3} are the atom slots (unused ones empty),
-#: {4}... the value columns; attributes in XmlSerializer's (alphabetical) order
-#: (form -> XML element of a row, and the collection element holding the rows)
+#: XML element of a table's row as a %-format: ints are atom slots of the table, "vN" its
+#: value column N; attributes in XmlSerializer's (alphabetical) order. Floats are written
+#: with %r (shortest round-trip digits, what XmlSerializer writes) and tidied by _tidy.
 _ELEMENT = {
-    "harmonic_bond": '<Bond d="{4}" k="{5}" p1="{0}" p2="{1}"/>',
-    "harmonic_angle": '<Angle a="{4}" k="{5}" p1="{0}" p2="{1}" p3="{2}"/>',
-    "periodic_torsion": '<Torsion k="{6}" p1="{0}" p2="{1}" p3="{2}" p4="{3}" periodicity="{4}" phase="{5}"/>',
-    "exceptions": '<Exception eps="{6}" p1="{0}" p2="{1}" q="{4}" sig="{5}"/>',
+    "harmonic_bond": ('<Bond d="%r" k="%r" p1="%d" p2="%d"/>', ("v0", "v1", 0, 1)),
+    "harmonic_angle": ('<Angle a="%r" k="%r" p1="%d" p2="%d" p3="%d"/>', ("v0", "v1", 0, 1, 2)),
+    "periodic_torsion": ('<Torsion k="%r" p1="%d" p2="%d" p3="%d" p4="%d" periodicity="%d" phase="%r"/>',
+                         ("v2", 0, 1, 2, 3, "v0", "v1")),
+    "exceptions": ('<Exception eps="%r" p1="%d" p2="%d" q="%r" sig="%r"/>', ("v2", 0, 1, "v0", "v1")),
 }
 _COLLECTION = {"harmonic_bond": "Bonds", "harmonic_angle": "Angles", "periodic_torsion": "Torsions"}
 
 
-def _xml_lines(template: str, table: Table) -> list[str]:
-    atoms, columns = table
-    strings = [_column(atoms[:, a]) for a in range(atoms.shape[1])]
-    strings += [[""] * len(atoms)] * (4 - atoms.shape[1])  # pad the atom slots to four
-    strings += [_column(c) for c in columns]
-    return list(map(template.format, *strings))
+def _tidy(text: str) -> str:
+    """Python's float reprs in attribute values as XmlSerializer writes them: no trailing
+    ".0", no leading 0 before the point (exponent forms agree already). Every attribute
+    value is a number, so plain replacements are exact."""
+    return text.replace('.0"', '"').replace('="0.', '=".').replace('="-0.', '="-.')
 
 
-def _fill(template: str, tag: str, lines: list[str], depth: int, after: str = "") -> str:
-    """Replace the first empty ``<tag/>`` at ``depth`` tabs that follows the text ``after``
-    in ``template`` by ``lines``."""
-    if not lines:
-        return template
-    empty = "\n" + "\t" * depth + f"<{tag}/>"
-    at = template.index(empty, template.index(after) if after else 0)
-    inner = "\t" * (depth + 1)
-    block = ("\n" + "\t" * depth + f"<{tag}>\n" + "".join(inner + line + "\n" for line in lines)
-             + "\t" * depth + f"</{tag}>")
-    return template[:at] + block + template[at + len(empty):]
+def _rows(template: str, columns: list[list], depth: int) -> str:
+    """The rows of ``template`` % each row of ``columns``, one per line at ``depth`` tabs:
+    one C-level formatting of the whole block."""
+    n = len(columns[0])
+    if not n:
+        return ""
+    block = ("\n" + "\t" * depth).join([template] * n)
+    return _tidy(block % tuple(itertools.chain.from_iterable(zip(*columns))))
+
+
+def _xml_rows(form: str, table: Table, depth: int) -> str:
+    atoms, values = table
+    template, order = _ELEMENT[form]
+    columns = [atoms[:, slot].tolist() if isinstance(slot, int) else values[int(slot[1:])].tolist()
+               for slot in order]
+    return _rows(template, columns, depth)
+
+
+def _filled(template: str, blocks: list[tuple[str, int, str, str]]) -> str:
+    """``template`` with, for each ``(tag, depth, after, rows)``, the first empty ``<tag/>``
+    at ``depth`` tabs that follows the text ``after`` replaced by ``rows`` (written at
+    depth + 1; none: left empty), joined once."""
+    cuts: list[tuple[int, int, str]] = []
+    for tag, depth, after, rows in blocks:
+        if not rows:
+            continue
+        empty = "\n" + "\t" * depth + f"<{tag}/>"
+        at = template.index(empty, template.index(after) if after else 0)
+        outer = "\n" + "\t" * depth
+        cuts.append((at, at + len(empty), f"{outer}<{tag}>{outer}\t{rows}{outer}</{tag}>"))
+    pieces, done = [], 0
+    for start, stop, block in sorted(cuts):
+        pieces += [template[done:start], block]
+        done = stop
+    pieces.append(template[done:])
+    return "".join(pieces)
 
 
 @functools.cache
@@ -238,21 +241,18 @@ def system_xml(topology: Topology, parameters: ForceFieldParameters) -> str:
     without building the System: the same string ``XmlSerializer.serialize`` gives (tested
     character for character), in a fraction of the time."""
     values = _numpy_values(parameters, topology)
-    masses = {z: _number(_mass(z)) for z in set(topology.atomic_numbers.tolist())}
-    text = _fill(_xml_template(values.terms), "Particles",
-                 [f'<Particle mass="{masses[z]}"/>' for z in topology.atomic_numbers.tolist()], 1)
+    masses = [_mass(z) for z in topology.atomic_numbers.tolist()]
+    blocks = [("Particles", 1, "", _rows('<Particle mass="%r"/>', [masses], 2))]
     for term in values.terms:
         p = values.term(term)
+        after = f'name="{term.name}"'
         if term.form == "nonbonded":
-            particles = [f'<Particle eps="{e}" q="{q}" sig="{s}"/>' for q, s, e in zip(
-                *(_column(np.asarray(x, dtype=float)) for x in (p.charge, p.sigma, p.epsilon)))]
-            text = _fill(text, "Particles", particles, 3, after=f'name="{term.name}"')
-            exceptions = _xml_lines(_ELEMENT["exceptions"], _exception_table(topology, p))
-            text = _fill(text, "Exceptions", exceptions, 3, after=f'name="{term.name}"')
+            columns = [np.asarray(x, dtype=float).tolist() for x in (p.epsilon, p.charge, p.sigma)]
+            blocks.append(("Particles", 3, after, _rows('<Particle eps="%r" q="%r" sig="%r"/>', columns, 4)))
+            blocks.append(("Exceptions", 3, after, _xml_rows("exceptions", _exception_table(topology, p), 4)))
         else:
-            lines = _xml_lines(_ELEMENT[term.form], _table(term, topology, p))
-            text = _fill(text, _COLLECTION[term.form], lines, 3, after=f'name="{term.name}"')
-    return text
+            blocks.append((_COLLECTION[term.form], 3, after, _xml_rows(term.form, _table(term, topology, p), 4)))
+    return _filled(_xml_template(values.terms), blocks)
 
 
 def to_xml(system: openmm.System) -> str:
