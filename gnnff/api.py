@@ -127,6 +127,15 @@ def assign_parameters_many(molecules: Iterable[Any], *, model: str | ParameterSo
     return out
 
 
+def assign_prepared(mols: Sequence[Chem.Mol], labels: Sequence[str], *,
+                    model: str | ParameterSource | None = None,
+                    batch_atoms: int = BATCH_ATOMS) -> list[Parametrized | GnnffError]:
+    """:func:`assign_parameters_many` of molecules that :func:`load_molecule` has prepared
+    already (the batch runner reads every record that way): the same results, without
+    sanitizing and perceiving stereochemistry a second time. ``labels`` name them in messages."""
+    return _assign(get_model(model), list(mols), list(labels), batch_atoms=batch_atoms)
+
+
 def parametrize(molecule: Any, *, model: str | ParameterSource | None = None,
                 name: str | None = None, **model_options: Any) -> openmm.System:
     """Parametrize one molecule; return an ``openmm.System`` in the input's atom order.

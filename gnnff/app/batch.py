@@ -3,7 +3,7 @@
 :func:`plan` turns records and their output paths into :class:`Job` s (or, for a
 record that could not be read or whose output already exists, directly into its
 report :class:`Row`); :func:`run` parametrizes the jobs chunk by chunk, each chunk
-through :func:`gnnff.api.assign_parameters_many` (one network call per batch for a
+through :func:`gnnff.api.assign_prepared` (one network call per batch for a
 trained model), in this process or in worker processes, and yields the rows as
 chunks finish; :func:`write_report` writes them as CSV and JSON.
 
@@ -34,7 +34,7 @@ from typing import Any
 from rdkit import Chem
 
 from gnnff._version import __version__
-from gnnff.api import Parametrized, assign_parameters_many
+from gnnff.api import Parametrized, assign_prepared
 from gnnff.app.formats import output_files
 from gnnff.chem.molecule import Record, net_charge
 from gnnff.errors import GnnffError
@@ -230,8 +230,7 @@ def _do(jobs: Sequence[Job], model: Any, write: Writer, work: Work, batch_atoms:
     and messages name ``job.output`` as planned."""
     mols = [Chem.Mol(job.mol) for job in jobs]
     try:
-        results = assign_parameters_many(mols, model=model, names=[job.label for job in jobs],
-                                         batch_atoms=batch_atoms)
+        results = assign_prepared(mols, [job.label for job in jobs], model=model, batch_atoms=batch_atoms)
     except Exception as err:  # noqa: BLE001 - one bad molecule must cost one record, not the batch
         if len(jobs) > 1:
             return [row for job in jobs for row in _do([job], model, write, work, batch_atoms, base)]
