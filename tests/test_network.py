@@ -110,3 +110,31 @@ def test_unknown_architecture_lists_known():
         build_network(NetworkConfig(architecture="transformer"))
     with pytest.raises(ModelError, match=r"unknown network option\(s\) \['widht'\]"):
         NetworkConfig.from_dict({"widht": 3})
+
+
+def test_row_blocks_change_nothing_of_parameters_or_gradients(network, monkeypatch):
+    """Large graphs run their row-wise layers in blocks (gnnff.nn.network.ROW_BLOCK): a
+    graph cut into many small blocks gives the parameters, and the weight gradients, of
+    one pass over the whole graph."""
+    import gnnff.nn.network as module
+
+    mol = gnnff.load_molecule("CC(=O)Oc1ccccc1C(=O)[O-].[NH3+]C(Cc1c[nH]cn1)C(=O)[O-]")
+    top = gnnff.build_topology(mol)
+    graph = Graph.from_topology(top, atom_features(mol), torch.float64)
+
+    def run(block: int):
+        monkeypatch.setattr(module, "ROW_BLOCK", block)
+        network.zero_grad()
+        out = network(graph)
+        values = [(f"{term.name}.{f.name}", getattr(out.term(term), f.name)) for term in out.terms
+                  for f in term.fields()]
+        sum(x.square().sum() for _, x in values).backward()
+        return values, [p.grad.clone() for p in network.parameters()]
+
+    whole, whole_grads = run(10**9)
+    cut, cut_grads = run(5)  # several blocks of atoms, edges and tuples (every ordering count)
+    assert max(len(graph.tuples[name]) for name in graph.tuples) > 5
+    for (name, a), (_, b) in zip(whole, cut):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+    for a, b in zip(whole_grads, cut_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -236,6 +236,18 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
+#: Row-wise layers run on blocks of at most this many rows (atoms, or tuples times their
+#: orderings). Whole-graph tensors of a 100,000-atom system are hundreds of MB, each
+#: allocated afresh and faulted in page by page; blocks of a few MB stay in the allocator's
+#: reuse and the caches (the heads of a 100,000-atom peptide: 5.4 -> 2.0 s, 10,000 atoms:
+#: 0.25 -> 0.19 s, identical values). Graphs of a few drug-like molecules are one block.
+ROW_BLOCK = 4096
+
+
+def _blocks(n: int) -> list[slice]:
+    return [slice(k, min(k + ROW_BLOCK, n)) for k in range(0, n, ROW_BLOCK)] or [slice(0, 0)]
+
+
 class GNN(nn.Module):
     """Residual mean-aggregation message passing over bonds (plain ``index_add``)."""
 
@@ -246,12 +258,17 @@ class GNN(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
 
     def forward(self, graph: Graph) -> torch.Tensor:
-        h = self.embed(graph.features)
+        blocks = _blocks(graph.features.shape[0])
+        h = torch.cat([self.embed(graph.features[b]) for b in blocks])
         src, dst = graph.edges
         degree = torch.zeros(h.shape[0], dtype=h.dtype).index_add(0, dst, torch.ones_like(dst, dtype=h.dtype))
+        edges = _blocks(src.shape[0])
         for layer, norm in zip(self.layers, self.norms):
-            messages = torch.zeros_like(h).index_add(0, dst, h[src]) / degree.clamp(min=1.0)[:, None]
-            h = norm(h + layer(torch.cat([h, messages], dim=1)))
+            messages = torch.zeros_like(h)
+            for e in edges:  # in edge order, as one index_add would sum them
+                messages.index_add_(0, dst[e], h[src[e]])
+            messages = messages / degree.clamp(min=1.0)[:, None]
+            h = torch.cat([norm(h[b] + layer(torch.cat([h[b], messages[b]], dim=1))) for b in blocks])
         return h
 
 
@@ -277,11 +294,18 @@ class SymmetricHead(nn.Module):
         blocks = first.weight.view(hidden, arity, width).permute(2, 1, 0).reshape(width, arity * hidden)
         per_atom = (h @ blocks).view(-1, arity, hidden)
         symmetry = self.term.symmetry
-        x = torch.cat([
-            first.bias + sum(per_atom[tuples[:, source], position] for position, source in enumerate(perm))
-            for perm in symmetry
-        ])
-        return rest(x).view(len(symmetry), tuples.shape[0], rest[-1].out_features).mean(0)
+
+        def rows(t: torch.Tensor) -> torch.Tensor:
+            x = torch.cat([
+                first.bias + sum(per_atom[t[:, source], position] for position, source in enumerate(perm))
+                for perm in symmetry
+            ])
+            return rest(x).view(len(symmetry), t.shape[0], rest[-1].out_features).mean(0)
+
+        step = max(ROW_BLOCK // len(symmetry), 1)
+        if tuples.shape[0] <= step:
+            return rows(tuples)
+        return torch.cat([rows(tuples[k:k + step]) for k in range(0, tuples.shape[0], step)])
 
 
 def _two_point(raw: torch.Tensor, start: tuple[float, float], anchors: tuple[float, float]):
