@@ -217,3 +217,36 @@ def test_large_molecules_keep_their_stereo_tags_unperceived():
     assert large.GetNumAtoms() > STEREO_PERCEPTION_MAX_ATOMS
     assert not any(a.HasProp("_CIPCode") for a in large.GetAtoms())
     assert sum(a.GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED for a in large.GetAtoms()) > 100  # tags kept
+
+
+def test_large_aromatic_molecules_are_kekulized_system_by_system_to_the_same_bonds(monkeypatch):
+    """Above KEKULIZE_BY_SYSTEM_MIN_ATOMS prepare kekulizes each aromatic system alone
+    (RDKit's whole-molecule Kekulize is quadratic): every bond type, aromatic flag and
+    hydrogen count equals the whole-molecule sanitization's, for aromatic rings of every
+    kind (benzene, pyridinium, pyrrole NH, fused, N-oxide, pyridone) in one molecule."""
+    import gnnff.chem.molecule as module
+
+    smiles = ("CC(=O)Oc1ccccc1C(=O)O.c1cc[n+](C)cc1.c1ccc2[nH]ccc2c1.[O-][n+]1ccccc1.O=c1cc[nH]cc1."
+              "Nc1nc2[nH]cnc2c(=O)[nH]1.c1ccc2ccccc2c1.Cc1ccc(-c2ccccc2)s1")
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))  # aromatic bond types, as SMILES and mol2 give
+    monkeypatch.setattr(module, "KEKULIZE_BY_SYSTEM_MIN_ATOMS", 10**9)
+    whole = gnnff.load_molecule(mol, name="whole")
+    monkeypatch.setattr(module, "KEKULIZE_BY_SYSTEM_MIN_ATOMS", 0)
+    calls = []
+    original = module._kekulized_by_system
+    monkeypatch.setattr(module, "_kekulized_by_system", lambda m: calls.append(1) or original(m))
+    by_system = gnnff.load_molecule(mol, name="by system")
+    assert calls and len(module._aromatic_systems(mol)) == 9
+    assert [b.GetBondType() for b in by_system.GetBonds()] == [b.GetBondType() for b in whole.GetBonds()]
+    assert [a.GetIsAromatic() for a in by_system.GetAtoms()] == [a.GetIsAromatic() for a in whole.GetAtoms()]
+    assert [a.GetTotalNumHs() for a in by_system.GetAtoms()] == [a.GetTotalNumHs() for a in whole.GetAtoms()]
+    assert Chem.MolToSmiles(by_system) == Chem.MolToSmiles(whole)
+
+
+def test_large_molecule_with_an_impossible_aromatic_ring_gets_the_usual_message(monkeypatch):
+    import gnnff.chem.molecule as module
+
+    monkeypatch.setattr(module, "KEKULIZE_BY_SYSTEM_MIN_ATOMS", 0)
+    mol = Chem.MolFromSmiles("c1cccc1C", sanitize=False)  # five aromatic carbons: no Kekulé form
+    with pytest.raises(ChemistryError, match=r"^cyclopentadienyl: RDKit cannot sanitize the molecule \(.*kekulize"):
+        gnnff.load_molecule(mol, name="cyclopentadienyl")
