@@ -34,6 +34,10 @@ _DEGREES = 7  # 0..6
 _HYDROGENS = 5  # 0..4
 _RING_SIZES = (3, 4, 5, 6, 7, 8)
 N_FEATURES = len(ELEMENTS) + 1 + _DEGREES + _DEGREES + _HYDROGENS + len(_RING_SIZES) + 5
+#: Atomic number -> its one-hot column (elements not in ELEMENTS: the last column).
+_ELEMENT_COLUMN = np.full(119, len(ELEMENTS), dtype=np.int64)
+_ELEMENT_COLUMN[list(ELEMENTS)] = np.arange(len(ELEMENTS))
+_RING_COLUMN = {size: k for k, size in enumerate(_RING_SIZES)}
 
 
 def _one_hot(values: np.ndarray, n: int) -> np.ndarray:
@@ -183,26 +187,50 @@ def resonance_averaged(mol: Chem.Mol, *, structures: bool = False) -> tuple[np.n
     valence
         Sum of averaged bond orders of each atom (aromatic bonds count 1.5).
     """
-    n = mol.GetNumAtoms()
-    atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
-    bonds = bonds_in_order(mol)
+    return _resonance_averaged(_Graph(mol), structures)
+
+
+class _Graph:
+    """A prepared molecule's atoms, bonds and the per-atom numbers the features share,
+    read from RDKit once."""
+
+    def __init__(self, mol: Chem.Mol) -> None:
+        self.mol = mol
+        n = mol.GetNumAtoms()
+        self.atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
+        self.bonds = bonds_in_order(mol)
+        self.z = np.fromiter((a.GetAtomicNum() for a in self.atoms), dtype=np.int64, count=n)
+        self.degree = np.fromiter((a.GetDegree() for a in self.atoms), dtype=np.int64, count=n)
+        self.hydrogens = np.fromiter((a.GetTotalNumHs(includeNeighbors=True) for a in self.atoms),
+                                     dtype=np.int64, count=n)
+        ends = np.fromiter((i for b in self.bonds for i in (b.GetBeginAtomIdx(), b.GetEndAtomIdx())),
+                           dtype=np.int64, count=2 * len(self.bonds))
+        self.ends = ends.reshape(-1, 2)
+
+
+def _resonance_averaged(graph: _Graph, structures: bool) -> tuple[np.ndarray, np.ndarray]:
+    n, bonds = len(graph.atoms), graph.bonds
     if structures:
-        charges, orders = structure_averaged(mol)
+        charges, orders = structure_averaged(graph.mol)
     else:
-        charges = np.array([a.GetFormalCharge() for a in atoms], dtype=float)
-        orders = np.array([b.GetBondTypeAsDouble() for b in bonds], dtype=float)
+        charges = np.fromiter((a.GetFormalCharge() for a in graph.atoms), dtype=float, count=n)
+        orders = np.fromiter((b.GetBondTypeAsDouble() for b in bonds), dtype=float, count=len(bonds))
     valence = np.zeros(n)
-    for bond, order in zip(bonds, orders):
-        valence[bond.GetBeginAtomIdx()] += order
-        valence[bond.GetEndAtomIdx()] += order
-    for atom in atoms:
-        for bonds in terminal_groups(atom):
-            idx = [b.GetOtherAtomIdx(atom.GetIdx()) for b in bonds]
-            group_orders = orders[[b.GetIdx() for b in bonds]]
+    np.add.at(valence, graph.ends.ravel(), np.repeat(orders, 2))  # bond by bond, as a loop would add
+    # terminal heavy atoms (one heavy neighbour); only atoms bonded to two or more of them
+    # can hold a group (terminal_groups), and those are few
+    terminal = (graph.z > 1) & (graph.degree - graph.hydrogens == 1)
+    begin, end = graph.ends[:, 0], graph.ends[:, 1]
+    centres = np.bincount(np.concatenate([begin[terminal[end]], end[terminal[begin]]]), minlength=n) >= 2
+    for i in np.flatnonzero(centres).tolist():
+        atom = graph.atoms[i]
+        for group in _terminal_groups(atom, graph.hydrogens):
+            idx = [b.GetOtherAtomIdx(i) for b in group]
+            group_orders = orders[[b.GetIdx() for b in group]]
             charges[idx] = charges[idx].mean()
             mean_order = float(np.mean(group_orders))
-            for i, order in zip(idx, group_orders):  # terminal atoms: their only heavy bond is this one
-                valence[i] += mean_order - order
+            for j, order in zip(idx, group_orders):  # terminal atoms: their only heavy bond is this one
+                valence[j] += mean_order - order
     return charges, valence
 
 
@@ -211,12 +239,17 @@ def terminal_groups(atom: Chem.Atom) -> list[list[Chem.Bond]]:
     grouped by the neighbour's element and hydrogen count; only groups of two or more,
     the atoms resonance makes equivalent (carboxylate, nitro, phosphate, sulfonate
     oxygens; amidinium, guanidinium nitrogens)."""
+    return _terminal_groups(atom, None)
+
+
+def _terminal_groups(atom: Chem.Atom, hydrogens: np.ndarray | None) -> list[list[Chem.Bond]]:
+    """:func:`terminal_groups`, with the molecule's hydrogen counts per atom when known."""
     groups: dict[tuple[int, int], list[Chem.Bond]] = {}
     for bond in atom.GetBonds():
         other = bond.GetOtherAtom(atom)
-        hydrogens = other.GetTotalNumHs(includeNeighbors=True)
-        if other.GetAtomicNum() > 1 and other.GetDegree() - hydrogens == 1:
-            groups.setdefault((other.GetAtomicNum(), hydrogens), []).append(bond)
+        h = other.GetTotalNumHs(includeNeighbors=True) if hydrogens is None else int(hydrogens[other.GetIdx()])
+        if other.GetAtomicNum() > 1 and other.GetDegree() - h == 1:
+            groups.setdefault((other.GetAtomicNum(), h), []).append(bond)
     return [bonds for bonds in groups.values() if len(bonds) > 1]
 
 
@@ -224,24 +257,22 @@ def atom_features(mol: Chem.Mol, version: str = "v0") -> np.ndarray:
     """Feature matrix ``(n_atoms, N_FEATURES)`` of a prepared molecule (feature set ``version``)."""
     if version not in FEATURE_SETS:
         raise ValueError(f"unknown feature set '{version}'; known: {', '.join(FEATURE_SETS)}")
-    n = mol.GetNumAtoms()
-    atoms = [mol.GetAtomWithIdx(i) for i in range(n)]
-    z = np.array([a.GetAtomicNum() for a in atoms])
-    element = np.array([ELEMENTS.index(x) if x in ELEMENTS else len(ELEMENTS) for x in z])
-    degree = np.array([a.GetDegree() for a in atoms])
-    heavy_degree = np.array([a.GetDegree() - a.GetTotalNumHs(includeNeighbors=True) for a in atoms])
-    hydrogens = np.array([a.GetTotalNumHs(includeNeighbors=True) for a in atoms])
-    ring_info = mol.GetRingInfo()
-    rings = np.array([[ring_info.IsAtomInRingOfSize(i, s) for s in _RING_SIZES] for i in range(n)],
-                     dtype=float).reshape(n, len(_RING_SIZES))
-    charges, valence = resonance_averaged(mol, structures=version == "v1")
+    graph = _Graph(mol)
+    n, atoms = len(graph.atoms), graph.atoms
+    element = _ELEMENT_COLUMN[np.minimum(graph.z, len(_ELEMENT_COLUMN) - 1)]
+    degree, hydrogens = graph.degree, graph.hydrogens
+    heavy_degree = degree - hydrogens
+    rings = np.zeros((n, len(_RING_SIZES)))
+    for ring in mol.GetRingInfo().AtomRings():  # an atom is in a ring of size s if one of its rings has it
+        if len(ring) in _RING_COLUMN:
+            rings[list(ring), _RING_COLUMN[len(ring)]] = 1.0
+    charges, valence = _resonance_averaged(graph, version == "v1")
     conjugated = np.zeros(n)
-    for atom in atoms:
-        if any(b.GetIsConjugated() for b in atom.GetBonds()):
-            conjugated[atom.GetIdx()] = 1.0
+    conjugated[graph.ends[np.fromiter((b.GetIsConjugated() for b in graph.bonds), dtype=bool,
+                                        count=len(graph.bonds))].ravel()] = 1.0
     scalars = np.stack([
-        np.array([a.GetIsAromatic() for a in atoms], dtype=float),
-        np.array([a.IsInRing() for a in atoms], dtype=float),
+        np.fromiter((a.GetIsAromatic() for a in atoms), dtype=float, count=n),
+        np.fromiter((a.IsInRing() for a in atoms), dtype=float, count=n),
         conjugated,
         charges,
         valence / 4.0,
