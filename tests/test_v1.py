@@ -391,3 +391,24 @@ def test_label_snapshot_round_trip(tmp_path):
     make_labels.restore_snapshot(snapshot, restored)
     assert list(read_labels(restored)) == entries
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.jsonl", "labels.jsonl.gz", "restored.jsonl"]
+
+
+def test_resonance_enumeration_is_cut_after_its_step_budget(monkeypatch):
+    """RDKit's enumeration can run for minutes (a triazido-trinitrobenzene: 78 s); it stops
+    after MAX_ENUMERATION_STEPS progress steps and the system keeps its drawn charges. With
+    a budget of one step, an imidazolium is not averaged; with the default it is."""
+    import gnnff.chem.features as features
+
+    mol = gnnff.load_molecule("CCn1cc[n+](C)c1")
+    charged = [a.GetIdx() for a in mol.GetAtoms() if a.GetFormalCharge()]
+    nitrogens = [a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() == "N"]
+    charge = atom_features(mol, "v1")[:, -2]
+    assert charge[nitrogens[0]] == pytest.approx(charge[nitrogens[1]]) == pytest.approx(0.5)
+    monkeypatch.setattr(features, "MAX_ENUMERATION_STEPS", 1)
+    drawn = atom_features(mol, "v1")[:, -2]
+    assert drawn[charged] == pytest.approx([1.0]) and drawn.sum() == pytest.approx(1.0)
+    monkeypatch.undo()
+    explosive = gnnff.load_molecule("c1(c(c(c(c(c1[N+](=O)[O-])N=[N+]=[N-])[N+](=O)[O-])N=[N+]=[N-])"
+                                    "[N+](=O)[O-])N=[N+]=[N-]")
+    x = atom_features(explosive, "v1")  # finishes in about two seconds
+    assert x.shape[0] == explosive.GetNumAtoms() and np.isfinite(x).all()

@@ -27,6 +27,12 @@ __all__ = ["ELEMENTS", "FEATURE_SETS", "N_FEATURES", "atom_features", "bonds_in_
 FEATURE_SETS = ("v0", "v1")
 #: At most this many resonance structures are enumerated per conjugated system (feature set v1).
 MAX_STRUCTURES = 64
+#: RDKit's enumeration of one conjugated system is stopped after this many of its progress
+#: steps (a count, so the features do not depend on the machine's speed), and the system
+#: keeps its drawn charges and bond orders. Over 3,677 SPICE PubChem molecules and
+#: dipeptides the 99th percentile was 301 steps and two needed more: 3,639 steps (0.33 s)
+#: and a triazido-trinitrobenzene that ran 78 s; stopped here, at most about 1.5 s.
+MAX_ENUMERATION_STEPS = 1000
 
 #: Elements with their own one-hot column; others share the last one.
 ELEMENTS = (1, 6, 7, 8, 9, 15, 16, 17, 35, 53, 3, 11, 19, 37, 55)
@@ -95,9 +101,13 @@ def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int],
         fragment, index = _cut_out(mol, atoms)
         inner = [fragment.GetBondBetweenAtoms(index[bonds[k].GetBeginAtomIdx()], index[bonds[k].GetEndAtomIdx()])
                  .GetIdx() for k in system]
+        supplier = Chem.ResonanceMolSupplier(fragment, flags, maxStructs=max_structures)
+        budget = _StepBudget(MAX_ENUMERATION_STEPS)
+        supplier.SetProgressCallback(budget)
         with rdBase.BlockLogs():
-            structures = [x for x in Chem.ResonanceMolSupplier(fragment, flags, maxStructs=max_structures)
-                          if x is not None]
+            structures = [x for x in supplier if x is not None]
+        if supplier.WasCanceled():
+            return None
     except Exception:  # RDKit raises several sanitization exception types
         return None
     if not structures:
@@ -105,6 +115,18 @@ def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int],
     charges = np.mean([[x.GetAtomWithIdx(index[i]).GetFormalCharge() for i in atoms] for x in structures], axis=0)
     orders = np.mean([[x.GetBondWithIdx(k).GetBondTypeAsDouble() for k in inner] for x in structures], axis=0)
     return charges, orders
+
+
+class _StepBudget(Chem.ResonanceMolSupplierCallback):
+    """Progress callback of RDKit's resonance enumeration: stops it after ``steps`` calls."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.left = steps
+
+    def __call__(self) -> bool:
+        self.left -= 1
+        return self.left > 0
 
 
 def _cut_out(mol: Chem.Mol, atoms: list[int]) -> tuple[Chem.Mol, dict[int, int]]:
