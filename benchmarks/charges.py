@@ -8,7 +8,9 @@ set (the shipped model's training data), elements H C N O F P S Cl Br, at most
 ``--max-heavy`` heavy atoms, drawn with a fixed seed, ``--charged`` of them ions or
 zwitterions. Reference: AM1-BCC through the OpenFF toolkit + AmberTools sqm with its AM1
 geometry optimisation, on one ETKDG conformer, cached in OUT/am1bcc-cache.json (5-60 s
-per molecule; the cache is shared with hydration.py / liquids.py via --charge-cache).
+per molecule, some minutes; the cache is shared with hydration.py / liquids.py via
+--charge-cache). References computed before are committed in benchmarks/references/
+(``--references``, merged into the cache first; ``--write-references`` writes them).
 Compared: each ``--model``; ``am1bcc-fast`` (antechamber, sqm maxcyc=0: the bulk-label
 candidate); OpenFF NAGL 1.0.0 when installed (``pip install 'gnnff[bench]'``).
 
@@ -47,6 +49,8 @@ from gnnff.files import atomic_write_csv
 from gnnff.train.benchmark import bootstrap_interval
 
 ELEMENTS = {1, 6, 7, 8, 9, 15, 16, 17, 35}
+#: Full AM1-BCC references computed once (hours of sqm) and committed: ``--write-references``.
+REFERENCES = Path(__file__).resolve().parent / "references" / "am1bcc-spice.json.gz"
 
 
 def _plain(smiles: str) -> str | None:
@@ -132,6 +136,13 @@ def method_charges(method: str, smiles: str, mol: Chem.Mol) -> tuple[np.ndarray,
     return charges, time.perf_counter() - start
 
 
+def write_references(path: str | None, cache: ChargeCache, chosen: list[str]) -> None:
+    """``--write-references``: the cached references of the chosen molecules, gzipped JSON."""
+    if path:
+        written = cache.snapshot(path, [gnnff.load_molecule(s) for s in chosen])
+        print(f"{path}: {written} reference charge sets")
+
+
 def main() -> None:
     RDLogger.DisableLog("rdApp.*")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,6 +157,10 @@ def main() -> None:
     parser.add_argument("--exclude", default=str(SHARED_DATA / "industry-benchmark-dev.sdf.gz"),
                         help="SDF of the training molecules to leave out")
     parser.add_argument("--charge-cache", help="AM1-BCC cache (default: OUT/am1bcc-cache.json)")
+    parser.add_argument("--references", default=str(REFERENCES),
+                        help="committed reference charges merged into the cache first (default: %(default)s)")
+    parser.add_argument("--write-references", metavar="JSON_GZ",
+                        help="after the run, write the cached references of the chosen molecules here")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes computing the missing AM1-BCC references first (each runs sqm)")
     parser.add_argument("--references-only", action="store_true",
@@ -155,6 +170,10 @@ def main() -> None:
     out = Path(args.output)
     store = ResultStore(out / "results")
     cache = ChargeCache(args.charge_cache or out / "am1bcc-cache.json", method="am1bcc")
+    if args.references and Path(args.references).is_file():
+        added = cache.merge(args.references)
+        if added:
+            print(f"{added} reference charge sets from {args.references}")
     methods = [m for m in (args.model or ["gnnff-industry-v0"])]
     methods += [] if args.no_fast else ["am1bcc-fast"]
     if not args.no_nagl:
@@ -174,6 +193,7 @@ def main() -> None:
         failed += cache.fill([with_conformer(gnnff.load_molecule(s, name=s)) for s in chosen], workers=args.workers)
         no_reference = {s for s in chosen if gnnff.load_molecule(s) not in cache}
         if args.references_only:
+            write_references(args.write_references, cache, chosen)
             print(f"{len(chosen) - len(no_reference)} of {len(chosen)} references in {cache.path}; "
                   f"{len(failed)} failed")
             for line in failed:
@@ -210,6 +230,7 @@ def main() -> None:
         for method in per_method:
             per_method[method].append(done["methods"][method])
     report(per_method, reference_seconds, out)
+    write_references(args.write_references, cache, chosen)
     if failed:
         (out / "failed.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")
         print(f"{len(failed)} failed: see {out / 'failed.txt'}")

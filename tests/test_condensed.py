@@ -134,6 +134,25 @@ def test_charge_cache_fill_in_workers_equals_one_by_one_and_reports_failures(tmp
     assert cache.fill(mols, workers=2) == []  # nothing left to do
 
 
+def test_charge_cache_snapshot_merges_into_an_empty_cache(tmp_path) -> None:
+    """A committed snapshot (gzipped) of some molecules' references fills a fresh cache
+    without recomputing; entries the cache has are kept; another method is refused."""
+    mols = [gnnff.load_molecule(s) for s in ("CCO", "CC(=O)[O-]", "c1ccccc1")]
+    source = ChargeCache(None, method="mmff94")
+    for mol in mols:
+        source.get(mol)
+    snapshot = tmp_path / "refs.json.gz"
+    assert source.snapshot(snapshot, mols[:2]) == 2
+    fresh = ChargeCache(tmp_path / "cache.json", method="mmff94")
+    fresh._store(mapped_smiles(mols[0]), np.zeros(mols[0].GetNumAtoms()), 0.0)  # kept, not overwritten
+    assert fresh.merge(snapshot) == 1
+    assert mols[1] in ChargeCache(tmp_path / "cache.json", method="mmff94")  # written through
+    assert np.array_equal(fresh.get(mols[1]), source.get(mols[1])) and not fresh.get(mols[0]).any()
+    assert mols[2] not in fresh
+    with pytest.raises(gnnff.ModelError, match="holds 'mmff94' charges, not 'am1bcc'"):
+        ChargeCache(None, method="am1bcc").merge(snapshot)
+
+
 def test_reference_charge_source_replaces_only_the_charges() -> None:
     cache = ChargeCache(None, method="mmff94")
     base = gnnff.get_model("gnnff-industry-v0")

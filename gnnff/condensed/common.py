@@ -12,6 +12,7 @@ SMILES (atom order included); the charge benchmark and the Sage runs share it.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import importlib
 import io
 import json
@@ -28,7 +29,7 @@ from rdkit import Chem
 from gnnff.api import Parametrized
 from gnnff.chem.molecule import mapped_smiles
 from gnnff.errors import GnnffError, InputError, ModelError, first_line
-from gnnff.files import atomic_write_text
+from gnnff.files import atomic_write, atomic_write_text
 from gnnff.sources.models import ParameterSource, get_model
 
 __all__ = [
@@ -100,6 +101,32 @@ class ChargeCache:
     def seconds(self, mol: Chem.Mol) -> float:
         """Wall time the charges of ``mol`` took when they were computed."""
         return float(self._data[mapped_smiles(mol)]["seconds"])
+
+    def merge(self, path: str | os.PathLike) -> int:
+        """Add the entries of another cache file (JSON, or gzipped JSON: a committed snapshot)
+        that this cache lacks; returns how many. A file of another charge method is refused."""
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            payload = json.load(handle)
+        if payload.get("method") != self.method:
+            raise ModelError(f"{path}: holds '{payload.get('method')}' charges, not '{self.method}'")
+        new = {key: entry for key, entry in payload["charges"].items() if key not in self._data}
+        if new:
+            self._data.update(new)
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(self.path, json.dumps({"method": self.method, "charges": self._data}))
+        return len(new)
+
+    def snapshot(self, path: str | os.PathLike, mols: Sequence[Chem.Mol]) -> int:
+        """Write the cached entries of ``mols`` to ``path`` as gzipped JSON (a file
+        :meth:`merge` reads), atomically; returns how many were written."""
+        keys = [mapped_smiles(mol) for mol in mols]
+        entries = {key: self._data[key] for key in sorted(set(keys)) if key in self._data}
+        data = gzip.compress(json.dumps({"method": self.method, "charges": entries}).encode(), mtime=0)
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+        return len(entries)
 
     def fill(self, mols: Sequence[Chem.Mol], workers: int = 1, progress: bool = True) -> list[str]:
         """Compute the charges of every molecule of ``mols`` not yet cached, ``workers`` at a time.
