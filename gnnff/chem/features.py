@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 from rdkit import Chem, rdBase
 
-__all__ = ["ELEMENTS", "FEATURE_SETS", "N_FEATURES", "atom_features", "bonds_in_order", "conjugated_systems",
-           "resonance_averaged", "structure_averaged", "terminal_groups"]
+__all__ = ["ELEMENTS", "FEATURE_SETS", "N_FEATURES", "atom_features", "bond_components", "bonds_in_order",
+           "conjugated_systems", "resonance_averaged", "structure_averaged", "terminal_groups"]
 
 #: Feature set names (recorded in a network's config).
 FEATURE_SETS = ("v0", "v1")
@@ -63,10 +63,10 @@ def bonds_in_order(mol: Chem.Mol) -> list[Chem.Bond]:
     return [found[k] for k in range(len(found))]
 
 
-def conjugated_systems(mol: Chem.Mol, bonds: list[Chem.Bond]) -> list[list[int]]:
-    """Bond indices of each conjugated system: the connected components of the bonds
-    RDKit marks conjugated."""
-    parent = list(range(mol.GetNumAtoms()))
+def bond_components(n_atoms: int, bonds: list[Chem.Bond]) -> list[list[Chem.Bond]]:
+    """``bonds`` grouped by the connected components they form over ``n_atoms`` atoms
+    (union-find; each group in the order of ``bonds``)."""
+    parent = list(range(n_atoms))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -74,15 +74,21 @@ def conjugated_systems(mol: Chem.Mol, bonds: list[Chem.Bond]) -> list[list[int]]
             i = parent[i]
         return i
 
-    conjugated = [b for b in bonds if b.GetIsConjugated()]
-    for bond in conjugated:
+    for bond in bonds:
         a, b = root(bond.GetBeginAtomIdx()), root(bond.GetEndAtomIdx())
         if a != b:
             parent[a] = b
-    systems: dict[int, list[int]] = {}
-    for bond in conjugated:
-        systems.setdefault(root(bond.GetBeginAtomIdx()), []).append(bond.GetIdx())
-    return list(systems.values())
+    groups: dict[int, list[Chem.Bond]] = {}
+    for bond in bonds:
+        groups.setdefault(root(bond.GetBeginAtomIdx()), []).append(bond)
+    return list(groups.values())
+
+
+def conjugated_systems(mol: Chem.Mol, bonds: list[Chem.Bond]) -> list[list[int]]:
+    """Bond indices of each conjugated system: the connected components of the bonds
+    RDKit marks conjugated."""
+    conjugated = [b for b in bonds if b.GetIsConjugated()]
+    return [[b.GetIdx() for b in group] for group in bond_components(mol.GetNumAtoms(), conjugated)]
 
 
 def _system_atoms(bonds: list[Chem.Bond], system: list[int]) -> list[int]:

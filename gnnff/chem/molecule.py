@@ -444,26 +444,13 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
 
 
 def _aromatic_systems(mol: Chem.Mol) -> list[list[int]]:
-    """Atom indices of each connected system of aromatic bonds (none: empty)."""
-    parent = list(range(mol.GetNumAtoms()))
+    """Atom indices (sorted) of each connected system of aromatic bonds (none: empty)."""
+    from gnnff.chem.features import bond_components
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    members: set[int] = set()
-    for i in range(mol.GetNumAtoms()):
-        for bond in mol.GetAtomWithIdx(i).GetBonds():
-            j = bond.GetOtherAtomIdx(i)
-            if j > i and bond.GetBondType() == Chem.BondType.AROMATIC:
-                members.update((i, j))
-                parent[root(i)] = root(j)
-    systems: dict[int, list[int]] = {}
-    for i in sorted(members):
-        systems.setdefault(root(i), []).append(i)
-    return list(systems.values())
+    aromatic = [bond for i in range(mol.GetNumAtoms()) for bond in mol.GetAtomWithIdx(i).GetBonds()
+                if bond.GetOtherAtomIdx(i) > i and bond.GetBondType() == Chem.BondType.AROMATIC]
+    return [sorted({i for b in group for i in (b.GetBeginAtomIdx(), b.GetEndAtomIdx())})
+            for group in bond_components(mol.GetNumAtoms(), aromatic)]
 
 
 def _kekulized_by_system(mol: Chem.Mol) -> Chem.Mol:
