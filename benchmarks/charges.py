@@ -12,7 +12,8 @@ per molecule, some minutes; the cache is shared with hydration.py / liquids.py v
 --charge-cache). References computed before are committed in benchmarks/references/
 (``--references``, merged into the cache first; ``--write-references`` writes them).
 Compared: each ``--model``; ``am1bcc-fast`` (antechamber, sqm maxcyc=0: the bulk-label
-candidate); OpenFF NAGL 1.0.0 when installed (``pip install 'gnnff[bench]'``).
+candidate); each ``--charges`` method (``am1bcc-mmff``: the gnnff-v1 label); OpenFF NAGL
+1.0.0 when installed (``pip install 'gnnff[bench]'``).
 
 Per method: per-atom RMSE with a 95 % bootstrap interval over molecules, largest error,
 slope of q vs q_ref through 0, dipole-error RMSE (D, about the centre of mass), GB (OBC2,
@@ -122,14 +123,15 @@ def plot(per_method: dict[str, list[dict]], path: Path) -> None:
 
 
 def method_charges(method: str, smiles: str, mol: Chem.Mol) -> tuple[np.ndarray, float]:
-    """Charges of ``mol`` by ``method`` (a gnnff model, 'am1bcc-fast' or 'nagl') and seconds taken."""
+    """Charges of ``mol`` by ``method`` (a gnnff model, a charge method of
+    ``gnnff.sources.charges.CHARGE_METHODS`` or 'nagl') and seconds taken."""
     start = time.perf_counter()
+    from gnnff.sources.charges import CHARGE_METHODS, assign_charges
+
     if method == "nagl":
         charges = nagl_charges(mol)
-    elif method == "am1bcc-fast":
-        from gnnff.sources.charges import assign_charges
-
-        charges = assign_charges(mol, "am1bcc-fast")
+    elif method in CHARGE_METHODS:
+        charges = assign_charges(mol, method)
     else:
         result = gnnff.assign_parameters(mol, model=method, name=smiles)
         charges = result.parameters.nonbonded.charge.detach().double().numpy()
@@ -151,6 +153,9 @@ def main() -> None:
     parser.add_argument("--charged", type=float, default=0.3, help="fraction of charged molecules")
     parser.add_argument("--max-heavy", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--charges", action="append", default=[], metavar="METHOD",
+                        help="also compare this charge method of gnnff's (e.g. am1bcc-mmff, the gnnff-v1 "
+                             "label; mmff94), repeatable")
     parser.add_argument("--no-nagl", action="store_true")
     parser.add_argument("--no-fast", action="store_true", help="leave out am1bcc-fast")
     parser.add_argument("--data", default=str(SHARED_DATA / "spice-pubchem-sets1-6.smi.gz"))
@@ -176,6 +181,13 @@ def main() -> None:
             print(f"{added} reference charge sets from {args.references}")
     methods = [m for m in (args.model or ["gnnff-industry-v0"])]
     methods += [] if args.no_fast else ["am1bcc-fast"]
+    from gnnff.sources.charges import CHARGE_METHODS
+
+    unknown = [m for m in args.charges if m not in CHARGE_METHODS or m == "am1bcc"]
+    if unknown:
+        parser.error(f"--charges {unknown[0]}: not a charge method to compare; known: "
+                     f"{', '.join(m for m in CHARGE_METHODS if m != 'am1bcc')} (am1bcc is the reference)")
+    methods += [m for m in args.charges if m not in methods]
     if not args.no_nagl:
         try:
             import openff.nagl  # noqa: F401
