@@ -235,7 +235,8 @@ def main() -> None:
                                    elements=[a.GetSymbol() for a in mol.GetAtoms()])
                     done["methods"][force_field_label(method)] = metrics
             except (GnnffError, ValueError, RuntimeError, FileNotFoundError) as err:
-                failed.append(error_line(smiles, err))
+                message = str(err).splitlines()[0] if str(err) else ""
+                failed.append(message if message.startswith(smiles) else error_line(smiles, err))
                 continue
             store.save(key, done)
         reference_seconds.append(done["reference_seconds"])
