@@ -248,6 +248,11 @@ def _blocks(n: int) -> list[slice]:
     return [slice(k, min(k + ROW_BLOCK, n)) for k in range(0, n, ROW_BLOCK)] or [slice(0, 0)]
 
 
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The blocks' rows as one tensor (one block: itself, not a copy)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 class GNN(nn.Module):
     """Residual mean-aggregation message passing over bonds (plain ``index_add``)."""
 
@@ -259,7 +264,7 @@ class GNN(nn.Module):
 
     def forward(self, graph: Graph) -> torch.Tensor:
         blocks = _blocks(graph.features.shape[0])
-        h = torch.cat([self.embed(graph.features[b]) for b in blocks])
+        h = _joined([self.embed(graph.features[b]) for b in blocks])
         src, dst = graph.edges
         degree = torch.zeros(h.shape[0], dtype=h.dtype).index_add(0, dst, torch.ones_like(dst, dtype=h.dtype))
         edges = _blocks(src.shape[0])
@@ -268,7 +273,7 @@ class GNN(nn.Module):
             for e in edges:  # in edge order, as one index_add would sum them
                 messages.index_add_(0, dst[e], h[src[e]])
             messages = messages / degree.clamp(min=1.0)[:, None]
-            h = torch.cat([norm(h[b] + layer(torch.cat([h[b], messages[b]], dim=1))) for b in blocks])
+            h = _joined([norm(h[b] + layer(torch.cat([h[b], messages[b]], dim=1))) for b in blocks])
         return h
 
 
