@@ -14,7 +14,9 @@ and Sage physical-property molecule, and the molecules ``benchmarks/charges.py``
 
 Labels take hours on 2 cores and a machine is not kept between sessions, so the labels made
 so far are committed as ``labels.jsonl.gz``: a run without ``labels.jsonl`` starts from that
-snapshot and labels only what it lacks.
+snapshot and labels only what it lacks. The run rewrites the snapshot every
+``--snapshot-every`` molecules: commit it before a stop (19,223 labels were once lost because
+only an early snapshot had been committed).
 
 On a many-core machine without OpenMM/OpenFF (only RDKit, AmberTools, numpy, tqdm), the
 charges can be computed apart and merged back here, where Sage's LJ is added:
@@ -195,6 +197,9 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", metavar="JSONL", help="add Sage LJ to these label files "
                         "and append them to OUTPUT")
     parser.add_argument("--snapshot", action="store_true", help="write OUTPUT.gz (the committed snapshot) and stop")
+    parser.add_argument("--snapshot-every", type=int, default=500, metavar="N",
+                        help="rewrite the committed snapshot labels.jsonl.gz after every N new molecules "
+                             "(default 500; 0: never), so a stop can commit it at any time")
     args = parser.parse_args()
     output = Path(args.output)
     snapshot = output.with_name(output.name + ".gz")
@@ -229,9 +234,24 @@ def main() -> None:
             handle.writelines(f"{s}\t{source}\n" for s, source in todo)
         print(f"{args.write_todo}: {len(todo)} molecules not yet in {output}")
         return
-    counts = label_nonbonded(order, output, workers=args.workers, limit=args.limit,
-                             lennard_jones=not args.charges_only)
-    print(f"{output}: {counts['labelled']} labelled, {counts['failed']} failed, {counts['done']} already there")
+    order = list(order)
+    totals = {"labelled": 0, "failed": 0}
+    while True:  # in rounds: the committed snapshot is never more than --snapshot-every molecules behind
+        made = totals["labelled"] + totals["failed"]
+        bounds = [b for b in (args.snapshot_every or None, None if args.limit is None else args.limit - made)
+                  if b is not None]
+        step = min(bounds) if bounds else None
+        if step is not None and step <= 0:
+            break
+        counts = label_nonbonded(order, output, workers=args.workers, limit=step,
+                                 lennard_jones=not args.charges_only)
+        totals["labelled"] += counts["labelled"]
+        totals["failed"] += counts["failed"]
+        if args.snapshot_every and output == HERE / "labels.jsonl" and counts["labelled"]:
+            write_snapshot(output, snapshot)
+        if step is None or counts["labelled"] + counts["failed"] < step:
+            break
+    print(f"{output}: {totals['labelled']} labelled, {totals['failed']} failed in this run")
 
 
 if __name__ == "__main__":
