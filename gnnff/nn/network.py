@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from gnnff.chem.features import FEATURE_SETS, N_FEATURES
 from gnnff.chem.topology import Topology
@@ -297,14 +298,16 @@ class SymmetricHead(nn.Module):
         arity, width = self.term.arity, h.shape[1]
         hidden = first.out_features
         blocks = first.weight.view(hidden, arity, width).permute(2, 1, 0).reshape(width, arity * hidden)
-        per_atom = (h @ blocks).view(-1, arity, hidden)
+        per_atom = (h @ blocks).view(-1, hidden)  # row atom * arity + position
         symmetry = self.term.symmetry
+        orderings = torch.as_tensor(symmetry, device=tuples.device)  # (orderings, arity): source slots
+        positions = torch.arange(arity, device=tuples.device)
 
         def rows(t: torch.Tensor) -> torch.Tensor:
-            x = torch.cat([
-                first.bias + sum(per_atom[t[:, source], position] for position, source in enumerate(perm))
-                for perm in symmetry
-            ])
+            # every ordering of every tuple is one bag of `arity` rows of per_atom, summed in
+            # position order by embedding_bag (no (tuples, arity, hidden) gather in between)
+            bags = t[:, orderings].transpose(0, 1) * arity + positions  # (orderings, tuples, arity)
+            x = F.embedding_bag(bags.reshape(-1, arity), per_atom, mode="sum") + first.bias
             return rest(x).view(len(symmetry), t.shape[0], rest[-1].out_features).mean(0)
 
         step = max(ROW_BLOCK // len(symmetry), 1)
