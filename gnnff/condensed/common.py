@@ -114,9 +114,7 @@ class ChargeCache:
         new = {key: entry for key, entry in payload["charges"].items() if key not in self._data}
         if new:
             self._data.update(new)
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(self.path, json.dumps({"method": self.method, "charges": self._data}))
+            self._write()
         return len(new)
 
     def snapshot(self, path: str | os.PathLike, mols: Sequence[Chem.Mol]) -> int:
@@ -167,6 +165,10 @@ class ChargeCache:
 
     def _store(self, key: str, charges: np.ndarray, seconds: float) -> None:
         self._data[key] = {"charges": np.asarray(charges, dtype=float).tolist(), "seconds": seconds}
+        self._write()
+
+    def _write(self) -> None:
+        """Rewrite the cache file (atomically), if this cache has one."""
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.path, json.dumps({"method": self.method, "charges": self._data}))
