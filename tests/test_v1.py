@@ -312,6 +312,66 @@ def test_nonbonded_stage_lowers_held_out_error(tmp_path):
     assert again == json.loads((tmp_path / "nonbonded.json").read_text())  # a finished stage is loaded, not redone
 
 
+@pytest.mark.slow
+def test_label_curve_script_measures_stage_one_against_references(tmp_path):
+    """benchmarks/label_curve.py through a subprocess: stage 1 trained on the first N labels
+    for two sizes, scored against a references file; a reference that is among the labels is
+    left out, the RMSE in the CSV is that of the saved network, a second run loads instead of
+    retraining, and a size beyond the labels is a one-line error."""
+    import csv
+    import gzip
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gnnff.nn.network import NonbondedNetwork
+    from gnnff.train.labels import prepared_from_mapped_smiles
+
+    labels = tmp_path / "labels.jsonl"
+    label_nonbonded([(s, "t") for s in SMILES], labels, method="mmff94")
+    (tmp_path / "cfg.yaml").write_text(
+        "data: [{path: unused.sdf}]\noutput: unused\n"
+        "network: {width: 32, depth: 2, head_width: 32, head_depth: 1, features: v1, nonbonded_width: 32,"
+        " nonbonded_depth: 2}\n"
+        "nonbonded: {labels: labels.jsonl, epochs: 3, batch_molecules: 8, learning_rate: 0.003, patience: 3,"
+        " validation: 0.25}\n")
+    held_out = ["CCCC(=O)[O-]", "c1ccc(N)cc1", "CCOCC"]
+    references = {}
+    for smiles in [*held_out, "CCO"]:  # ethanol is among the labels: left out
+        entry = label_molecule(smiles, method="mmff94", lennard_jones=False)
+        references[entry["smiles"]] = {"charges": (np.asarray(entry["charges"]) + 0.01).tolist()}
+    with gzip.open(tmp_path / "refs.json.gz", "wt") as handle:
+        json.dump({"method": "am1bcc", "charges": references}, handle)
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(root / "benchmarks" / "label_curve.py"), "--sizes", "20", "40", "--labels",
+               str(labels), "--config", str(tmp_path / "cfg.yaml"), "--references", str(tmp_path / "refs.json.gz"),
+               "-o", str(tmp_path / "out")]
+    first = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "3 reference molecules (1 left out: among the labels)" in first.stdout
+    rows = list(csv.DictReader(open(tmp_path / "out" / "label_curve.csv")))
+    assert [int(r["labels"]) for r in rows] == [20, 40]
+    network = NonbondedNetwork(32, 2, 32, 1)
+    network.load_state_dict(torch.load(tmp_path / "out" / "n40" / "nonbonded.pt", weights_only=True))
+    errors = []
+    for smiles, entry in references.items():
+        mol = prepared_from_mapped_smiles(smiles, smiles)
+        if Chem.MolToSmiles(Chem.RemoveHs(mol)) == "CCO":
+            continue
+        graph = Graph.from_topology(build_topology(mol), atom_features(mol, "v1"), torch.float32,
+                                    output_dtype=torch.float64)
+        with torch.no_grad():
+            errors.append(network(graph).charge.numpy() - np.asarray(entry["charges"]))
+    assert float(rows[1]["rmse"]) == pytest.approx(float(np.sqrt(np.mean(np.concatenate(errors) ** 2))), rel=1e-6)
+    assert (tmp_path / "out" / "label_curve.png").stat().st_size > 10_000
+    second = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert second.returncode == 0 and second.stdout.count("trained before, loaded") == 2
+    too_many = subprocess.run(command[:3] + ["400"] + command[5:], capture_output=True, text=True, check=False)
+    assert too_many.returncode == 1
+    assert too_many.stderr.strip().splitlines() == [
+        f"label_curve.py: error: --sizes 400: {labels} has 40 usable entries; give sizes up to 40"]
+
+
 def test_pruned_torsions_still_get_gradient():
     """The threshold passes gradients straight through: a cosine below it can come back."""
     from gnnff.nn.network import _signed_torsion
