@@ -18,7 +18,7 @@ This module imports the schema and topology, never export or training.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -193,6 +193,16 @@ class Graph:
     linear_angles: torch.Tensor
     linear_propers: torch.Tensor
 
+    def to(self, device: torch.device | str) -> "Graph":
+        """The same graph with every tensor on ``device`` (itself when they are there already)."""
+        device = torch.device(device)
+        if self.features.device == device:
+            return self
+        return replace(
+            self, **{f.name: ({k: v.to(device) for k, v in value.items()} if isinstance(value, dict)
+                              else value.to(device))
+                     for f in fields(self) for value in [getattr(self, f.name)]})
+
     @staticmethod
     def from_topology(topology: Topology, features: np.ndarray, dtype: torch.dtype = torch.float32,
                       output_dtype: torch.dtype | None = None) -> "Graph":
@@ -267,7 +277,7 @@ class GNN(nn.Module):
         blocks = _blocks(graph.features.shape[0])
         h = _joined([self.embed(graph.features[b]) for b in blocks])
         src, dst = graph.edges
-        degree = torch.zeros(h.shape[0], dtype=h.dtype).index_add(0, dst, torch.ones_like(dst, dtype=h.dtype))
+        degree = h.new_zeros(h.shape[0]).index_add(0, dst, torch.ones_like(dst, dtype=h.dtype))
         edges = _blocks(src.shape[0])
         for layer, norm in zip(self.layers, self.norms):
             messages = torch.zeros_like(h)
@@ -349,17 +359,18 @@ def charge_equilibration(electronegativity: torch.Tensor, hardness: torch.Tensor
     """Charges ``q_i = -e_i/s_i + (1/s_i) (Q + sum_j e_j/s_j) / sum_j 1/s_j`` per molecule."""
     inv = 1.0 / hardness
     n_mol = net_charges.shape[0]
-    sum_es = torch.zeros(n_mol, dtype=inv.dtype).index_add(0, molecule_index, electronegativity * inv)
-    sum_inv = torch.zeros(n_mol, dtype=inv.dtype).index_add(0, molecule_index, inv)
+    sum_es = inv.new_zeros(n_mol).index_add(0, molecule_index, electronegativity * inv)
+    sum_inv = inv.new_zeros(n_mol).index_add(0, molecule_index, inv)
     shift = (net_charges + sum_es) / sum_inv
     return -electronegativity * inv + inv * shift[molecule_index]
 
 
-def _lj_table(dtype: torch.dtype, bounds: dict[int, tuple[float, ...]]) -> torch.Tensor:
+def _lj_table(dtype: torch.dtype, bounds: dict[int, tuple[float, ...]],
+              device: torch.device | None = None) -> torch.Tensor:
     table = torch.tensor([_LJ_OTHER] * 119, dtype=dtype)
     for z, row in bounds.items():
         table[z] = torch.tensor(row, dtype=dtype)
-    return table
+    return table.to(device)
 
 
 def _bounded(raw: torch.Tensor, default, low, high, log: bool = False) -> torch.Tensor:
@@ -374,7 +385,7 @@ def nonbonded_parameters(raw: torch.Tensor, graph: Graph,
                          bounds: dict[int, tuple[float, ...]] = LJ_BOUNDS) -> NonbondedParameters:
     """Charges (charge equilibration, exact net charge per molecule) and Lennard-Jones
     (inside the element-wise ``bounds``) from the nonbonded head's four outputs per atom."""
-    table = _lj_table(raw.dtype, bounds)[graph.atomic_numbers]
+    table = _lj_table(raw.dtype, bounds, raw.device)[graph.atomic_numbers]
     hardness = nn.functional.softplus(raw[:, 1] + 1.0) + 0.05
     charge = charge_equilibration(raw[:, 0], hardness, graph.molecule_index, graph.net_charges)
     sigma = _bounded(raw[:, 2], table[:, 0], table[:, 1], table[:, 2])
@@ -414,7 +425,7 @@ def _proper_parameters(raw: torch.Tensor, graph: Graph, config: NetworkConfig) -
     if config.linear_angles:  # no torsion about a straight angle
         k = torch.where(graph.linear_propers[:, None], torch.zeros_like(k), k)
     if config.max_periodicity < max(PROPERS.periodicities):
-        kept = torch.tensor([n <= config.max_periodicity for n in PROPERS.periodicities])
+        kept = torch.tensor([n <= config.max_periodicity for n in PROPERS.periodicities], device=k.device)
         k = k * kept.to(k.dtype)
     return ProperParameters(k=k, phase=phase)
 
@@ -430,7 +441,7 @@ def _nonbonded_head(raw: torch.Tensor, graph: Graph, config: NetworkConfig) -> N
 
 def _urey_bradley_parameters(raw: torch.Tensor, graph: Graph, config: NetworkConfig) -> UreyBradleyParameters:
     k = UREY_BRADLEY_K_START * torch.exp(raw[:, 0])
-    start, low, high = (torch.tensor(v, dtype=raw.dtype) for v in UREY_BRADLEY_LENGTH)
+    start, low, high = (torch.tensor(v, dtype=raw.dtype, device=raw.device) for v in UREY_BRADLEY_LENGTH)
     return UreyBradleyParameters(k=k, length=_bounded(raw[:, 1], start, low, high))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gnnff.errors import InputError, ModelError
+from gnnff.nn.devices import DEVICES
 from gnnff.nn.network import NetworkConfig
 
 __all__ = ["DataSource", "SplitConfig", "LossConfig", "NonbondedStage", "OptimConfig", "TrainConfig", "load_config"]
@@ -101,6 +102,9 @@ class OptimConfig:
     #: final_learning_rate at the last epoch)
     schedule: str = "constant"
     final_learning_rate: float = 1e-5
+    #: where the network trains: "cpu", "cuda" (data-parallel rank k on GPU k), "cuda:N",
+    #: or "auto" (a GPU when torch sees one); data preparation stays on the CPU
+    device: str = "cpu"
 
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1-based)."""
@@ -222,6 +226,9 @@ def load_config(source: str | os.PathLike | dict) -> TrainConfig:
         nonbonded = dataclasses.replace(nonbonded, labels=_resolve(nonbonded.labels, base))
     if config.optim.schedule not in SCHEDULES:
         raise InputError(f"config: optim.schedule '{config.optim.schedule}' is not one of {', '.join(SCHEDULES)}")
+    device = str(config.optim.device).strip().lower()
+    if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise InputError(f"config: optim.device '{config.optim.device}': give cpu, cuda, cuda:N or auto")
     if config.network.separate_nonbonded and nonbonded is None:
         raise InputError("config: network.nonbonded_width > 0 needs a 'nonbonded' section with the "
                          "label file (nonbonded: {labels: labels.jsonl})")

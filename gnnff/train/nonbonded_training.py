@@ -83,6 +83,9 @@ class _Batch:
     sigma: torch.Tensor
     epsilon: torch.Tensor
 
+    def to(self, device: torch.device) -> "_Batch":
+        return _Batch(self.graph.to(device), self.charges.to(device), self.sigma.to(device), self.epsilon.to(device))
+
 
 def _batch(items: Sequence[LabelledMolecule], dtype: torch.dtype) -> _Batch:
     topology = Topology.batch([m.topology for m in items]) if len(items) > 1 else items[0].topology
@@ -125,15 +128,19 @@ def nonbonded_metrics(network: NonbondedNetwork, batches: Sequence[_Batch],
 
 
 def train_nonbonded(network: NonbondedNetwork, stage: Any, *, features: str, exclude: set[str],
-                    output: Path, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-    """Fit ``network`` to the labels of ``stage`` (a :class:`gnnff.train.config.NonbondedStage`).
+                    output: Path, seed: int = 0, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Fit ``network`` to the labels of ``stage`` (a :class:`gnnff.train.config.NonbondedStage`)
+    on ``device`` (the network is moved there; its saved state is on the CPU).
 
     A finished stage (``OUT/nonbonded.json`` present) is loaded instead of redone.
     Returns the stage summary (molecules, epochs, best validation metrics).
     """
+    device = torch.device(device)
+    network.to(device)
     state_path, summary_path = output / "nonbonded.pt", output / "nonbonded.json"
     if summary_path.is_file() and state_path.is_file():
-        network.load_state_dict(torch.load(state_path, weights_only=True))
+        network.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True))
         tqdm.write(f"nonbonded stage: loaded {state_path} (delete it to redo the stage)")
         return json.loads(summary_path.read_text())
     molecules = load_labelled(stage.labels, features=features, exclude=exclude, limit=stage.limit)
@@ -143,7 +150,7 @@ def train_nonbonded(network: NonbondedNetwork, stage: Any, *, features: str, exc
         raise InputError(f"{stage.labels}: {len(molecules)} usable labelled molecules; need some for "
                          "training and some for validation")
     weights = (stage.charges, stage.lennard_jones)
-    val_batches = [_batch(validation[k:k + 256], dtype) for k in range(0, len(validation), 256)]
+    val_batches = [_batch(validation[k:k + 256], dtype).to(device) for k in range(0, len(validation), 256)]
     optimizer = torch.optim.Adam(network.parameters(), lr=stage.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(stage.patience // 3, 1))
     best, bad, rows = math.inf, 0, []
@@ -154,7 +161,8 @@ def train_nonbonded(network: NonbondedNetwork, stage: Any, *, features: str, exc
         order = rng.permutation(len(train))
         for k in tqdm(range(0, len(order), stage.batch_molecules), desc=f"nonbonded epoch {epoch}",
                       unit="batch", leave=False, disable=None):
-            loss, _ = _loss(network, _batch([train[i] for i in order[k:k + stage.batch_molecules]], dtype), weights)
+            batch = _batch([train[i] for i in order[k:k + stage.batch_molecules]], dtype).to(device)
+            loss, _ = _loss(network, batch, weights)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
@@ -166,12 +174,13 @@ def train_nonbonded(network: NonbondedNetwork, stage: Any, *, features: str, exc
                    f"sigma {100 * metrics['sigma_rel_rmse']:.2f} %  epsilon {100 * metrics['epsilon_log_rmse']:.2f} %")
         if metrics["loss"] < best:
             best, bad = metrics["loss"], 0
-            atomic_write(state_path, lambda tmp: torch.save(network.state_dict(), tmp))
+            state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+            atomic_write(state_path, lambda tmp: torch.save(state, tmp))
         else:
             bad += 1
             if bad >= stage.patience:
                 break
-    network.load_state_dict(torch.load(state_path, weights_only=True))
+    network.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True))
     summary = {"molecules": {"train": len(train), "validation": len(validation)}, "epochs": rows,
                "best": min(rows, key=lambda r: r["loss"]), "labels": str(stage.labels)}
     atomic_write_text(summary_path, json.dumps(summary, indent=1))

@@ -10,8 +10,10 @@ force components, torsion constants, charges), all-reduced before the loss is fo
 N processes follow the same trajectory as one process with the same global batch (to
 float rounding; tested).
 
-Processes talk through the gloo backend (CPU training; gnnff's training loop does not
-run on GPUs yet, so there is no NCCL path). Rank 0 writes every file (checkpoints,
+Processes talk through gloo for CPU tensors and, where torch sees a GPU, NCCL for CUDA
+tensors (one process group with both backends): with ``optim.device: cuda`` rank k trains
+on GPU k and DistributedDataParallel all-reduces the gradients over NCCL; the loss counts
+and metrics (a few floats) go over gloo either way. Rank 0 writes every file (checkpoints,
 metrics, splits); the others read what it wrote (stage 1, reference-charge caches) after
 a barrier. Each rank uses ``optim.threads // N`` torch threads (at least one).
 """
@@ -35,7 +37,7 @@ import torch.distributed as dist
 
 from gnnff.errors import GnnffError
 
-__all__ = ["World", "SINGLE", "from_environment", "launch"]
+__all__ = ["World", "SINGLE", "backend", "from_environment", "launch"]
 
 #: How long a rank waits for the others (stage 1 runs on rank 0 while they wait).
 TIMEOUT = datetime.timedelta(hours=12)
@@ -65,12 +67,14 @@ class World:
         dist.all_reduce(tensor)
         return tensor.tolist()
 
-    def wrap(self, network: torch.nn.Module) -> torch.nn.Module:
-        """``network`` inside ``DistributedDataParallel`` (itself on one process)."""
+    def wrap(self, network: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
+        """``network`` (on ``device``) inside ``DistributedDataParallel`` (itself on one process)."""
         if self.size == 1:
             return network
         # every head runs on every shard (a term without rows still touches its weights), and a
         # frozen nonbonded network has no trainable parameters: none is unused
+        if device is not None and device.type == "cuda":
+            return torch.nn.parallel.DistributedDataParallel(network, device_ids=[device.index])
         return torch.nn.parallel.DistributedDataParallel(network)
 
     def shard(self, items: Sequence[Any]) -> list[Any]:
@@ -81,8 +85,14 @@ class World:
 SINGLE = World()
 
 
+def backend() -> str:
+    """gloo for CPU tensors, plus NCCL for CUDA tensors where torch sees a GPU (NCCL's
+    communicators are made on first use, so CPU training on a GPU machine never starts one)."""
+    return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+
+
 def _init(rank: int, size: int, address: str, port: int) -> World:
-    dist.init_process_group("gloo", init_method=f"tcp://{address}:{port}", rank=rank, world_size=size,
+    dist.init_process_group(backend(), init_method=f"tcp://{address}:{port}", rank=rank, world_size=size,
                             timeout=TIMEOUT)
     return World(rank, size)
 
@@ -94,7 +104,7 @@ def from_environment() -> World | None:
     if size <= 1:
         return None
     if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=TIMEOUT)
+        dist.init_process_group(backend(), timeout=TIMEOUT)
     return World(dist.get_rank(), dist.get_world_size())
 
 

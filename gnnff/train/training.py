@@ -16,7 +16,7 @@ import functools
 import json
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,6 +29,7 @@ from gnnff.errors import InputError, first_line
 from gnnff.files import atomic_write_text
 from gnnff.mm.energy import energy_and_forces
 from gnnff.nn.checkpoint import load_checkpoint, save_checkpoint
+from gnnff.nn.devices import resolve_device
 from gnnff.nn.network import Graph, build_network
 from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
 from gnnff.train.config import TrainConfig
@@ -64,6 +65,17 @@ class Batch:
     forces: torch.Tensor  # (n_replica_atoms, 3) kJ/mol/nm, NaN where unknown
     conformation_molecule: torch.Tensor  # (n_conf,)
     references: dict[str, torch.Tensor]  # nonbonded field -> (n_atoms,)
+
+    def to(self, device: torch.device) -> "Batch":
+        """The batch with its tensors on ``device`` (the replicas' topology and the
+        nonbonded pairs stay numpy: the energy puts its indices where the positions are)."""
+        if self.positions.device == device:
+            return self
+        return replace(
+            self, graph=self.graph.to(device), rows={k: v.to(device) for k, v in self.rows.items()},
+            positions=self.positions.to(device), energies=self.energies.to(device), forces=self.forces.to(device),
+            conformation_molecule=self.conformation_molecule.to(device),
+            references={k: v.to(device) for k, v in self.references.items()})
 
 
 def make_batch(items: Sequence[tuple[MoleculeData, dict[str, np.ndarray] | None]],
@@ -119,8 +131,8 @@ def predict(parameters: ForceFieldParameters, batch: Batch, *, create_graph: boo
 
 def centred(energies: torch.Tensor, molecule: torch.Tensor, n_molecules: int) -> torch.Tensor:
     """Energies minus the mean over each molecule's conformations."""
-    total = torch.zeros(n_molecules, dtype=energies.dtype).index_add(0, molecule, energies)
-    count = torch.zeros(n_molecules, dtype=energies.dtype).index_add(0, molecule, torch.ones_like(energies))
+    total = energies.new_zeros(n_molecules).index_add(0, molecule, energies)
+    count = energies.new_zeros(n_molecules).index_add(0, molecule, torch.ones_like(energies))
     return energies - (total / count)[molecule]
 
 
@@ -236,8 +248,9 @@ def run_epoch(network, batches: list[Batch], config: TrainConfig, optimizer=None
     training = optimizer is not None
     network.train(training)
     quiet = None if world.main else True  # tqdm: None shows a bar on a terminal only
+    device = next(network.parameters()).device
     for k, batch in enumerate(tqdm(batches, desc=desc, unit="batch", leave=False, disable=quiet)):
-        loss = batch_loss(network, batch, config, metrics, training=training, world=world if training else SINGLE,
+        loss = batch_loss(network, batch.to(device), config, metrics, training=training, world=world if training else SINGLE,
                           weight=1.0 if weights is None else weights[k])
         if training:
             optimizer.zero_grad()
@@ -290,7 +303,7 @@ def _in_order(world: World, step: Callable[[], Any]) -> Any:
 
 
 def _nonbonded_stage(network, config: TrainConfig, parts: dict, init: dict | None, out: Path,
-                     world: World) -> tuple[dict | None, list[int], set[int]]:
+                     world: World, device: torch.device) -> tuple[dict | None, list[int], set[int]]:
     """Stage 1 of a separate nonbonded network (or the init checkpoint's), then frozen:
     (stage summary, ion-only elements, elements the nonbonded network covers)."""
     if not config.network.separate_nonbonded:
@@ -307,7 +320,7 @@ def _nonbonded_stage(network, config: TrainConfig, parts: dict, init: dict | Non
                 torch.set_num_threads(config.optim.threads)
             try:
                 return train_nonbonded(network.nonbonded, config.nonbonded, features=config.network.features,
-                                       exclude=held, output=out, seed=config.optim.seed)
+                                       exclude=held, output=out, seed=config.optim.seed, device=device)
             finally:
                 torch.set_num_threads(threads)
 
@@ -365,6 +378,7 @@ def _epoch_line(epoch: int, train: dict[str, float], validation: dict[str, float
 
 
 def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
+    device = resolve_device(config.optim.device, rank=world.rank, processes=world.size, field="config: optim.device")
     torch.manual_seed(config.optim.seed)
     torch.set_num_threads(max(1, config.optim.threads // world.size))
     out = Path(config.output)
@@ -377,7 +391,8 @@ def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
             {name: sorted({d.key for d, _ in items}) for name, items in parts.items()}, indent=1))
     network = build_network(config.network)
     init = _load_init(network, config.init) if config.init is not None else None
-    stage_one, ions_only, covered = _nonbonded_stage(network, config, parts, init, out, world)
+    network.to(device)
+    stage_one, ions_only, covered = _nonbonded_stage(network, config, parts, init, out, world, device)
     elements = sorted(set(_elements(parts["train"])) | set(ions_only) | covered)
     trainable = network.valence_parameters() if config.network.separate_nonbonded else list(network.parameters())
     optimizer = torch.optim.Adam(trainable, lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay)
@@ -387,8 +402,8 @@ def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
         network.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
         state = dict(payload["loop"])
-    parallel = world.wrap(network)
-    validation = [make_batch(b, features=config.network.features) for k, b in enumerate(
+    parallel = world.wrap(network, device)
+    validation = [make_batch(b, features=config.network.features).to(device) for k, b in enumerate(
         _batches(parts["validation"], config.optim.batch_molecules, None)) if k % world.size == world.rank]
     say = tqdm.write if world.main else (lambda text: None)
     if state["epoch"] == 0:
