@@ -127,3 +127,18 @@ def test_energies_are_centred_on_their_own_device():
     molecule = torch.tensor([0, 0, 1])
     np.testing.assert_array_equal(centred(energies, molecule, 2).numpy(), [-1.0, 1.0, 0.0])
     assert centred(energies.to("meta"), molecule.to("meta"), 2).device.type == "meta"
+
+
+@pytest.mark.parametrize("name, gpus, expected", [("cpu", 1, False), ("auto", 0, False), ("auto", 1, True),
+                                                   ("cuda", 0, True), ("cuda:1", 2, True)])
+def test_data_parallel_ranks_add_nccl_only_to_train_on_gpus(monkeypatch, tmp_path, name, gpus, expected):
+    """A CPU run on a GPU machine keeps to gloo alone: an NCCL group would claim a GPU per rank
+    (and two ranks on one GPU is an NCCL error)."""
+    from gnnff.train.config import load_config
+    from gnnff.train.parallel import backend
+    from gnnff.train.training import trains_on_gpu
+
+    _gpus(monkeypatch, gpus)
+    config = load_config({"data": [{"path": "x.sdf"}], "output": str(tmp_path), "optim": {"device": name}})
+    assert trains_on_gpu(config) is expected
+    assert backend(trains_on_gpu(config)) == ("cpu:gloo,cuda:nccl" if expected else "gloo")

@@ -341,10 +341,10 @@ def _data(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from gnnff.train.config import load_config
     from gnnff.train.parallel import from_environment
-    from gnnff.train.training import train, train_parallel
+    from gnnff.train.training import train, train_parallel, trains_on_gpu
 
     config = load_config(args.config)
-    world = from_environment()
+    world = from_environment(gpu=trains_on_gpu(config))
     if world is not None:  # started by torchrun: this process is one rank
         result = train(config, resume=args.resume, world=world)
         if not world.main:

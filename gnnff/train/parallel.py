@@ -10,10 +10,10 @@ force components, torsion constants, charges), all-reduced before the loss is fo
 N processes follow the same trajectory as one process with the same global batch (to
 float rounding; tested).
 
-Processes talk through gloo for CPU tensors and, where torch sees a GPU, NCCL for CUDA
-tensors (one process group with both backends): with ``optim.device: cuda`` rank k trains
-on GPU k and DistributedDataParallel all-reduces the gradients over NCCL; the loss counts
-and metrics (a few floats) go over gloo either way. Rank 0 writes every file (checkpoints,
+Processes talk through gloo; training on GPUs (``optim.device: cuda``) adds NCCL for the
+CUDA tensors (one process group with both backends): rank k trains on GPU k (the local
+rank under torchrun) and DistributedDataParallel all-reduces the gradients over NCCL; the
+loss counts and metrics (a few floats) go over gloo either way. Rank 0 writes every file (checkpoints,
 metrics, splits); the others read what it wrote (stage 1, reference-charge caches) after
 a barrier. Each rank uses ``optim.threads // N`` torch threads (at least one).
 """
@@ -85,26 +85,26 @@ class World:
 SINGLE = World()
 
 
-def backend() -> str:
-    """gloo for CPU tensors, plus NCCL for CUDA tensors where torch sees a GPU (NCCL's
-    communicators are made on first use, so CPU training on a GPU machine never starts one)."""
-    return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+def backend(gpu: bool = False) -> str:
+    """gloo; for training on GPUs, NCCL for the CUDA tensors beside it. CPU training on a
+    machine with GPUs keeps to gloo alone (an NCCL group would claim a GPU per rank)."""
+    return "cpu:gloo,cuda:nccl" if gpu else "gloo"
 
 
-def _init(rank: int, size: int, address: str, port: int) -> World:
-    dist.init_process_group(backend(), init_method=f"tcp://{address}:{port}", rank=rank, world_size=size,
+def _init(rank: int, size: int, address: str, port: int, gpu: bool) -> World:
+    dist.init_process_group(backend(gpu), init_method=f"tcp://{address}:{port}", rank=rank, world_size=size,
                             timeout=TIMEOUT)
     return World(rank, size)
 
 
-def from_environment() -> World | None:
+def from_environment(gpu: bool = False) -> World | None:
     """The World of a process started by ``torchrun`` (``WORLD_SIZE`` > 1), its process
-    group initialised; None outside torchrun."""
+    group initialised (``gpu``: NCCL beside gloo); None outside torchrun."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return None
     if not dist.is_initialized():
-        dist.init_process_group(backend(), timeout=TIMEOUT)
+        dist.init_process_group(backend(gpu), timeout=TIMEOUT)
     return World(dist.get_rank(), dist.get_world_size())
 
 
@@ -125,9 +125,10 @@ def _exit_with(parent: int, every: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="gnnff-parent-watch").start()
 
 
-def _entry(rank: int, size: int, port: int, parent: int, errors: str, fn: Callable[..., Any], args: tuple) -> None:
+def _entry(rank: int, size: int, port: int, parent: int, errors: str, gpu: bool, fn: Callable[..., Any],
+           args: tuple) -> None:
     _exit_with(parent)
-    world = _init(rank, size, "127.0.0.1", port)
+    world = _init(rank, size, "127.0.0.1", port, gpu)
     try:
         fn(*args, world=world)
     except GnnffError as err:  # handed to the launcher as it is (a one-line message there)
@@ -138,15 +139,16 @@ def _entry(rank: int, size: int, port: int, parent: int, errors: str, fn: Callab
         dist.destroy_process_group()
 
 
-def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
+def launch(fn: Callable[..., Any], nproc: int, *args: Any, gpu: bool = False) -> None:
     """Run ``fn(*args, world=World(rank, nproc))`` in ``nproc`` new processes on this
-    machine and wait for them. A :class:`gnnff.errors.GnnffError` in a rank is raised
-    here as it is; other failures as torch's ``ProcessRaisedException``."""
+    machine and wait for them (``gpu``: their group has NCCL beside gloo). A
+    :class:`gnnff.errors.GnnffError` in a rank is raised here as it is; other failures as
+    torch's ``ProcessRaisedException``."""
     if nproc < 1:
         raise ValueError(f"--nproc must be at least 1, not {nproc}")
     with tempfile.TemporaryDirectory(prefix="gnnff-ranks-") as errors:
         try:
-            torch.multiprocessing.spawn(_entry, args=(nproc, _free_port(), os.getpid(), errors, fn, args),
+            torch.multiprocessing.spawn(_entry, args=(nproc, _free_port(), os.getpid(), errors, gpu, fn, args),
                                         nprocs=nproc, join=True)
         except Exception:
             for path in sorted(Path(errors).glob("rank*.pickle")):

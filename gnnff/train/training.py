@@ -15,6 +15,7 @@ import csv
 import functools
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -46,7 +47,7 @@ from gnnff.train.nonbonded_training import label_elements, lj_residuals, train_n
 from gnnff.train.parallel import SINGLE, World, launch
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
-__all__ = ["Batch", "make_batch", "predict", "Metrics", "train", "train_parallel", "prepare_data"]
+__all__ = ["Batch", "make_batch", "predict", "Metrics", "train", "train_parallel", "trains_on_gpu", "prepare_data"]
 
 FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
 METRIC_NAMES = ("loss", "energy_rmse", "force_rmse", "charge_rmse")
@@ -378,7 +379,12 @@ def _epoch_line(epoch: int, train: dict[str, float], validation: dict[str, float
 
 
 def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
-    device = resolve_device(config.optim.device, rank=world.rank, processes=world.size, field="config: optim.device")
+    # this node's rank and process count (torchrun sets them; one machine otherwise)
+    local_rank = int(os.environ.get("LOCAL_RANK", world.rank))
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
+    device = resolve_device(config.optim.device, rank=local_rank, processes=local_size, field="config: optim.device")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's communicators go to this rank's own GPU
     torch.manual_seed(config.optim.seed)
     torch.set_num_threads(max(1, config.optim.threads // world.size))
     out = Path(config.output)
@@ -446,10 +452,17 @@ def _train_rank(config: TrainConfig, resume: bool, *, world: World) -> None:
     train(config, resume=resume, world=world)
 
 
+def trains_on_gpu(config: TrainConfig) -> bool:
+    """Whether ``config`` trains on CUDA GPUs here (``optim.device`` cuda, cuda:N, or auto
+    where torch sees one)."""
+    name = config.optim.device.strip().lower()
+    return name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+
+
 def train_parallel(config: TrainConfig, nproc: int, *, resume: bool = False) -> dict[str, Any]:
     """:func:`train` data-parallel in ``nproc`` new processes on this machine
     (:mod:`gnnff.train.parallel`); returns rank 0's summary."""
-    launch(_train_rank, nproc, config, resume)
+    launch(_train_rank, nproc, config, resume, gpu=trains_on_gpu(config))
     return json.loads((Path(config.output) / "summary.json").read_text())
 
 
