@@ -29,11 +29,11 @@ import torch
 from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
-from gnnff.chem.features import atom_features
 from gnnff.chem.topology import build_topology
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write, atomic_write_csv
-from gnnff.nn.network import Graph, NonbondedNetwork
+from gnnff.nn.checkpoint import graph
+from gnnff.nn.network import NonbondedNetwork
 from gnnff.train.benchmark import bootstrap_interval
 from gnnff.train.config import load_config
 from gnnff.train.labels import prepared_from_mapped_smiles, read_labels
@@ -79,9 +79,7 @@ def charge_errors(network: NonbondedNetwork, molecules: list[tuple[Chem.Mol, np.
     with torch.no_grad():
         for mol, reference in molecules:
             topology = build_topology(mol)
-            graph = Graph.from_topology(topology, atom_features(mol, features), torch.float32,
-                                        output_dtype=torch.float64)
-            errors.append(network(graph).charge.numpy() - reference)
+            errors.append(network(graph([mol], [topology], features)).charge.numpy() - reference)
             elements.append(np.asarray(topology.atomic_numbers))
     return errors, elements
 
