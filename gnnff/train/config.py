@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gnnff.errors import InputError, ModelError
-from gnnff.nn.devices import DEVICES
+from gnnff.nn.devices import parse_device
 from gnnff.nn.network import NetworkConfig
 
 __all__ = ["DataSource", "SplitConfig", "LossConfig", "NonbondedStage", "OptimConfig", "TrainConfig", "load_config"]
@@ -226,9 +226,7 @@ def load_config(source: str | os.PathLike | dict) -> TrainConfig:
         nonbonded = dataclasses.replace(nonbonded, labels=_resolve(nonbonded.labels, base))
     if config.optim.schedule not in SCHEDULES:
         raise InputError(f"config: optim.schedule '{config.optim.schedule}' is not one of {', '.join(SCHEDULES)}")
-    device = str(config.optim.device).strip().lower()
-    if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
-        raise InputError(f"config: optim.device '{config.optim.device}': give cpu, cuda, cuda:N or auto")
+    parse_device(config.optim.device, field="config: optim.device")
     if config.network.separate_nonbonded and nonbonded is None:
         raise InputError("config: network.nonbonded_width > 0 needs a 'nonbonded' section with the "
                          "label file (nonbonded: {labels: labels.jsonl})")

@@ -30,7 +30,7 @@ from gnnff.errors import InputError, first_line
 from gnnff.files import atomic_write_text
 from gnnff.mm.energy import energy_and_forces
 from gnnff.nn.checkpoint import load_checkpoint, save_checkpoint
-from gnnff.nn.devices import resolve_device
+from gnnff.nn.devices import resolve_device, wants_gpu
 from gnnff.nn.network import Graph, build_network
 from gnnff.schema import IMPROPERS, NONBONDED, PROPERS, TERMS, ForceFieldParameters
 from gnnff.train.config import TrainConfig
@@ -455,8 +455,7 @@ def _train_rank(config: TrainConfig, resume: bool, *, world: World) -> None:
 def trains_on_gpu(config: TrainConfig) -> bool:
     """Whether ``config`` trains on CUDA GPUs here (``optim.device`` cuda, cuda:N, or auto
     where torch sees one)."""
-    name = config.optim.device.strip().lower()
-    return name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+    return wants_gpu(config.optim.device)
 
 
 def train_parallel(config: TrainConfig, nproc: int, *, resume: bool = False) -> dict[str, Any]:
