@@ -36,7 +36,7 @@ from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
 import gnnff
-from gnnff.chem.molecule import positions_nm, with_conformer
+from gnnff.chem.molecule import plain_smiles, positions_nm, with_conformer
 from gnnff.condensed.charges import compare_charges, nagl_charges, summarize_metrics
 from gnnff.condensed.common import (
     SHARED_DATA,
@@ -54,18 +54,13 @@ ELEMENTS = {1, 6, 7, 8, 9, 15, 16, 17, 35}
 REFERENCES = Path(__file__).resolve().parent / "references" / "am1bcc-spice.json.gz"
 
 
-def _plain(smiles: str) -> str | None:
-    mol = Chem.MolFromSmiles(smiles)
-    return None if mol is None else Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=False)
-
-
 def industry_keys(path: Path) -> set[str]:
     """Stereo-free canonical SMILES of every molecule in the industry SDF."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as handle:
         text = handle.read()
     smiles = set(re.findall(r"> <SMILES QCArchive>\n(\S+)", text))
-    return {key for key in map(_plain, smiles) if key}
+    return {key for key in map(plain_smiles, smiles) if key}
 
 
 def select(path: Path, exclude: set[str], n: int, charged_fraction: float, max_heavy: int, seed: int) -> list[str]:
@@ -76,7 +71,7 @@ def select(path: Path, exclude: set[str], n: int, charged_fraction: float, max_h
     neutral, charged = [], []
     for smiles in lines:
         mol = Chem.MolFromSmiles(smiles)
-        if mol is None or mol.GetNumHeavyAtoms() > max_heavy or _plain(smiles) in exclude:
+        if mol is None or mol.GetNumHeavyAtoms() > max_heavy or plain_smiles(smiles) in exclude:
             continue
         if any(a.GetAtomicNum() not in ELEMENTS for a in mol.GetAtoms()) or len(Chem.GetMolFrags(mol)) > 1:
             continue

@@ -29,6 +29,7 @@ import torch
 from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
+from gnnff.chem.molecule import plain_smiles
 from gnnff.chem.topology import build_topology
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write, atomic_write_csv
@@ -46,16 +47,6 @@ REFERENCES = HERE / "references" / "am1bcc-spice.json.gz"
 BAR = 0.03
 
 
-def plain(smiles: str) -> str | None:
-    """Stereo-free canonical SMILES without hydrogens or atom maps (the same molecule, however mapped)."""
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        return None
-    for atom in mol.GetAtoms():
-        atom.SetAtomMapNum(0)
-    return Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=False)
-
-
 def references(path: Path, labelled: set[str]) -> tuple[list[tuple[Chem.Mol, np.ndarray]], int]:
     """(prepared molecule, full AM1-BCC charges) of each reference not among the labels, and
     how many were left out because they are."""
@@ -63,7 +54,7 @@ def references(path: Path, labelled: set[str]) -> tuple[list[tuple[Chem.Mol, np.
         stored = json.load(handle)["charges"]
     out, overlap = [], 0
     for smiles, entry in stored.items():
-        if plain(smiles) in labelled:
+        if plain_smiles(smiles) in labelled:
             overlap += 1
             continue
         mol = prepared_from_mapped_smiles(smiles, smiles)
@@ -137,7 +128,7 @@ def main() -> None:
     if sizes[-1] > len(usable):
         raise GnnffError(f"--sizes {sizes[-1]}: {args.labels} has {len(usable)} usable entries; "
                          f"give sizes up to {len(usable)}")
-    labelled = {plain(e["input"]) for e in usable[:sizes[-1]]}
+    labelled = {plain_smiles(e["input"]) for e in usable[:sizes[-1]]}
     molecules, overlap = references(Path(args.references), labelled)
     print(f"{len(molecules)} reference molecules ({overlap} left out: among the labels); "
           f"{len(usable)} usable labels in {args.labels}")

@@ -453,6 +453,34 @@ def test_label_snapshot_round_trip(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.jsonl", "labels.jsonl.gz", "restored.jsonl"]
 
 
+def test_held_out_molecules_match_however_mapped_and_their_labels_are_dropped(tmp_path):
+    """The hold-out key of a molecule is the same for its atom-mapped SMILES (how the industry
+    set's training molecules are queued) and for an unmapped, stereo-tagged one (FreeSolv);
+    make_labels drops the label entries of held-out molecules and keeps the rest."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from gnnff.chem.molecule import mapped_smiles, plain_smiles
+    from gnnff.train.labels import read_labels
+
+    mol = gnnff.load_molecule("C[C@H](O)c1ccccc1")
+    assert plain_smiles(mapped_smiles(mol)) == plain_smiles("OC(C)c1ccccc1") == "CC(O)c1ccccc1"
+    assert plain_smiles("C1CC") is None
+    path = Path(__file__).resolve().parents[1] / "recipes" / "v1" / "make_labels.py"
+    spec = importlib.util.spec_from_file_location("make_labels", path)
+    make_labels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_labels)
+    labels = tmp_path / "labels.jsonl"
+    entries = [{"input": mapped_smiles(mol), "charges": [0.0]}, {"input": "CCO", "charges": [0.1]},
+               {"input": "[Na+]", "error": "x"}]
+    labels.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+    assert make_labels.drop_held_out(labels, {"CC(O)c1ccccc1"}) == 1
+    assert list(read_labels(labels)) == entries[1:]
+    assert make_labels.drop_held_out(labels, {"CC(O)c1ccccc1"}) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.jsonl"]
+
+
 def test_resonance_enumeration_is_cut_after_its_step_budget(monkeypatch):
     """RDKit's enumeration can run for minutes (a triazido-trinitrobenzene: 78 s); it stops
     after MAX_ENUMERATION_STEPS progress steps and the system keeps its drawn charges. With

@@ -36,6 +36,7 @@ __all__ = [
     "net_charge",
     "components",
     "check_elements",
+    "plain_smiles",
 ]
 
 #: Above this many atoms (proteins, polymers) :func:`prepare` keeps the input's stereo
@@ -589,6 +590,18 @@ def molecule_key(mol: Chem.Mol) -> str:
     """Canonical isomeric SMILES without hydrogens: the identity used for data splits and
     label files."""
     return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=True)
+
+
+def plain_smiles(smiles: str) -> str | None:
+    """Canonical SMILES without hydrogens, stereochemistry or atom maps (None if RDKit
+    cannot read it): one molecule's identity however it is written or mapped, the key by
+    which benchmark molecules are held out of training sets."""
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None
+    for atom in mol.GetAtoms():
+        atom.SetAtomMapNum(0)
+    return Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=False)
 
 
 def mapped_smiles(mol: Chem.Mol) -> str:

@@ -42,6 +42,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 
 from gnnff.chem.ions import ION_SMILES
+from gnnff.chem.molecule import plain_smiles
 from gnnff.train.labels import add_lennard_jones, label_nonbonded
 
 #: Monatomic ions Sage 2.2 has parameters for (its LJ labels them).
@@ -51,25 +52,19 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 
-def plain(smiles: str) -> str | None:
-    """Stereo-free canonical SMILES without hydrogens (the hold-out identity)."""
-    mol = Chem.MolFromSmiles(smiles)
-    return None if mol is None else Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=False)
-
-
 def held_out(shared: Path) -> set[str]:
     keys = set()
     with open(shared / "freesolv-dev.csv", newline="") as handle:
-        keys |= {plain(r["smiles"]) for r in csv.DictReader(handle)}
+        keys |= {plain_smiles(r["smiles"]) for r in csv.DictReader(handle)}
     with open(shared / "sage-physprop-train-v1.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            keys |= {plain(row[c]) for c in ("Component 1", "Component 2") if row.get(c)}
+            keys |= {plain_smiles(row[c]) for c in ("Component 1", "Component 2") if row.get(c)}
     spec = importlib.util.spec_from_file_location("charges_benchmark", ROOT / "benchmarks" / "charges.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     industry = bench.industry_keys(shared / "industry-benchmark-dev.sdf.gz")
     for n in (40, 200):
-        keys |= {plain(s) for s in bench.select(shared / "spice-pubchem-sets1-6.smi.gz", industry, n, 0.3, 25, 0)}
+        keys |= {plain_smiles(s) for s in bench.select(shared / "spice-pubchem-sets1-6.smi.gz", industry, n, 0.3, 25, 0)}
     return keys - {None}
 
 
@@ -85,7 +80,7 @@ def industry_parts(config_path: Path) -> tuple[list[str], set[str]]:
     train, validation, test = split_by_molecule(data, fractions, config.split.seed)
     from gnnff.chem.molecule import mapped_smiles
 
-    return [mapped_smiles(d.mol) for d in train], {plain(d.key) for d in validation + test}
+    return [mapped_smiles(d.mol) for d in train], {plain_smiles(d.key) for d in validation + test}
 
 
 def smiles_file(path: Path) -> list[str]:
@@ -94,15 +89,17 @@ def smiles_file(path: Path) -> list[str]:
         return [line.split()[0] for line in handle if line.strip()]
 
 
-def labelling_order(shared: Path) -> list[tuple[str, str]]:
-    """Every ``(smiles, source)`` to label, in the fixed interleaved order."""
+def labelling_order(shared: Path) -> tuple[list[tuple[str, str]], set[str]]:
+    """Every ``(smiles, source)`` to label, in the fixed interleaved order, and the plain
+    SMILES of every held-out molecule (:func:`held_out` and the industry set's validation
+    and test molecules)."""
     exclude = held_out(shared)
     industry, industry_held = industry_parts(HERE / "train.yaml")
     exclude |= industry_held
     rng = np.random.default_rng(0)
 
     def shuffled(items: list[str], source: str) -> list[tuple[str, str]]:
-        kept = [s for s in items if plain(s) not in exclude]
+        kept = [s for s in items if plain_smiles(s) not in exclude]
         return [(kept[i], source) for i in rng.permutation(len(kept))]
 
     des = shuffled(smiles_file(shared / "spice-des-monomers.smi"), "spice-des-monomers")
@@ -124,7 +121,30 @@ def labelling_order(shared: Path) -> list[tuple[str, str]]:
             streams[k] = None
             continue
         order.append(item)
-    return order
+    return order, exclude
+
+
+def drop_held_out(labels: Path, exclude: set[str]) -> int:
+    """Remove from ``labels`` (atomically) the entries of held-out molecules; how many.
+
+    Before 2026-12-06 the hold-out compared the industry set's atom-mapped SMILES with
+    unmapped keys, so 75 of its training molecules that are also FreeSolv, physical-property
+    or charge-benchmark molecules were queued for labelling; their labels are dropped here.
+    """
+    from gnnff.files import atomic_write
+    from gnnff.train.labels import read_labels
+
+    if not labels.is_file():
+        return 0
+    entries = list(read_labels(labels))
+    kept = [e for e in entries if plain_smiles(e["input"]) not in exclude]
+    if len(kept) < len(entries):
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(entry) + "\n" for entry in kept)
+
+        atomic_write(labels, write)
+    return len(entries) - len(kept)
 
 
 def environments(smiles: str) -> list[tuple]:
@@ -240,7 +260,10 @@ def main() -> None:
         k, n = (int(x) for x in args.shard.split("/"))
         order = order[k::n]
     else:
-        order = labelling_order(Path(args.shared))
+        order, exclude = labelling_order(Path(args.shared))
+        dropped = drop_held_out(output, exclude)
+        if dropped:
+            print(f"{output}: dropped {dropped} entries of held-out molecules")
     if args.rare_first or args.write_todo:
         from gnnff.train.labels import read_labels
 

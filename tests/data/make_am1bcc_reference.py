@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import gnnff
-from gnnff.chem.molecule import with_conformer
+from gnnff.chem.molecule import plain_smiles, with_conformer
 from gnnff.condensed.common import SHARED_DATA, mapped_smiles
 from gnnff.sources.charges import assign_charges
 
@@ -37,12 +37,12 @@ def main() -> None:
     parser.add_argument("--exclude", default=str(SHARED_DATA / "industry-benchmark-dev.sdf.gz"))
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
-    from charges import _plain, industry_keys
+    from charges import industry_keys
 
     training = industry_keys(Path(args.exclude))
     out = {}
     for name, smiles in MOLECULES.items():
-        if _plain(smiles) in training:
+        if plain_smiles(smiles) in training:
             sys.exit(f"{name} ({smiles}) is in the training set; pick another molecule")
         mol = with_conformer(gnnff.load_molecule(smiles, name=name))
         start = time.perf_counter()
