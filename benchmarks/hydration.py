@@ -108,7 +108,8 @@ def plot(results: dict[str, dict[str, dict]], rows: dict[str, dict], path: Path,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_benchmark_arguments(parser, output="benchmark-hydration")
+    add_benchmark_arguments(parser, output="benchmark-hydration",
+                            baseline=Path(__file__).resolve().parent / "references" / "hydration")
     parser.add_argument("--data", default=str(SHARED_DATA / "freesolv-dev.csv"))
     parser.add_argument("--molecules", type=int, default=10, help="molecules in the CPU default (default: %(default)s)")
     parser.add_argument("--max-heavy", type=int, default=8, help="heavy-atom limit of the CPU default")
@@ -120,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
 
     out = Path(args.output)
-    store = ResultStore(out / "results")
+    store = ResultStore(out / "results", baseline=args.baseline)
     changes = {k: v for k, v in (("iterations", args.iterations), ("vacuum_iterations", args.vacuum_iterations),
                                  ("platform", args.platform)) if v is not None}
     protocol = HydrationProtocol.full(**changes) if args.full else HydrationProtocol(**changes)
@@ -162,7 +163,8 @@ def main() -> None:
             seconds = sum(leg["seconds"] for leg in done["legs"].values())
             print(f"{label:>20} {row['id']:<16} {row['name'][:28]:<28} calc {done['dG_kcal']:7.2f} +- "
                   f"{done['dG_err_kcal']:.2f}  exp {row['dG_hyd_exp_kcal_mol']:7.2f}  "
-                  f"gaff {row['dG_hyd_gaff_calc_kcal_mol']:7.2f}  ({seconds / 60:.1f} min)", flush=True)
+                  f"gaff {row['dG_hyd_gaff_calc_kcal_mol']:7.2f}  ({seconds / 60:.1f} min"
+                  f"{', committed baseline' if 'baseline' in done else ''})", flush=True)
     report(results, by_id, out, args.validate)
     if failed:
         (out / "failed.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")

@@ -79,7 +79,8 @@ def plot(results: dict[str, dict[str, dict]], rows: dict[str, dict], path: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_benchmark_arguments(parser, output="benchmark-liquids")
+    add_benchmark_arguments(parser, output="benchmark-liquids",
+                            baseline=Path(__file__).resolve().parent / "references" / "liquids")
     parser.add_argument("--data", default=str(SHARED_DATA / "sage-physprop-train-v1.csv"))
     parser.add_argument("--ids", nargs="*", help="row Ids to run (default: 8 diverse liquids)")
     parser.add_argument("--all", action="store_true", help="every pure liquid of the file")
@@ -92,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
 
     out = Path(args.output)
-    store = ResultStore(out / "results")
+    store = ResultStore(out / "results", baseline=args.baseline)
     settings = {"molecules": 256, "equilibration_ps": 200.0, "production_ps": 500.0} if args.full else {}
     settings.update({k: v for k, v in (("molecules", args.molecules), ("equilibration_ps", args.equilibration_ps),
                                        ("production_ps", args.production_ps)) if v is not None})
@@ -131,7 +132,8 @@ def main() -> None:
             results[label][i] = done
             print(f"{label:>20} {row['smiles']:<14} {done['density_g_ml']:.4f} +- {done['density_err_g_ml']:.4f} g/mL "
                   f"exp {row['density']:.4f} ({100 * (done['density_g_ml'] / row['density'] - 1):+5.1f} %)  "
-                  f"{done['atoms']} atoms, {done['ns_per_day']:.0f} ns/day, {done['seconds'] / 60:.1f} min", flush=True)
+                  f"{done['atoms']} atoms, {done['ns_per_day']:.0f} ns/day, {done['seconds'] / 60:.1f} min"
+                  f"{', committed baseline' if 'baseline' in done else ''}", flush=True)
     report(results, by_id, out)
     if "sage" in sources and len(sources) > 1:
         print(lj_deviation(sources, [by_id[i]["smiles"] for i in ids]))

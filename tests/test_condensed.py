@@ -187,6 +187,24 @@ def test_result_store_is_atomic_and_resumable(tmp_path: Path) -> None:
         store.load("gnnff--x", protocol={"iterations": 60, "sterics": (1.0, 0.0)})
 
 
+
+def test_result_store_reads_a_baseline_of_the_same_protocol_only(tmp_path: Path) -> None:
+    """Committed baseline results fill in what the output store lacks, only when made with
+    the same protocol (platform aside), are marked as such and are never written to."""
+    baseline = ResultStore(tmp_path / "baseline")
+    protocol = {"iterations": 30, "platform": "CPU"}
+    baseline.save("sage--mobley/1", {"dG_kcal": -1.5, "protocol": protocol})
+    store = ResultStore(tmp_path / "out", baseline=tmp_path / "baseline")
+    got = store.load("sage--mobley/1", protocol={"iterations": 30, "platform": "CUDA"})
+    assert got["dG_kcal"] == -1.5 and got["baseline"] == str(tmp_path / "baseline" / "sage--mobley_1.json")
+    assert store.load("sage--mobley/1", protocol={"iterations": 60}) is None  # other settings: recomputed
+    assert store.load("sage--mobley/2", protocol=protocol) is None
+    store.save("sage--mobley/1", {"dG_kcal": -2.0, "protocol": {"iterations": 60}})
+    assert store.load("sage--mobley/1", protocol={"iterations": 60})["dG_kcal"] == -2.0  # its own result first
+    assert "baseline" not in store.load("sage--mobley/1")
+    assert [p.name for p in (tmp_path / "baseline").iterdir()] == ["sage--mobley_1.json"]
+    assert ResultStore(tmp_path / "out2").load("sage--mobley/1", protocol=protocol) is None
+
 # --- the shipped model's charges vs stored full AM1-BCC -------------------------------------
 
 def test_shipped_model_charges_against_stored_am1bcc() -> None:

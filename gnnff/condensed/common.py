@@ -234,13 +234,30 @@ def template_forcefield(results: Sequence[Parametrized], *files: str) -> Any:
     return forcefield
 
 
+def _protocol_difference(result: dict[str, Any], protocol: dict[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first setting (the platform aside) in which ``result`` was made otherwise than
+    ``protocol`` asks: (name, stored, wanted), or None."""
+    wanted = json.loads(json.dumps(protocol))
+    stored = result.get("protocol", {})
+    for k in wanted:
+        if k != "platform" and stored.get(k) != wanted[k]:
+            return k, stored.get(k), wanted[k]
+    return None
+
+
 class ResultStore:
     """One JSON file per finished item in a folder, written atomically: an interrupted
-    run resumes by skipping the items whose file exists."""
+    run resumes by skipping the items whose file exists.
 
-    def __init__(self, folder: str | os.PathLike) -> None:
+    ``baseline``: a read-only folder of results made before (the committed Sage results of
+    the CPU protocols, ``benchmarks/references/``), used for an item this store lacks when
+    it was made with the same protocol; such a result carries ``"baseline": <its file>``.
+    """
+
+    def __init__(self, folder: str | os.PathLike, baseline: str | os.PathLike | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.baseline = Path(baseline) if baseline else None
 
     def path(self, key: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
@@ -249,20 +266,27 @@ class ResultStore:
     def load(self, key: str, protocol: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The stored result of ``key``, or None. With ``protocol``, a result made with other
         settings (its ``"protocol"`` entry; the platform may differ) is an InputError: mixing
-        protocols in one table would be wrong."""
+        protocols in one table would be wrong. A baseline result of other settings is not used."""
         path = self.path(key)
         if not path.is_file():
-            return None
+            return self._from_baseline(path.name, protocol)
         result = json.loads(path.read_text(encoding="utf-8"))
         if protocol is not None:
-            wanted = json.loads(json.dumps(protocol))
-            stored = result.get("protocol", {})
-            differ = [k for k in wanted if k != "platform" and stored.get(k) != wanted[k]]
+            differ = _protocol_difference(result, protocol)
             if differ:
-                k = differ[0]
-                raise InputError(f"{path}: made with {k}={stored.get(k)!r}, this run has {k}={wanted[k]!r}; "
+                k, stored, wanted = differ
+                raise InputError(f"{path}: made with {k}={stored!r}, this run has {k}={wanted!r}; "
                                  f"use another --output folder or delete {self.folder}")
         return result
+
+    def _from_baseline(self, name: str, protocol: dict[str, Any] | None) -> dict[str, Any] | None:
+        path = None if self.baseline is None else self.baseline / name
+        if path is None or not path.is_file():
+            return None
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if protocol is not None and _protocol_difference(result, protocol):
+            return None
+        return {**result, "baseline": str(path)}
 
     def save(self, key: str, result: dict[str, Any]) -> Path:
         return atomic_write_text(self.path(key), json.dumps(result, indent=1) + "\n")
@@ -302,15 +326,18 @@ def bootstrap_statistics(calc: Sequence[float], exp: Sequence[float], *, n_boot:
     return out
 
 
-def add_benchmark_arguments(parser: Any, *, output: str) -> None:
+def add_benchmark_arguments(parser: Any, *, output: str, baseline: str | os.PathLike | None = None) -> None:
     """The options every condensed-phase benchmark script takes: force fields, the AM1-BCC
-    cache, the OpenMM platform and the output folder."""
+    cache, the OpenMM platform, the output folder and a folder of baseline results."""
     parser.add_argument("--force-field", action="append", default=None,
                         help="gnnff model name or .pt, or 'sage' (Sage 2.2 + AM1-BCC); repeatable "
                              f"(default: {' '.join(DEFAULT_FORCE_FIELDS)})")
     parser.add_argument("--platform", help="OpenMM platform (default: the fastest)")
     parser.add_argument("--charge-cache", help="AM1-BCC cache (default: OUT/am1bcc-cache.json)")
     parser.add_argument("-o", "--output", default=output, help="output folder (default: %(default)s)")
+    parser.add_argument("--baseline", default=str(baseline) if baseline else None, metavar="FOLDER",
+                        help="read-only results made before with the same protocol, used where OUT has none "
+                             "(default: %(default)s, the committed Sage results; '' for none)")
 
 
 def error_line(label: str, err: GnnffError | Exception) -> str:
