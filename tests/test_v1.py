@@ -83,6 +83,30 @@ def test_charges_do_not_depend_on_the_resonance_form_drawn(first, second):
     assert float(p_a.nonbonded.charge.sum()) == pytest.approx(Chem.GetFormalCharge(mol_a), abs=1e-12)
 
 
+@pytest.mark.parametrize("charge_separated, neutral", [
+    ("[CH2+]C=C[O-]", "C=CC=O"),
+    ("[O-]c1cccc[n+]1C", "O=c1ccccn1C"),  # pyridinium-olate drawn for N-methyl-2-pyridone
+    ("C[N+](C)=CC=C[O-]", "CN(C)C=CC=O"),  # vinylogous amide
+])
+def test_a_charge_separated_drawing_of_a_neutral_molecule_gets_the_neutral_features(charge_separated, neutral):
+    """Only the resonance structures with the fewest formal charges are averaged, so a
+    zwitterionic drawing of a molecule that has an uncharged structure reads as that one."""
+    a, b = gnnff.load_molecule(charge_separated), gnnff.load_molecule(neutral)
+    np.testing.assert_array_equal(atom_features(a, "v1"), atom_features(b, "v1")[_heavy_match(a, b)])
+
+
+def test_structures_with_more_charge_separation_are_not_averaged_in():
+    """RDKit also enumerates push-pull forms (an aminium beside a nitronate in p-nitroaniline)
+    and a doubly charged terminal nitrogen in phenyl azide; unweighted, they put charge on the
+    amine and below -1 on the azide. Counted are the fewest-charge structures only."""
+    from gnnff.chem.features import structure_averaged
+
+    charges, _ = structure_averaged(gnnff.load_molecule("Nc1ccc([N+](=O)[O-])cc1"))
+    np.testing.assert_allclose(charges[:7], [0, 0, 0, 0, 0, 1, -0.5], atol=1e-12)  # amine N 0, nitro O -1/2
+    charges, _ = structure_averaged(gnnff.load_molecule("c1ccccc1N=[N+]=[N-]"))
+    np.testing.assert_allclose(charges[:9], [0] * 6 + [-0.5, 1.0, -0.5], atol=1e-12)  # N=N+=N- and N(-)-N+#N
+
+
 def test_v0_features_did_depend_on_the_ring_resonance_form():
     """The defect v1 fixes: terminal averaging alone sees which imidazolium N was drawn charged."""
     a, b = gnnff.load_molecule("CCn1cc[n+](C)c1"), gnnff.load_molecule("CC[n+]1ccn(C)c1")

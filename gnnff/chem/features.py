@@ -9,9 +9,10 @@ feature (element, degree, hydrogens, rings, aromaticity, conjugation) does not d
 on the drawing.
 
 Feature set ``"v1"`` (gnnff-v1) also averages formal charges and non-aromatic bond
-orders over the resonance structures RDKit enumerates, so a charge delocalised inside a
-ring (an imidazolium drawn with the charge on either nitrogen, whatever its substituents)
-or along a chain (amidinium, enolate, nitro) gives the same features however it is drawn.
+orders over the resonance structures RDKit enumerates (those with the fewest formal
+charges), so a charge delocalised inside a ring (an imidazolium drawn with the charge on
+either nitrogen, whatever its substituents) or along a chain (amidinium, enolate, nitro)
+gives the same features however it is drawn.
 Feature set ``"v0"`` (gnnff-industry-v0) averages terminal groups only.
 """
 
@@ -101,8 +102,8 @@ def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int],
     """Resonance structures of one conjugated system (its bonds ``system``, its atoms
     ``atoms``), cut out of ``mol`` with every bond of its atoms (neighbours keep their
     element and charge; RDKit fills their other valences with implicit hydrogens): (the
-    atoms' mean formal charges, the mean orders of the system's bonds), or None if RDKit
-    rejects the fragment."""
+    atoms' mean formal charges, the mean orders of the system's bonds) over the structures
+    with the smallest sum of absolute formal charges, or None if RDKit rejects the fragment."""
     try:
         fragment, index = _cut_out(mol, atoms)
         inner = [fragment.GetBondBetweenAtoms(index[bonds[k].GetBeginAtomIdx()], index[bonds[k].GetEndAtomIdx()])
@@ -118,6 +119,11 @@ def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int],
         return None
     if not structures:
         return None
+    # RDKit also yields structures with more charge separation than the drawn one (push-pull
+    # forms of nitroanilines, a doubly charged nitrogen in an aminophenyl azide); an unweighted
+    # average counts them as much as the main ones, so only the fewest-charge structures count
+    separation = [sum(abs(x.GetAtomWithIdx(index[i]).GetFormalCharge()) for i in atoms) for x in structures]
+    structures = [x for x, n in zip(structures, separation) if n == min(separation)]
     charges = np.mean([[x.GetAtomWithIdx(index[i]).GetFormalCharge() for i in atoms] for x in structures], axis=0)
     orders = np.mean([[x.GetBondWithIdx(k).GetBondTypeAsDouble() for k in inner] for x in structures], axis=0)
     return charges, orders
@@ -170,7 +176,7 @@ def _cut_out(mol: Chem.Mol, atoms: list[int]) -> tuple[Chem.Mol, dict[int, int]]
 def structure_averaged(mol: Chem.Mol, *, kekule_all: bool = False,
                        max_structures: int = MAX_STRUCTURES) -> tuple[np.ndarray, np.ndarray]:
     """Formal charges ``(n_atoms,)`` and bond orders ``(n_bonds,)`` averaged over the
-    resonance structures RDKit enumerates (all Kekulé forms too when ``kekule_all``), one
+    resonance structures RDKit enumerates with the fewest formal charges (all Kekulé forms too when ``kekule_all``), one
     conjugated system at a time (at most ``max_structures`` each).
 
     System by system, the average does not depend on how many other systems the molecule
