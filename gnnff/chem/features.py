@@ -176,8 +176,9 @@ def _cut_out(mol: Chem.Mol, atoms: list[int]) -> tuple[Chem.Mol, dict[int, int]]
 def structure_averaged(mol: Chem.Mol, *, kekule_all: bool = False,
                        max_structures: int = MAX_STRUCTURES) -> tuple[np.ndarray, np.ndarray]:
     """Formal charges ``(n_atoms,)`` and bond orders ``(n_bonds,)`` averaged over the
-    resonance structures RDKit enumerates with the fewest formal charges (all Kekulé forms too when ``kekule_all``), one
-    conjugated system at a time (at most ``max_structures`` each).
+    resonance structures RDKit enumerates with the fewest formal charges (all Kekulé forms
+    too when ``kekule_all``), one conjugated system at a time (at most ``max_structures``
+    each).
 
     System by system, the average does not depend on how many other systems the molecule
     has (one RDKit enumeration over the whole molecule stops at ``max_structures``

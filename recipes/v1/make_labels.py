@@ -64,7 +64,8 @@ def held_out(shared: Path) -> set[str]:
     spec.loader.exec_module(bench)
     industry = bench.industry_keys(shared / "industry-benchmark-dev.sdf.gz")
     for n in (40, 200):
-        keys |= {plain_smiles(s) for s in bench.select(shared / "spice-pubchem-sets1-6.smi.gz", industry, n, 0.3, 25, 0)}
+        drawn = bench.select(shared / "spice-pubchem-sets1-6.smi.gz", industry, n, 0.3, 25, 0)
+        keys |= {plain_smiles(s) for s in drawn}
     return keys - {None}
 
 
