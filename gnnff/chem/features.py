@@ -122,11 +122,11 @@ def _system_structures(mol: Chem.Mol, bonds: list[Chem.Bond], system: list[int],
     # RDKit also yields structures with more charge separation than the drawn one (push-pull
     # forms of nitroanilines, a doubly charged nitrogen in an aminophenyl azide); an unweighted
     # average counts them as much as the main ones, so only the fewest-charge structures count
-    separation = [sum(abs(x.GetAtomWithIdx(index[i]).GetFormalCharge()) for i in atoms) for x in structures]
-    structures = [x for x, n in zip(structures, separation) if n == min(separation)]
-    charges = np.mean([[x.GetAtomWithIdx(index[i]).GetFormalCharge() for i in atoms] for x in structures], axis=0)
-    orders = np.mean([[x.GetBondWithIdx(k).GetBondTypeAsDouble() for k in inner] for x in structures], axis=0)
-    return charges, orders
+    formal = np.array([[x.GetAtomWithIdx(index[i]).GetFormalCharge() for i in atoms] for x in structures], dtype=float)
+    separation = np.abs(formal).sum(axis=1)
+    fewest = np.flatnonzero(separation == separation.min())
+    orders = np.mean([[structures[s].GetBondWithIdx(k).GetBondTypeAsDouble() for k in inner] for s in fewest], axis=0)
+    return formal[fewest].mean(axis=0), orders
 
 
 class _StepBudget(Chem.ResonanceMolSupplierCallback):
