@@ -280,9 +280,9 @@ class ResultStore:
         return result
 
     def _from_baseline(self, name: str, protocol: dict[str, Any] | None) -> dict[str, Any] | None:
-        path = None if self.baseline is None else self.baseline / name
-        if path is None or not path.is_file():
+        if self.baseline is None or not (self.baseline / name).is_file():
             return None
+        path = self.baseline / name
         result = json.loads(path.read_text(encoding="utf-8"))
         if protocol is not None and _protocol_difference(result, protocol):
             return None
