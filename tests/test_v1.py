@@ -453,19 +453,26 @@ def test_conjugated_systems_without_formal_charges_are_not_enumerated_because_no
                 assert order == bonds[k].GetBondTypeAsDouble(), (smiles, k)
 
 
-def test_label_snapshot_round_trip(tmp_path):
-    """recipes/v1/make_labels.py keeps its labels in a committed gzip snapshot: written from
-    the complete lines of labels.jsonl (a torn last line left out), restored to the same entries."""
+def _make_labels_script():
+    """recipes/v1/make_labels.py as a module (a script, not part of the package)."""
     import importlib.util
-    import json
     from pathlib import Path
-
-    from gnnff.train.labels import read_labels
 
     path = Path(__file__).resolve().parents[1] / "recipes" / "v1" / "make_labels.py"
     spec = importlib.util.spec_from_file_location("make_labels", path)
-    make_labels = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_labels)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_label_snapshot_round_trip(tmp_path):
+    """recipes/v1/make_labels.py keeps its labels in a committed gzip snapshot: written from
+    the complete lines of labels.jsonl (a torn last line left out), restored to the same entries."""
+    import json
+
+    from gnnff.train.labels import read_labels
+
+    make_labels = _make_labels_script()
     labels = tmp_path / "labels.jsonl"
     entries = [{"input": "CCO", "charges": [0.1, -0.1]}, {"input": "[Na+]", "error": "x"}]
     labels.write_text("".join(json.dumps(e) + "\n" for e in entries) + '{"input": "CC', encoding="utf-8")
@@ -481,9 +488,7 @@ def test_held_out_molecules_match_however_mapped_and_their_labels_are_dropped(tm
     """The hold-out key of a molecule is the same for its atom-mapped SMILES (how the industry
     set's training molecules are queued) and for an unmapped, stereo-tagged one (FreeSolv);
     make_labels drops the label entries of held-out molecules and keeps the rest."""
-    import importlib.util
     import json
-    from pathlib import Path
 
     from gnnff.chem.molecule import mapped_smiles, plain_smiles
     from gnnff.train.labels import read_labels
@@ -491,10 +496,7 @@ def test_held_out_molecules_match_however_mapped_and_their_labels_are_dropped(tm
     mol = gnnff.load_molecule("C[C@H](O)c1ccccc1")
     assert plain_smiles(mapped_smiles(mol)) == plain_smiles("OC(C)c1ccccc1") == "CC(O)c1ccccc1"
     assert plain_smiles("C1CC") is None
-    path = Path(__file__).resolve().parents[1] / "recipes" / "v1" / "make_labels.py"
-    spec = importlib.util.spec_from_file_location("make_labels", path)
-    make_labels = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_labels)
+    make_labels = _make_labels_script()
     labels = tmp_path / "labels.jsonl"
     entries = [{"input": mapped_smiles(mol), "charges": [0.0]}, {"input": "CCO", "charges": [0.1]},
                {"input": "[Na+]", "error": "x"}]
