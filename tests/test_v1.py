@@ -334,6 +334,12 @@ def test_nonbonded_stage_lowers_held_out_error(tmp_path):
     assert after["sigma_rel_rmse"] < 0.7 * before["sigma_rel_rmse"]
     again = train_nonbonded(build_network(V1).nonbonded, stage, features="v1", exclude=set(), output=tmp_path)
     assert again == json.loads((tmp_path / "nonbonded.json").read_text())  # a finished stage is loaded, not redone
+    # ... unless the feature code changed since: a stored fingerprint of other features is an error
+    stored = json.loads((tmp_path / "nonbonded.json").read_text())
+    (tmp_path / "nonbonded.json").write_text(json.dumps({**stored, "feature_fingerprint": "0" * 16}))
+    with pytest.raises(InputError, match=r"nonbonded\.pt: trained on features 'v1' as computed by other code.*"
+                                         r"delete .* to retrain"):
+        train_nonbonded(build_network(V1).nonbonded, stage, features="v1", exclude=set(), output=tmp_path)
 
 
 @pytest.mark.slow
@@ -526,3 +532,16 @@ def test_resonance_enumeration_is_cut_after_its_step_budget(monkeypatch):
                                     "[N+](=O)[O-])N=[N+]=[N-]")
     x = atom_features(explosive, "v1")  # finishes in about two seconds
     assert x.shape[0] == explosive.GetNumAtoms() and np.isfinite(x).all()
+
+
+def test_feature_fingerprint_follows_the_feature_code(monkeypatch):
+    """The fingerprint stored with a trained stage 1 changes when the feature code computes
+    other features (here: no resonance enumeration at all) and only for that set."""
+    from gnnff.chem import features
+
+    before = {v: features.feature_fingerprint(v) for v in features.FEATURE_SETS}
+    assert before["v0"] != before["v1"]
+    assert features.feature_fingerprint("v1") == before["v1"]
+    monkeypatch.setattr(features, "MAX_ENUMERATION_STEPS", 0)
+    assert features.feature_fingerprint("v1") != before["v1"]
+    assert features.feature_fingerprint("v0") == before["v0"]

@@ -18,11 +18,14 @@ Feature set ``"v0"`` (gnnff-industry-v0) averages terminal groups only.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from rdkit import Chem, rdBase
 
 __all__ = ["ELEMENTS", "FEATURE_SETS", "N_FEATURES", "atom_features", "bond_components", "bonds_in_order",
-           "conjugated_systems", "resonance_averaged", "structure_averaged", "terminal_groups"]
+           "conjugated_systems", "feature_fingerprint", "resonance_averaged", "structure_averaged",
+           "terminal_groups"]
 
 #: Feature set names (recorded in a network's config).
 FEATURE_SETS = ("v0", "v1")
@@ -45,6 +48,11 @@ N_FEATURES = len(ELEMENTS) + 1 + _DEGREES + _DEGREES + _HYDROGENS + len(_RING_SI
 _ELEMENT_COLUMN = np.full(119, len(ELEMENTS), dtype=np.int64)
 _ELEMENT_COLUMN[list(ELEMENTS)] = np.arange(len(ELEMENTS))
 _RING_COLUMN = {size: k for k, size in enumerate(_RING_SIZES)}
+#: Molecules whose features fingerprint the feature code (:func:`feature_fingerprint`): terminal
+#: groups, ring and chain resonance, push-pull and zwitterionic drawings, an azide, ions.
+_PROBES = ("CC(=O)[O-]", "C[N+](=O)[O-]", "Cc1c[n+](C)c[nH]1", "Nc1ccc([N+](=O)[O-])cc1",
+           "[N-]=[N+]=Nc1ccccc1", "C[n+]1ccccc1[O-]", "NC(=[NH2+])N", "OP(=O)([O-])[O-]", "CS(=O)(=O)N",
+           "O=C1C=CC(=O)C=C1", "C#N", "[Na+]", "[Cl-]")
 
 
 def _one_hot(values: np.ndarray, n: int) -> np.ndarray:
@@ -320,3 +328,13 @@ def atom_features(mol: Chem.Mol, version: str = "v0") -> np.ndarray:
         rings,
         scalars,
     ], axis=1)
+
+
+def feature_fingerprint(version: str) -> str:
+    """A short hash of feature set ``version`` on fixed probe molecules. It changes when the
+    feature code does, so a stored network trained on other features is not silently reused."""
+    digest = hashlib.sha256(version.encode())
+    for smiles in _PROBES:
+        features = atom_features(Chem.AddHs(Chem.MolFromSmiles(smiles)), version)
+        digest.update(np.round(features, 6).astype("<f8").tobytes())
+    return digest.hexdigest()[:16]

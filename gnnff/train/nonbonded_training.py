@@ -25,7 +25,7 @@ import torch
 from rdkit import Chem
 from tqdm import tqdm
 
-from gnnff.chem.features import atom_features
+from gnnff.chem.features import atom_features, feature_fingerprint
 from gnnff.chem.topology import Topology, build_topology
 from gnnff.errors import GnnffError, InputError
 from gnnff.files import atomic_write, atomic_write_text
@@ -133,16 +133,24 @@ def train_nonbonded(network: NonbondedNetwork, stage: Any, *, features: str, exc
     """Fit ``network`` to the labels of ``stage`` (a :class:`gnnff.train.config.NonbondedStage`)
     on ``device`` (the network is moved there; its saved state is on the CPU).
 
-    A finished stage (``OUT/nonbonded.json`` present) is loaded instead of redone.
-    Returns the stage summary (molecules, epochs, best validation metrics).
+    A finished stage (``OUT/nonbonded.json`` present) is loaded instead of redone, unless it
+    was trained on features that the feature code no longer computes (an error then).
+    Returns the stage summary (molecules, epochs, best validation metrics, feature fingerprint).
     """
     device = torch.device(device)
     network.to(device)
     state_path, summary_path = output / "nonbonded.pt", output / "nonbonded.json"
+    fingerprint = feature_fingerprint(features)
     if summary_path.is_file() and state_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        stored = summary.get("feature_fingerprint")
+        if stored is not None and stored != fingerprint:
+            raise InputError(f"{state_path}: trained on features '{features}' as computed by other code "
+                             f"(fingerprint {stored}, now {fingerprint}); delete {output} to retrain the stage")
         network.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True))
-        tqdm.write(f"nonbonded stage: loaded {state_path} (delete it to redo the stage)")
-        return json.loads(summary_path.read_text())
+        note = "" if stored else "; it records no feature fingerprint (older run): check it matches the features"
+        tqdm.write(f"nonbonded stage: loaded {state_path} (delete it to redo the stage{note})")
+        return summary
     molecules = load_labelled(stage.labels, features=features, exclude=exclude, limit=stage.limit)
     validation = [m for m in molecules if _validation_part(m.key, stage.validation)]
     train = [m for m in molecules if not _validation_part(m.key, stage.validation)]
@@ -182,7 +190,8 @@ def train_nonbonded(network: NonbondedNetwork, stage: Any, *, features: str, exc
                 break
     network.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True))
     summary = {"molecules": {"train": len(train), "validation": len(validation)}, "epochs": rows,
-               "best": min(rows, key=lambda r: r["loss"]), "labels": str(stage.labels)}
+               "best": min(rows, key=lambda r: r["loss"]), "labels": str(stage.labels),
+               "features": features, "feature_fingerprint": fingerprint}
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
     return summary
 
