@@ -70,17 +70,11 @@ def inference_rate(network, graphs, n_molecules: int, device: torch.device, repe
 
 
 def graphs_of(mols, topologies, features: str, atoms: int) -> list:
+    from gnnff.chem.topology import atom_budget_chunks
     from gnnff.nn.checkpoint import graph
 
-    out, start = [], 0
-    while start < len(mols):
-        stop, n = start + 1, topologies[start].n_atoms
-        while stop < len(mols) and n + topologies[stop].n_atoms <= atoms:
-            n += topologies[stop].n_atoms
-            stop += 1
-        out.append(graph(mols[start:stop], topologies[start:stop], features))
-        start = stop
-    return out
+    return [graph(mols[part], topologies[part], features)
+            for part in atom_budget_chunks([t.n_atoms for t in topologies], atoms)]
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import torch
 from rdkit import Chem
 
 from gnnff.chem.molecule import check_elements, components, load_molecule, name_of
-from gnnff.chem.topology import Topology, build_topology
+from gnnff.chem.topology import Topology, atom_budget_chunks, build_topology
 from gnnff.errors import GnnffError, ParametrizationError
 from gnnff.mm.export import to_openmm
 from gnnff.schema import TERMS, ForceFieldParameters
@@ -229,16 +229,10 @@ def _unit_parameters(source: ParameterSource, units: Sequence[_Unit],
     if not isinstance(source, BatchedParameterSource) or batch_atoms <= 0:
         return [_one(source, unit) for unit in units]
     out: list[ForceFieldParameters | GnnffError] = []
-    start = 0
-    while start < len(units):
-        stop, atoms = start + 1, units[start].topology.n_atoms
-        while stop < len(units) and atoms + units[stop].topology.n_atoms <= batch_atoms:
-            atoms += units[stop].topology.n_atoms
-            stop += 1
-        chunk = units[start:stop]
+    for part in atom_budget_chunks([u.topology.n_atoms for u in units], batch_atoms):
+        chunk = units[part]
         out += source.parameters_batch([u.mol for u in chunk], [u.topology for u in chunk],
                                        [u.label for u in chunk])
-        start = stop
     return out
 
 

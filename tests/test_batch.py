@@ -211,3 +211,16 @@ def test_idle_cores_is_a_fraction_of_the_cores():
     from gnnff.app import workers
 
     assert 0.0 <= workers.idle_cores(2, window=0.05) <= 2.0
+
+
+@pytest.mark.parametrize("sizes, budget, expected", [
+    ([10, 10, 10], 25, [(0, 2), (2, 3)]),
+    ([10, 10, 10], 30, [(0, 3)]),
+    ([40, 5, 5, 40], 30, [(0, 1), (1, 3), (3, 4)]),  # an item over the budget is a chunk of its own
+    ([], 30, []),
+])
+def test_atom_budget_chunks_cover_every_item_in_order(sizes, budget, expected):
+    from gnnff.chem.topology import atom_budget_chunks
+
+    chunks = atom_budget_chunks(sizes, budget)
+    assert [(c.start, c.stop) for c in chunks] == expected

@@ -15,7 +15,7 @@ from rdkit import Chem
 
 from gnnff.schema import ANGLES, BONDS, PROPERS, TERMS, Term
 
-__all__ = ["Topology", "build_topology"]
+__all__ = ["Topology", "atom_budget_chunks", "build_topology"]
 
 _HYBRIDIZATION = {
     Chem.HybridizationType.S: 0,
@@ -156,6 +156,20 @@ class Topology:
             molecule_index=cat("molecule_index", mol_offsets),
             net_charges=cat("net_charges"),
         )
+
+
+def atom_budget_chunks(sizes: Sequence[int], budget: int) -> list[slice]:
+    """Consecutive slices of items of ``sizes`` atoms, each as long as fits in ``budget`` atoms
+    (at least one item, so an item larger than the budget is a chunk of its own)."""
+    out, start = [], 0
+    while start < len(sizes):
+        stop, atoms = start + 1, sizes[start]
+        while stop < len(sizes) and atoms + sizes[stop] <= budget:
+            atoms += sizes[stop]
+            stop += 1
+        out.append(slice(start, stop))
+        start = stop
+    return out
 
 
 def _unique_pairs(pairs: np.ndarray, n_atoms: int) -> np.ndarray:
