@@ -206,6 +206,18 @@ def _v1_checkpoint(tmp_path, elements=(1, 6, 7, 8, 11, 15, 16, 17)):
     return path
 
 
+def test_a_checkpoint_of_other_feature_code_is_refused_by_name(tmp_path):
+    """A checkpoint records the fingerprint of the feature code it was trained on; loading it
+    where the features are computed differently is a one-line ModelError, not silent drift."""
+    path = _v1_checkpoint(tmp_path)
+    GNNSource(path)  # the same code: loads
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "feature_fingerprint": "0" * 16}, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match=r"trained on features 'v1' as computed by another gnnff "
+                                         r"\(fingerprint 0{16}, this one [0-9a-f]{16}\); use the gnnff that trained"):
+        GNNSource(tmp_path / "other.pt")
+
+
 def test_an_element_covered_only_as_an_ion_is_refused_when_bonded(tmp_path):
     from gnnff.errors import ParametrizationError
 

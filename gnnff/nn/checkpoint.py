@@ -18,7 +18,7 @@ import torch
 from rdkit import Chem
 
 from gnnff._version import __version__
-from gnnff.chem.features import atom_features
+from gnnff.chem.features import atom_features, feature_fingerprint
 from gnnff.chem.ions import library_charges
 from gnnff.chem.molecule import check_elements
 from gnnff.chem.similarity import fingerprint, nearest_similarity
@@ -49,6 +49,8 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: N
         "gnnff_version": __version__,
         "torch_version": str(torch.__version__),
         "network": config.to_dict(),
+        # the feature code it was trained on (a later change to it changes the inputs)
+        "feature_fingerprint": feature_fingerprint(config.features),
         # the terms the heads serve, and the schema's shape of each (columns per row)
         "terms": {term.name: _term_format(term) for term in config.terms},
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
@@ -136,6 +138,11 @@ def network_from_checkpoint(payload: dict[str, Any], label: str = "checkpoint") 
     _check_terms(payload, None, label)
     config = NetworkConfig.from_dict(payload["network"])
     _check_terms(payload, config, label)
+    stored = payload.get("feature_fingerprint")  # absent in checkpoints older than the fingerprint
+    if stored is not None and stored != feature_fingerprint(config.features):
+        raise ModelError(f"{label}: trained on features '{config.features}' as computed by another gnnff "
+                         f"(fingerprint {stored}, this one {feature_fingerprint(config.features)}); "
+                         "use the gnnff that trained it or retrain")
     try:
         network = build_network(config)
         _check_heads(network, payload["state_dict"], label)
