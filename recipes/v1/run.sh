@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce gnnff-v1 from scratch (2 CPU cores). Label caches are built once and resume:
-#   1. nonbonded labels (am1bcc-mmff charges + Sage LJ; hours, resumable, --limit to cap)
+#   1. nonbonded labels (am1bcc-mmff charges + Sage 2.2 LJ): the committed snapshot
+#      labels.jsonl.gz, made by make_labels.py (hours on 2 cores, resumable); train.yaml uses
+#      its first 11,987 usable labels (gnnff-v1-rc6's)
 #   2. off-equilibrium data: MD frames of training molecules (ANI-2x / GFN2-xTB) and
 #      GFN2-xTB data of iodinated SPICE molecules
 #   3. training: stage 1 (charges, LJ), stage 2 (valence) in one `gnnff train`, then two
@@ -14,7 +16,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
-python "$here/make_labels.py"
+python "$here/make_labels.py" --limit 0  # the committed snapshot; drop --limit 0 to label the rest (hours)
 python "$root/recipes/default/make_data.py"
 gnnff data "$here/iodine-train.smi" -o "$here/iodine-xtb.h5" --labeler gfn2-xtb --etkdg 2 --md-frames 6 \
     --temperature 400 --workers 2
