@@ -208,7 +208,8 @@ def _units(source: ParameterSource, mols: Sequence[Chem.Mol],
             topology = build_topology(mol)
             parts = components(mol)
             if len(parts) > 1 and elements is not None:
-                check_elements(mol, frozenset(elements), label=label, owner=f"model '{source.name}'")
+                check_elements(mol, frozenset(elements), label=label, owner=f"model '{source.name}'",
+                               ions_only=frozenset(getattr(source, "ions_only", ())))
         except GnnffError as err:
             topologies.append(err)
             continue

@@ -222,8 +222,13 @@ def test_an_element_covered_only_as_an_ion_is_refused_when_bonded(tmp_path):
     from gnnff.errors import ParametrizationError
 
     source = GNNSource(_v1_checkpoint(tmp_path))
-    with pytest.raises(ParametrizationError, match=r"atom 1 \(Na\) is bonded; .* only as a monatomic ion"):
+    with pytest.raises(ParametrizationError, match=r"atom 1 \(Na\) is bonded; model .v1. covers Na only as a free "
+                                                     r"monatomic ion; write it as a separate ion"):
         gnnff.assign_parameters("C[Na]", model=source)
+    for smiles in ("C[Si](C)(C)C", "C[Si](C)(C)C.[Na+]"):  # one molecule; a salt is checked as a whole first
+        with pytest.raises(ParametrizationError, match=r"atom 1 \(Si\) is an element model 'v1' does not cover; "
+                                                         r"supported: H C N O P S Cl \(Na as monatomic ions\); "):
+            gnnff.assign_parameters(smiles, model=source)
     salt = gnnff.assign_parameters("CC(=O)[O-].[Na+]", model=source)
     sodium = next(a.GetIdx() for a in salt.mol.GetAtoms() if a.GetSymbol() == "Na")
     assert salt.parameters.nonbonded.charge[sodium] == 1.0

@@ -572,13 +572,18 @@ def with_conformer(mol: Chem.Mol, *, seed: int = 0xF00D) -> Chem.Mol:
     return out
 
 
-def check_elements(mol: Chem.Mol, allowed: frozenset[int], *, label: str, owner: str) -> None:
-    """Raise ParametrizationError naming the first atom whose element ``owner`` does not cover."""
+def check_elements(mol: Chem.Mol, allowed: frozenset[int], *, label: str, owner: str,
+                   ions_only: frozenset[int] = frozenset()) -> None:
+    """Raise ParametrizationError naming the first atom whose element ``owner`` does not cover
+    (the message lists the elements, those of ``ions_only`` apart: covered as monatomic ions only)."""
     table = Chem.GetPeriodicTable()
     for i in range(mol.GetNumAtoms()):
         atom = mol.GetAtomWithIdx(i)
         if atom.GetAtomicNum() not in allowed:
-            known = " ".join(table.GetElementSymbol(z) for z in sorted(allowed))
+            known = " ".join(table.GetElementSymbol(z) for z in sorted(allowed - ions_only))
+            if allowed & ions_only:
+                ions = " ".join(table.GetElementSymbol(z) for z in sorted(allowed & ions_only))
+                known += f" ({ions} as monatomic ions)"
             raise ParametrizationError(
                 f"{label}: atom {i} ({atom.GetSymbol()}) is an element {owner} does not cover; "
                 f"supported: {known}; leave the molecule out or use a model that covers "

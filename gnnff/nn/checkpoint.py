@@ -227,7 +227,7 @@ class GNNSource:
     def _check(self, mol: Chem.Mol, label: str) -> None:
         """Elements inside the domain; elements covered only as monatomic ions stand alone;
         a fine-tuned model warns (:class:`SeriesWarning`) for a molecule far from its series."""
-        check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'")
+        check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'", ions_only=self.ions_only)
         if self.series is not None:
             fingerprints, threshold, base = self.series
             similarity = nearest_similarity(mol, fingerprints)
@@ -244,7 +244,7 @@ class GNNSource:
             if atom.GetAtomicNum() in self.ions_only and atom.GetDegree() > 0:
                 raise ParametrizationError(
                     f"{label}: atom {atom.GetIdx()} ({atom.GetSymbol()}) is bonded; model '{self.name}' covers "
-                    f"{atom.GetSymbol()} only as a monatomic ion ({atom.GetSymbol()}+ or -); write it as a "
+                    f"{atom.GetSymbol()} only as a free monatomic ion; write it as a "
                     "separate ion, or use --model sage")
 
     def _corrected(self, mol: Chem.Mol, topology: Topology, parameters: ForceFieldParameters) -> ForceFieldParameters:
