@@ -61,7 +61,8 @@ def _table() -> dict[str, dict]:
 
 def library_charges(mol: Chem.Mol) -> np.ndarray | None:
     """Library charges ``(n_atoms,)`` of ``mol`` (one component with explicit hydrogens):
-    the formal charge of a lone atom, the table's for a library ion, else None."""
+    the formal charge of a lone atom, the table's for a library ion (summing to its net
+    charge to rounding), else None."""
     if mol.GetNumAtoms() == 1:
         return np.array([float(mol.GetAtomWithIdx(0).GetFormalCharge())])
     if mol.GetNumAtoms() > _MAX_ATOMS:
@@ -72,4 +73,6 @@ def library_charges(mol: Chem.Mol) -> np.ndarray | None:
         return None
     charges = np.empty(mol.GetNumAtoms())
     charges[order] = entry["charges"]
-    return charges
+    # the table holds 6 decimals (dihydrogen phosphate then sums to -0.999999): the remainder
+    # is spread evenly, so equivalent atoms stay equal and the net charge is exact
+    return charges + (Chem.GetFormalCharge(mol) - charges.sum()) / len(charges)
