@@ -174,7 +174,9 @@ def main() -> None:
         added = cache.merge(args.references)
         if added:
             print(f"{added} reference charge sets from {args.references}")
-    methods = [m for m in (args.model or ["gnnff-industry-v0"])]
+    from gnnff.sources.models import DEFAULT_MODEL
+
+    methods = list(args.model or [DEFAULT_MODEL])
     methods += [] if args.no_fast else ["am1bcc-fast"]
     from gnnff.sources.charges import CHARGE_METHODS
 

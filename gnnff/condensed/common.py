@@ -30,7 +30,7 @@ from gnnff.api import Parametrized
 from gnnff.chem.molecule import mapped_smiles
 from gnnff.errors import GnnffError, InputError, ModelError, first_line
 from gnnff.files import atomic_write, atomic_write_text
-from gnnff.sources.models import ParameterSource, get_model
+from gnnff.sources.models import DEFAULT_MODEL, ParameterSource, get_model
 
 __all__ = [
     "DEFAULT_FORCE_FIELDS",
@@ -48,8 +48,8 @@ __all__ = [
     "template_forcefield",
 ]
 
-#: Compared by default: the shipped gnnff model and Sage 2.2 + AM1-BCC.
-DEFAULT_FORCE_FIELDS = ("gnnff-industry-v0", "sage")
+#: Compared by default: the default gnnff model and Sage 2.2 + AM1-BCC.
+DEFAULT_FORCE_FIELDS = (DEFAULT_MODEL, "sage")
 
 #: The shared data folder, beside the checkout (``GNNFF_SHARED`` overrides its parent).
 SHARED_DATA = Path(os.environ.get("GNNFF_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data"
