@@ -30,7 +30,7 @@ from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.schema import TERMS, ForceFieldParameters, Term
 from gnnff.threads import inference_threads
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "GNNSource", "SeriesWarning"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "GNNSource", "FeatureWarning", "SeriesWarning"]
 
 FORMAT = "gnnff-checkpoint"
 FORMAT_VERSION = 1
@@ -140,9 +140,11 @@ def network_from_checkpoint(payload: dict[str, Any], label: str = "checkpoint") 
     _check_terms(payload, config, label)
     stored = payload.get("feature_fingerprint")  # absent in checkpoints older than the fingerprint
     if stored is not None and stored != feature_fingerprint(config.features):
-        raise ModelError(f"{label}: trained on features '{config.features}' as computed by another gnnff "
-                         f"(fingerprint {stored}, this one {feature_fingerprint(config.features)}); "
-                         "use the gnnff that trained it or retrain")
+        # a warning, not an error: another RDKit may enumerate resonance structures differently
+        warnings.warn(f"{label}: trained on features '{config.features}' as computed by another gnnff or "
+                      f"RDKit (fingerprint {stored}, here {feature_fingerprint(config.features)}); its "
+                      "parameters may differ from those it was validated with: use the versions that trained "
+                      "it, or retrain", FeatureWarning, stacklevel=2)
     try:
         network = build_network(config)
         _check_heads(network, payload["state_dict"], label)
@@ -151,6 +153,10 @@ def network_from_checkpoint(payload: dict[str, Any], label: str = "checkpoint") 
         raise ModelError(f"{label}: weights do not fit the network ({first_line(err)}); "
                          "the checkpoint is damaged or from another gnnff") from None
     return network.float().eval(), config
+
+
+class FeatureWarning(UserWarning):
+    """A checkpoint was trained on features that this gnnff (or RDKit) computes differently."""
 
 
 class SeriesWarning(UserWarning):
