@@ -34,9 +34,11 @@ from gnnff.condensed.common import (
     ChargeCache,
     ResultStore,
     add_benchmark_arguments,
+    against_baseline,
     bootstrap_statistics,
     error_line,
     resolve_force_fields,
+    rmse,
 )
 from gnnff.condensed.hydration import (
     HydrationProtocol,
@@ -188,6 +190,7 @@ def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path
         table.append({"force_field": label, "molecules": len(common),
                       **{f"{name}{suffix}": value for name, triple in stats.items()
                          for suffix, value in zip(("", "_low", "_high"), triple)}})
+    lines += against_baseline(columns, exp, {"RMSE": (rmse, "{:+.2f}", " kcal/mol")}, table)
     if gaff and "sage" in results:
         dev = [(results["sage"][i]["dG_kcal"] - rows[i]["dG_hyd_gaff_calc_kcal_mol"],
                 np.hypot(results["sage"][i]["dG_err_kcal"], rows[i]["dG_hyd_gaff_calc_uncertainty"])) for i in common]

@@ -31,9 +31,12 @@ from gnnff.condensed.common import (
     ChargeCache,
     ResultStore,
     add_benchmark_arguments,
+    against_baseline,
     bootstrap_statistics,
     error_line,
+    mean_abs_relative_error,
     resolve_force_fields,
+    rmse,
 )
 from gnnff.condensed.liquids import LiquidProtocol, liquid_density
 from gnnff.errors import GnnffError
@@ -164,22 +167,25 @@ def lj_deviation(sources: dict, smiles: list[str]) -> str:
 
 
 def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path) -> None:
-    """Statistics of every force field on the liquids all of them finished."""
+    """Statistics of every force field on the liquids all of them finished, and each one's
+    minus Sage's, paired over the same liquids."""
     common = sorted(set.intersection(*[set(r) for r in results.values()])) if results else []
     exp = [rows[i]["density"] for i in common]
+    columns = {label: [done[i]["density_g_ml"] for i in common] for label, done in results.items()}
     lines = [f"{len(common)} liquids finished by every force field (g/mL; 95 % bootstrap intervals)",
              f"{'force field':>20} {'RMSE':>22} {'MSE (calc-exp)':>24} {'mean |rel. error|':>18}"]
     table = []
-    for label, done in results.items():
-        calc = [done[i]["density_g_ml"] for i in common]
+    for label, calc in columns.items():
         stats = bootstrap_statistics(calc, exp)
-        relative = float(np.mean(np.abs(np.array(calc) / np.array(exp) - 1))) * 100 if common else float("nan")
-        rmse, mse = stats["RMSE"], stats["MSE"]
-        lines.append(f"{label:>20} {rmse[0]:.4f} [{rmse[1]:.4f}, {rmse[2]:.4f}] "
-                     f"{mse[0]:+.4f} [{mse[1]:+.4f}, {mse[2]:+.4f}] {relative:17.1f}%")
-        table.append({"force_field": label, "liquids": len(common), "RMSE": rmse[0], "RMSE_low": rmse[1],
-                      "RMSE_high": rmse[2], "MSE": mse[0], "MSE_low": mse[1], "MSE_high": mse[2],
+        relative = mean_abs_relative_error(calc, exp) if common else float("nan")
+        (r, r_low, r_high), (m, m_low, m_high) = stats["RMSE"], stats["MSE"]
+        lines.append(f"{label:>20} {r:.4f} [{r_low:.4f}, {r_high:.4f}] {m:+.4f} [{m_low:+.4f}, {m_high:+.4f}] "
+                     f"{relative:17.1f}%")
+        table.append({"force_field": label, "liquids": len(common), "RMSE": r, "RMSE_low": r_low,
+                      "RMSE_high": r_high, "MSE": m, "MSE_low": m_low, "MSE_high": m_high,
                       "mean_abs_rel_error_percent": relative})
+    lines += against_baseline(columns, exp, {"RMSE": (rmse, "{:+.4f}", " g/mL"),
+                                             "mean |rel. error|": (mean_abs_relative_error, "{:+.1f}", " %")}, table)
     print("\n".join(lines))
     if table and common:
         atomic_write_csv(out / "summary.csv", table)

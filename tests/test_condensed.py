@@ -393,3 +393,25 @@ def _squared_errors(entry: dict) -> np.ndarray:
     mol = with_conformer(gnnff.load_molecule(entry["smiles"]))
     q = gnnff.assign_parameters(mol).parameters.nonbonded.charge.double().numpy()
     return (q - np.array(entry["am1bcc"])) ** 2
+
+
+def test_paired_difference_cancels_what_both_force_fields_share() -> None:
+    """Two force fields with the same large per-molecule errors but one 0.1 better everywhere:
+    the paired interval of the RMSE difference excludes 0 although each RMSE's own interval
+    overlaps the other's; identical columns differ by exactly 0; the report adds the rows."""
+    from gnnff.condensed.common import against_baseline, bootstrap_statistics, paired_difference, rmse
+
+    exp = np.zeros(10)
+    shared = np.array([2.0, -1.5, 0.5, 3.0, -2.5, 1.0, -0.5, 2.5, -3.0, 1.5])
+    sage, better = shared, shared - 0.1 * np.sign(shared)
+    value, low, high = paired_difference(better, sage, exp, rmse)
+    assert value < 0 and high < 0
+    a, b = bootstrap_statistics(better, exp)["RMSE"], bootstrap_statistics(sage, exp)["RMSE"]
+    assert a[2] > b[0]  # unpaired intervals overlap
+    assert paired_difference(sage, sage, exp, rmse) == (0.0, 0.0, 0.0)
+    table = [{"force_field": "gnnff"}, {"force_field": "sage"}]
+    lines = against_baseline({"gnnff": better, "sage": sage}, exp, {"RMSE": (rmse, "{:+.2f}", " kcal/mol")}, table)
+    assert lines == [f"gnnff - sage, paired over the same items (negative: closer to experiment): RMSE "
+                     f"{value:+.2f} [{low:+.2f}, {high:+.2f}] kcal/mol"]
+    assert table[0]["RMSE_minus_sage"] == value and "RMSE_minus_sage" not in table[1]
+    assert against_baseline({"gnnff": better}, exp, {"RMSE": (rmse, "{:+.2f}", "")}, table[:1]) == []

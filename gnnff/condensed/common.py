@@ -17,8 +17,9 @@ import importlib
 import io
 import json
 import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_FORCE_FIELDS",
     "SHARED_DATA",
     "add_benchmark_arguments",
+    "against_baseline",
     "ChargeCache",
     "ReferenceChargeSource",
     "ResultStore",
@@ -43,8 +45,11 @@ __all__ = [
     "error_line",
     "force_field_label",
     "mapped_smiles",
+    "mean_abs_relative_error",
+    "paired_difference",
     "require",
     "resolve_force_fields",
+    "rmse",
     "template_forcefield",
 ]
 
@@ -324,6 +329,55 @@ def bootstrap_statistics(calc: Sequence[float], exp: Sequence[float], *, n_boot:
         low, high = (np.percentile(boot, [2.5, 97.5]) if boot.size else (float("nan"),) * 2)
         out[name] = (value, float(low), float(high))
     return out
+
+
+def paired_difference(calc: Sequence[float], other: Sequence[float], exp: Sequence[float],
+                      statistic: Callable[[np.ndarray, np.ndarray], float], *, n_boot: int = 2000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """``statistic(calc, exp) - statistic(other, exp)`` with a 95 % bootstrap interval whose
+    resamples take the same items for both force fields (paired, so how hard each molecule is
+    cancels): ``(value, low, high)``. For an error statistic, negative favours ``calc``."""
+    calc, other, exp = (np.asarray(x, dtype=float) for x in (calc, other, exp))
+    if not (calc.shape == other.shape == exp.shape) or calc.size == 0:
+        return (float("nan"),) * 3
+    value = statistic(calc, exp) - statistic(other, exp)
+    draws = np.random.default_rng(seed).integers(0, len(calc), size=(n_boot, len(calc)))
+    boot = np.array([statistic(calc[i], exp[i]) - statistic(other[i], exp[i]) for i in draws])
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return float(value), float(low), float(high)
+
+
+def against_baseline(columns: dict[str, Sequence[float]], exp: Sequence[float], statistics: dict[str, tuple],
+                     table: list[dict], baseline: str = "sage") -> list[str]:
+    """Report lines of each force field's statistics minus the ``baseline``'s, paired over the
+    same items, and the same numbers added to its row of ``table`` (rows in ``columns``' order);
+    ``statistics``: name -> (function of (calc, exp), number format, unit). None without a baseline."""
+    if baseline not in columns:
+        return []
+    lines = []
+    for row, (label, calc) in zip(table, columns.items()):
+        if label == baseline:
+            continue
+        cells = []
+        for name, (statistic, fmt, unit) in statistics.items():
+            value, low, high = paired_difference(calc, columns[baseline], exp, statistic)
+            cells.append(f"{name} {fmt.format(value)} [{fmt.format(low)}, {fmt.format(high)}]{unit}")
+            column = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")  # "mean |rel. error|" -> mean_rel_error
+            row.update({f"{column}_minus_{baseline}": value, f"{column}_minus_{baseline}_low": low,
+                        f"{column}_minus_{baseline}_high": high})
+        lines.append(f"{label} - {baseline}, paired over the same items (negative: closer to experiment): "
+                     + "; ".join(cells))
+    return lines
+
+
+def rmse(calc: np.ndarray, exp: np.ndarray) -> float:
+    """Root-mean-square error of ``calc`` against ``exp``."""
+    return float(np.sqrt(np.mean((np.asarray(calc) - np.asarray(exp)) ** 2)))
+
+
+def mean_abs_relative_error(calc: np.ndarray, exp: np.ndarray) -> float:
+    """Mean of |calc / exp - 1|, in percent."""
+    return float(np.mean(np.abs(np.asarray(calc) / np.asarray(exp) - 1))) * 100
 
 
 def add_benchmark_arguments(parser: Any, *, output: str, baseline: str | os.PathLike | None = None) -> None:
