@@ -305,7 +305,7 @@ def _r2(calc: np.ndarray, exp: np.ndarray) -> float:
 
 
 _STATISTICS = {
-    "RMSE": lambda d, c, e: float(np.sqrt(np.mean(d**2))),
+    "RMSE": lambda d, c, e: rmse(c, e),
     "MAE": lambda d, c, e: float(np.mean(np.abs(d))),
     "MSE": lambda d, c, e: float(np.mean(d)),
     "R2": lambda d, c, e: _r2(c, e),

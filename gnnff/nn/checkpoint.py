@@ -139,10 +139,11 @@ def network_from_checkpoint(payload: dict[str, Any], label: str = "checkpoint") 
     config = NetworkConfig.from_dict(payload["network"])
     _check_terms(payload, config, label)
     stored = payload.get("feature_fingerprint")  # absent in checkpoints older than the fingerprint
-    if stored is not None and stored != feature_fingerprint(config.features):
+    here = feature_fingerprint(config.features) if stored is not None else None
+    if stored != here:
         # a warning, not an error: another RDKit may enumerate resonance structures differently
         warnings.warn(f"{label}: trained on features '{config.features}' as computed by another gnnff or "
-                      f"RDKit (fingerprint {stored}, here {feature_fingerprint(config.features)}); its "
+                      f"RDKit (fingerprint {stored}, here {here}); its "
                       "parameters may differ from those it was validated with: use the versions that trained "
                       "it, or retrain", FeatureWarning, stacklevel=2)
     try:
