@@ -107,17 +107,25 @@ def _plan(folder: Path, output: str, work: Work) -> tuple[list[Row], list]:
     return rows, jobs
 
 
-def _running(dask_worker) -> int:
-    # a cancelled task still running in a worker thread stays in ``executing``
-    return len(dask_worker.state.executing) + len(dask_worker.state.long_running)
+def _tasks(dask_worker) -> int:
+    # every task the worker knows: a cancelled task still running in a worker thread stays
+    # known (state ``cancelled``) until its thread returns
+    return len(dask_worker.state.tasks)
 
 
-def _idle(client) -> None:
-    """Wait until no task runs on the cluster: a cancelled chunk still finishes its writes
-    in its worker thread, after the scheduler has stopped listing it as processing."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (any(client.processing().values())
-                                           or any(client.run(_running).values())):
+def _idle(client, quiet: float = 1.0) -> None:
+    """Wait until no task has run on the cluster for ``quiet`` seconds: a cancelled chunk
+    still finishes its writes in its worker thread, after the scheduler has stopped listing
+    it as processing, and a chunk whose compute message was on its way to the worker when
+    it was cancelled starts only after that message arrives (one idle look is not enough:
+    CI saw such a chunk write two outputs after it)."""
+    deadline, idle_since = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        busy = any(client.processing().values()) or any(client.run(_tasks).values())
+        now = time.monotonic()
+        idle_since = None if busy else (idle_since or now)
+        if idle_since is not None and now - idle_since >= quiet:
+            return
         time.sleep(0.05)
 
 
