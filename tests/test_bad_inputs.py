@@ -32,7 +32,8 @@ from rdkit.Chem import AllChem
 from gnnff.app.cli import main
 
 DATA = Path(__file__).parent / "data"
-SUPPORTED = r"supported: H C N O F P S Cl Br; leave the molecule out or use a model that covers"
+SUPPORTED = (r"supported: H C N O F P S Cl Br I \(Li Na K Rb Cs as monatomic ions\); leave the molecule out or "
+             r"use a model that covers")
 
 
 @dataclass(frozen=True)
@@ -126,14 +127,14 @@ FILE_CASES = {
                                      r"incomplete, export it again")),
     "missing model file": (None, ["CCO", "--model", "missing.pt"], 2,
                            (r"missing\.pt: no such model file; give the path of a trained model \(\.pt\) or a "
-                            r"model name \(gnnff-industry-v0, sage\)")),
+                            r"model name \(gnnff-industry-v0, gnnff-v1, sage\)")),
     "corrupted model file": (_write("bad.pt", bytes(range(200))), ["CCO", "--model", "bad.pt"], 2,
                              (r"bad\.pt: not a readable gnnff checkpoint \(\w+\); the file is corrupted or not a "
                               r"model, copy or train it again")),
     "model file of another kind": (_write("notes.pt", "just text\n"), ["CCO", "--model", "notes.pt"], 2,
                                    r"notes\.pt: not a readable gnnff checkpoint"),
     "unknown model name": (None, ["CCO", "--model", "espaloma"], 2,
-                           r"unknown model 'espaloma'; known models: gnnff-industry-v0, sage"),
+                           r"unknown model 'espaloma'; known models: gnnff-industry-v0, gnnff-v1, sage"),
     "--charges without --model sage": (None, ["CCO", "--charges", "am1bcc"], 2,
                                        r"--charges applies to the classical model: add --model sage"),
     "unknown charge method": (None, ["CCO", "--model", "sage", "--charges", "resp"], 2,
@@ -288,7 +289,7 @@ def test_radical(tmp_path, cli):
 def test_element_outside_the_model(tmp_path, cli, smiles, atom, symbol):
     (tmp_path / "el.smi").write_text(f"{smiles} x\n")
     check(cli("el.smi", "-q"), 1,
-          rf"el\.smi record 1 \('x'\): atom {atom} \({symbol}\) is an element model 'gnnff-industry-v0' does not "
+          rf"el\.smi record 1 \('x'\): atom {atom} \({symbol}\) is an element model 'gnnff-v1' does not "
           rf"cover; {SUPPORTED} {symbol}")
     assert not list(tmp_path.rglob("*.xml"))
 
@@ -330,8 +331,8 @@ def test_salt_is_one_system_with_exact_component_charges(tmp_path, cli):
 
 
 def test_salt_with_an_ion_outside_the_model(tmp_path, cli):
-    check(cli("CC(=O)[O-].[Na+]", "-q"), 1,
-          rf"atom 4 \(Na\) is an element model 'gnnff-industry-v0' does not cover; {SUPPORTED} Na")
+    check(cli("CC(=O)[O-].[Ca+2]", "-q"), 1,
+          rf"atom 4 \(Ca\) is an element model 'gnnff-v1' does not cover; {SUPPORTED} Ca")
 
 
 @pytest.mark.parametrize("smiles, charge", [

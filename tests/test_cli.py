@@ -88,7 +88,7 @@ def test_smiles_file_continues_past_bad_record(tmp_path):
 
 def test_models_command(tmp_path):
     result = run("models", cwd=tmp_path)
-    assert result.returncode == 0 and "gnnff-industry-v0  (default)" in result.stdout and "sage" in result.stdout
+    assert result.returncode == 0 and "gnnff-v1  (default)" in result.stdout and "sage" in result.stdout
 
 
 BAD_INPUTS = {
@@ -147,7 +147,7 @@ def test_console_script_installed():
 def test_readme_quickstart_uses_the_shipped_default_model(tmp_path):
     result = run("parametrize", str(EXAMPLES / "aspirin.sdf"), "-o", "aspirin.xml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "model gnnff-industry-v0" in result.stdout
+    assert "model gnnff-v1" in result.stdout
     system = openmm.XmlSerializer.deserialize((tmp_path / "aspirin.xml").read_text())
     assert system.getNumParticles() == 21
 

@@ -95,7 +95,7 @@ def test_charges_lj_and_trunk_stay_the_base_models(tuned):
                if not torch.equal(v, base.network.state_dict()[k])}
     assert changed and changed <= {"bonds", "angles", "propers", "impropers"}
     record = load_checkpoint(root / "butane.pt")["training"]["finetune"]
-    assert record["base"] == "gnnff-industry-v0" and record["labeler"] == SystemLabeler.method
+    assert record["base"] == "gnnff-v1" and record["labeler"] == SystemLabeler.method
     assert record["molecules"][0]["smiles"] == "CCCC" and record["molecules"][0]["scans"] == [[0, 1, 2, 3]]
 
 
@@ -119,7 +119,7 @@ def test_far_molecules_warn_and_series_molecules_do_not(tuned):
         warnings.simplefilter("error", SeriesWarning)
         gnnff.parametrize("CCCC", model=str(root / "butane.pt"))
     with pytest.warns(SeriesWarning, match=r"c1ccccc1.*far from it \(nearest Tanimoto 0\.\d\d < 0\.35\).*"
-                                           r"gnnff-industry-v0"):
+                                           r"gnnff-v1"):
         gnnff.parametrize(gnnff.load_molecule("c1ccccc1", name="c1ccccc1"), model=str(root / "butane.pt"))
 
 
@@ -171,7 +171,7 @@ def test_cli_finetune_end_to_end_with_ani2x_and_the_model_serves_the_cli(tmp_pat
     done = run("finetune", "CCCC", "-o", "butane.pt", "--step", "90", "--samples", "0", "--steps", "20",
                "--conformers", "3", "-q")
     assert done.returncode == 0, done.stderr
-    assert "fine-tuned gnnff-industry-v0 on 1 scans of 1 molecules (ani-2x): held-out profile RMSE" in done.stdout
+    assert "fine-tuned gnnff-v1 on 1 scans of 1 molecules (ani-2x): held-out profile RMSE" in done.stdout
     assert "relaxed conformer energies" in done.stdout
     report = tmp_path / "butane.finetune" / "report"
     assert {"scans.csv", "conformers.csv", "summary.json", "fit.png"} <= {p.name for p in report.iterdir()}

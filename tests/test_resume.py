@@ -104,14 +104,14 @@ def test_rerun_with_another_model_fails(tmp_path):
     assert result.returncode == 1
     (line,) = errors(result)
     assert line == ("gnnff: error: aspirin.sdf record 1 ('aspirin'): aspirin.xml exists but was made from other "
-                    "work (model 'gnnff-industry-v0', not 'sage'); --overwrite replaces it, or choose another "
+                    "work (model 'gnnff-v1', not 'sage'); --overwrite replaces it, or choose another "
                     "output (-o)")
     assert snapshot(tmp_path) == before
 
     # the checkpoint is identified by its content, not its path: a copy is the same model
     from gnnff.sources.models import WEIGHTS_DIR
 
-    shutil.copy(WEIGHTS_DIR / "gnnff-industry-v0.pt", tmp_path / "copy.pt")
+    shutil.copy(WEIGHTS_DIR / "gnnff-v1.pt", tmp_path / "copy.pt")  # the default
     result = gnnff(tmp_path, aspirin, "-o", "aspirin.xml", "--model", "copy.pt")
     assert result.returncode == 0 and "1 skipped (output exists)" in result.stdout, result.stderr
     fingerprint = json.loads((tmp_path / ".aspirin.xml.gnnff.json").read_text())["model_fingerprint"]

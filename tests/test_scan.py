@@ -117,7 +117,7 @@ def test_cli_scan_with_ani2x_writes_profile_plot_geometries_and_summary(tmp_path
                                     capture_output=True, text=True, timeout=600)
     done = run("CCO", "--torsion", "0", "1", "2", "8", "--step", "120", "-o", "scan", "-q")
     assert done.returncode == 0, done.stderr
-    assert "3 points, ani-2x vs gnnff-industry-v0" in done.stdout
+    assert "3 points, ani-2x vs gnnff-v1" in done.stdout
     out = tmp_path / "scan"
     assert sorted(p.name for p in out.iterdir()) == ["profile.csv", "profile.png", "scan.sdf", "summary.json"]
     rows = list(csv.DictReader(open(out / "profile.csv")))

@@ -110,7 +110,7 @@ def test_protein_ligand_complex_through_systemgenerator(SystemGenerator, mcl1, t
     """amber14 protein + gnnff ligand; the ligand's terms equal gnnff's own System's."""
     protein, ligand = mcl1
     system_generator = SystemGenerator(
-        forcefields=["amber14-all.xml", "amber14/tip3p.xml"], small_molecule_forcefield="gnnff-industry-v0",
+        forcefields=["amber14-all.xml", "amber14/tip3p.xml"], small_molecule_forcefield="gnnff-v1",
         molecules=[ligand], cache=str(tmp_path / "db.json"), forcefield_kwargs={"constraints": None})
     modeller = app.Modeller(protein.topology, protein.positions)
     modeller.add(ligand.to_topology().to_openmm(), ligand.conformers[0].to_openmm())

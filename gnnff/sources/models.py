@@ -33,7 +33,7 @@ __all__ = [
 
 #: What ``parametrize`` uses when no model is named: the trained model shipped in
 #: ``gnnff/weights`` (see its model card there).
-DEFAULT_MODEL = "gnnff-industry-v0"
+DEFAULT_MODEL = "gnnff-v1"
 
 
 @runtime_checkable
