@@ -233,6 +233,28 @@ def test_on_disk_cache_is_used_and_shared(tmp_path, small_molecules, monkeypatch
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
+def test_cache_folder_made_by_another_process_between_the_checks(tmp_path, monkeypatch):
+    """Two processes opening one new cache folder: the other made it after this one found no
+    folder there (CI saw the path then opened as a JSON file: IsADirectoryError)."""
+    from gnnff.app import template_cache
+
+    folder = tmp_path / "c"
+    real_is_dir, looks = Path.is_dir, []
+
+    def made_meanwhile(self):
+        answer = real_is_dir(self)
+        if self == folder and not looks:  # the first look: the other process makes it just after
+            looks.append(answer)
+            folder.mkdir()
+        return answer
+
+    monkeypatch.setattr(Path, "is_dir", made_meanwhile)
+    store = template_cache.open_cache(folder)
+    monkeypatch.undo()
+    store.put("abc", "CCO", "<ForceField/>")
+    assert [f.name for f in folder.iterdir()] == ["abc.xml"]
+
+
 def test_cache_under_two_processes(tmp_path):
     script = (
         "import sys; from openmm import app; from gnnff.openmm import GNNFFTemplateGenerator, to_openmm_topology;"

@@ -92,10 +92,11 @@ class _JsonCache:
 
 
 def open_cache(path: str | os.PathLike) -> _FolderCache | _JsonCache:
-    """A folder (existing, or a new path without ``.json``) or a single JSON file."""
+    """A folder (existing, or a new path without ``.json``) or a single JSON file.
+
+    A new folder is decided without asking whether the path exists: another process may
+    create it between two such checks (it then looked like an existing file)."""
     path = Path(path)
-    if path.is_dir():
-        return _FolderCache(path)
-    if path.exists() or path.suffix.lower() == ".json":
-        return _JsonCache(path)
-    return _FolderCache(path)
+    if path.is_dir() or (path.suffix.lower() != ".json" and not path.is_file()):
+        return _FolderCache(path)  # mkdir(exist_ok=True): safe when two processes make it
+    return _JsonCache(path)
