@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 import gnnff
-from gnnff.app import cli
 from gnnff.app.batch import Row, Work, plan, provenance_path, run, run_dask
 from gnnff.app.cli import main
+from gnnff.app.formats import write_parametrized
 from gnnff.chem.molecule import count_records, read_records
 from gnnff.openmm import model_fingerprint
 
@@ -133,7 +133,7 @@ def _idle(client, quiet: float = 1.0) -> None:
 def test_dask_rows_and_files_equal_one_process(library, client, work, monkeypatch):
     monkeypatch.chdir(library)
     (library / "direct").mkdir()
-    write = functools.partial(cli._write, fmt="xml")
+    write = functools.partial(write_parametrized, fmt="xml")
     rows, jobs = _plan(library, "direct", work)
     for done in run_dask(jobs, client=client, model=None, model_options={}, write=write, work=work, chunk=2,
                          in_flight=2):  # six chunks over two workers, two in flight
@@ -165,7 +165,7 @@ def test_interrupted_run_resumes_without_redoing_or_losing(library, client, work
     monkeypatch.chdir(library)
     (library / "stopped").mkdir()
     _, jobs = _plan(library, "stopped", work)
-    batches = run_dask(jobs, client=client, model=None, model_options={}, write=cli._write, work=work,
+    batches = run_dask(jobs, client=client, model=None, model_options={}, write=write_parametrized, work=work,
                        chunk=2, in_flight=2)
     next(batches)
     batches.close()  # as an interrupt does: the chunks not yet collected are cancelled

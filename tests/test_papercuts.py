@@ -149,11 +149,11 @@ def test_models_command_leaves_the_openff_toolkit_unloaded():
 
 
 def test_models_details_of_an_unreadable_checkpoint(tmp_path):
-    from gnnff.app import cli
+    from gnnff.app.commands import models
 
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
-    details = cli._checkpoint_details(bad)
+    details = models._checkpoint_details(bad)
     assert details == {"description": f"unreadable checkpoint ({bad}: not a readable gnnff checkpoint "
                                       "(UnpicklingError); the file is corrupted or not a model, copy or "
                                       "train it again)"}

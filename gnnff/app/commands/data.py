@@ -1,0 +1,44 @@
+"""``gnnff data``: reference data (conformers labelled by a reference method) appended to a
+SPICE-layout HDF5 file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gnnff.app.commands._common import Listed, labelers, records
+
+__all__ = ["add_arguments", "handle"]
+
+
+def add_arguments(subparsers) -> None:
+    """Add ``data`` to ``subparsers``."""
+    g = subparsers.add_parser("data", help="generate reference data (conformers + QM/ML labels) as HDF5",
+                              description="Conformers (input 3D or ETKDG, plus MD frames at elevated temperature) "
+                                          "labelled by a reference method, appended to a SPICE-layout HDF5 file; "
+                                          "molecules already in the file are skipped (resumable).")
+    g.add_argument("input", metavar="INPUT", help="molecule file or SMILES, as for parametrize")
+    g.add_argument("-o", "--output", required=True, help="HDF5 file to create or extend")
+    g.add_argument("--labeler", default="gfn2-xtb", action=Listed, names=labelers, help="reference method: {}")
+    g.add_argument("--etkdg", type=int, default=4, help="ETKDG conformers when the input has no 3D (default: 4)")
+    g.add_argument("--md-frames", type=int, default=8, help="MD frames per starting conformer (default: 8)")
+    g.add_argument("--temperature", type=float, default=500.0, help="MD temperature in K (default: 500)")
+    g.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="random seed of the ETKDG conformers and the MD (default: %(default)s)")
+    g.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Label the input's molecules; 0 if none failed, else 1."""
+    from gnnff.train.generate import SamplingConfig, generate
+
+    _, _, inputs = records(args.input)
+    sampling = SamplingConfig(etkdg=args.etkdg, md_frames=args.md_frames, temperature=args.temperature,
+                              seed=args.seed)
+    report = generate(list(inputs), args.output, labeler=args.labeler, sampling=sampling, workers=args.workers)
+    for message in report["failed"]:
+        print(f"gnnff: error: {message}", file=sys.stderr)
+    print(f"wrote {len(report['written'])} molecule(s) to {args.output}; {len(report['skipped'])} already there; "
+          f"{len(report['failed'])} failed")
+    return 0 if not report["failed"] else 1
