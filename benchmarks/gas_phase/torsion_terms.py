@@ -1,6 +1,6 @@
 """Exported proper-torsion terms per molecule: gnnff models against Sage 2.2 on the same molecules.
 
-    python benchmarks/torsion_terms.py [--model gnnff-v1 --model gnnff-industry-v0] [--molecules 200]
+    python benchmarks/gas_phase/torsion_terms.py [--model gnnff-v1 --model gnnff-industry-v0] [--molecules 200]
 
 Takes the first N distinct molecules of ``../shared/data/industry-benchmark-dev.sdf.gz``
 (or, with ``--splits runs/v1/splits.json``, that run's test molecules), parametrizes each
@@ -26,7 +26,7 @@ from gnnff.errors import GnnffError
 from gnnff.schema import PROPERS
 from gnnff.train.data import molecule_key, qcarchive_groups
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 
 
 def proper_terms(system: openmm.System) -> int:

@@ -1,7 +1,7 @@
 """Partial charges of gnnff models against full AM1-BCC, beside OpenFF NAGL and AM1-BCC without sqm optimisation.
 
-    python benchmarks/charges.py                       # 40 SPICE PubChem molecules (12 charged)
-    python benchmarks/charges.py --molecules 200 --charged 0.3 --workers 2
+    python benchmarks/condensed/charges.py                       # 40 SPICE PubChem molecules (12 charged)
+    python benchmarks/condensed/charges.py --molecules 200 --charged 0.3 --workers 2
 
 Molecules: ../shared/data/spice-pubchem-sets1-6.smi.gz minus every molecule of the industry
 set (the shipped model's training data), elements H C N O F P S Cl Br, at most
@@ -51,7 +51,7 @@ from gnnff.train.benchmark import bootstrap_interval
 
 ELEMENTS = {1, 6, 7, 8, 9, 15, 16, 17, 35}
 #: Full AM1-BCC references computed once (hours of sqm) and committed: ``--write-references``.
-REFERENCES = Path(__file__).resolve().parent / "references" / "am1bcc-spice.json.gz"
+REFERENCES = Path(__file__).resolve().parents[1] / "references" / "am1bcc-spice.json.gz"
 
 
 def industry_keys(path: Path) -> set[str]:

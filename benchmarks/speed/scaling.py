@@ -1,6 +1,6 @@
 """Time and peak memory of parametrizing peptides of 500 to 10,000 atoms with the default model.
 
-    python benchmarks/scaling.py [--atoms 500 1000 2500 5000 10000] [--plot scaling.png]
+    python benchmarks/speed/scaling.py [--atoms 500 1000 2500 5000 10000] [--plot scaling.png]
 
 Each size runs in a fresh Python process (so its peak resident memory, the
 ``getrusage`` high-water mark, belongs to that size alone). A peptide is the sequence

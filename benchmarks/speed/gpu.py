@@ -1,10 +1,10 @@
 """Training and batched-inference throughput of the network, CPU against GPU, in one short run
 (made for a lent GPU machine's few minutes; on a machine without a GPU it measures the CPU).
 
-    python benchmarks/gpu.py [--molecules 200] [--epochs 2] [--threads 2] [--devices cpu cuda]
+    python benchmarks/speed/gpu.py [--molecules 200] [--epochs 2] [--threads 2] [--devices cpu cuda]
 
 Training: the gnnff-v1 valence architecture (width 128, depth 4, features v1, MMFF94 reference
-charges as in ``benchmarks/parallel_training.py``) on the first ``--molecules`` molecules of
+charges as in ``benchmarks/training/parallel_training.py``) on the first ``--molecules`` molecules of
 ../shared/data/industry-benchmark-dev.sdf.gz (every conformer), batches of 32 molecules,
 ``--epochs`` epochs after one warm-up epoch, on each device: training conformations per
 second (the loss's forward, double backward for the forces, Adam step). Inference: the
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 
 
 def _synchronize(device: torch.device) -> None:

@@ -8,7 +8,7 @@ settings as ``gnnff simulate``: PME, 0.9 nm cutoff, H-bond constraints, rigid wa
 the two Systems; the median of the repeats is reported. Both use the same standard
 forces, so the ratio should be ~1.
 
-Run: python benchmarks/md_speed.py [--box 3.0] [--steps 2000] [--repeats 5] [--platform CPU]
+Run: python benchmarks/speed/md_speed.py [--box 3.0] [--steps 2000] [--repeats 5] [--platform CPU]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import gnnff
 from gnnff.chem.molecule import positions_nm
 from gnnff.openmm import GNNFFTemplateGenerator, to_openmm_topology
 
-LIGAND = Path(__file__).resolve().parents[1] / "examples" / "protein-ligand" / "tyk2_ligand_jmc30.sdf"
+LIGAND = Path(__file__).resolve().parents[2] / "examples" / "protein-ligand" / "tyk2_ligand_jmc30.sdf"
 
 
 def build(modeller: app.Modeller, ligand, model: str | None, **options) -> openmm.System:

@@ -1,6 +1,6 @@
 """OpenFF industry-benchmark protocol: gnnff beside Sage 2.0.0 and GAFF 2.11 on the same conformers.
 
-    python benchmarks/industry.py --model runs/industry-small/model.pt \
+    python benchmarks/gas_phase/industry.py --model runs/industry-small/model.pt \
         --splits runs/industry-small/splits.json --part test -o runs/industry-small/benchmark
 
 Minimises every conformer of the selected molecules with each model (OpenMM Reference,
@@ -31,7 +31,7 @@ from gnnff.train.benchmark import (
     summarize,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Library throughput of ``gnnff parametrize``: one process, and ``--dask local:1`` / ``local:2``.
 
-    python benchmarks/dask_throughput.py [--molecules 300] [--dask local:1 local:2] [--keep DIR]
+    python benchmarks/speed/dask_throughput.py [--molecules 300] [--dask local:1 local:2] [--keep DIR]
 
 Writes the first N SMILES of ``../shared/data/spice-pubchem-sets1-6.smi.gz`` to a ``.smi``
 file (not timed) and runs, each in a fresh folder, ``gnnff parametrize lib.smi -o out/ -q``
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spice-pubchem-sets1-6.smi.gz"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "spice-pubchem-sets1-6.smi.gz"
 
 
 def write_library(path: Path, n: int) -> int:

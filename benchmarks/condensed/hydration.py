@@ -1,8 +1,8 @@
 """Hydration free energies of FreeSolv molecules: gnnff beside Sage 2.2 + AM1-BCC, same protocol.
 
-    python benchmarks/hydration.py                      # CPU default: 10 small molecules
-    python benchmarks/hydration.py --molecules 4 --validate   # Sage vs FreeSolv's GAFF/AM1-BCC calc
-    python benchmarks/hydration.py --full --platform CUDA     # every molecule, GPU protocol
+    python benchmarks/condensed/hydration.py                      # CPU default: 10 small molecules
+    python benchmarks/condensed/hydration.py --molecules 4 --validate   # Sage vs FreeSolv's GAFF/AM1-BCC calc
+    python benchmarks/condensed/hydration.py --full --platform CUDA     # every molecule, GPU protocol
 
 Alchemical decoupling in TIP3P with PME and in vacuum (openmmtools alchemical factory +
 replica exchange, MBAR; see gnnff/condensed/hydration.py). The CPU default takes molecules
@@ -111,7 +111,7 @@ def plot(results: dict[str, dict[str, dict]], rows: dict[str, dict], path: Path,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_benchmark_arguments(parser, output="benchmark-hydration",
-                            baseline=Path(__file__).resolve().parent / "references" / "hydration")
+                            baseline=Path(__file__).resolve().parents[1] / "references" / "hydration")
     parser.add_argument("--data", default=str(SHARED_DATA / "freesolv-dev.csv"))
     parser.add_argument("--molecules", type=int, default=10, help="molecules in the CPU default (default: %(default)s)")
     parser.add_argument("--max-heavy", type=int, default=8, help="heavy-atom limit of the CPU default")

@@ -1,6 +1,6 @@
 """Energy + forces per second: gnnff's exported System in OpenMM beside ANI-2x (torchani).
 
-    python benchmarks/ani_speed.py [--seconds 3] [--model NAME|PATH.pt]
+    python benchmarks/speed/ani_speed.py [--seconds 3] [--model NAME|PATH.pt]
 
 For aspirin and ritonavir (50 heavy atoms), on one 3D conformer (the example SDF's;
 ETKDG for ritonavir):
@@ -33,7 +33,7 @@ import numpy as np
 
 import gnnff
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RITONAVIR = ("CC(C)c1nc(CN(C)C(=O)N[C@@H](C(C)C)C(=O)N[C@@H](Cc2ccccc2)C[C@H](O)[C@H](Cc2ccccc2)"
              "NC(=O)OCc2cncs2)cs1")
 

@@ -1,11 +1,11 @@
 """Bespoke fine-tuning on drug-like ligands the base model never saw: held-out torsion
 scans and the gas-phase benchmark, base vs tuned.
 
-    python benchmarks/finetune.py [--ligands 10] [--scans 1|auto] [--workers 2] [-o runs/finetune]
-    python benchmarks/finetune.py --labelled-only                     # those of the 10 labelled so far
-    python benchmarks/finetune.py --dev --tag NAME [settings...]      # choose settings on 8 other ligands
-    python benchmarks/finetune.py --scans auto --hold-out-scans       # every torsion, the last of each held out
-    python benchmarks/finetune.py --labeler-baseline                  # ANI-2x's own gas-phase numbers too
+    python benchmarks/training/finetune.py [--ligands 10] [--scans 1|auto] [--workers 2] [-o runs/finetune]
+    python benchmarks/training/finetune.py --labelled-only                # those of the 10 labelled so far
+    python benchmarks/training/finetune.py --dev --tag NAME [settings...] # choose settings on 8 other ligands
+    python benchmarks/training/finetune.py --scans auto --hold-out-scans  # every torsion, the last of each held out
+    python benchmarks/training/finetune.py --labeler-baseline             # ANI-2x's own gas-phase numbers too
 
 Ligands (:data:`LIGANDS`): molecules of the shared industry set in gnnff-industry-v0's
 test split (the split of ``recipes/default/train.yaml``: seed 0, 10 % validation, 10 %
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INDUSTRY = ROOT.parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 ANI_ELEMENTS = {1, 6, 7, 8, 9, 16, 17}
 

@@ -1,6 +1,6 @@
 """Training throughput, inference time per molecule and peak memory of the GNN.
 
-Prints numbers; nothing is asserted. Run: python benchmarks/model_speed.py [--threads 2]
+Prints numbers; nothing is asserted. Run: python benchmarks/speed/model_speed.py [--threads 2]
 Uses the first molecules of ../shared/data/industry-benchmark-dev.sdf.gz for training
 throughput, and an untrained network of the default size (timing does not depend on
 the weights).
@@ -24,7 +24,7 @@ from gnnff.train.config import load_config
 from gnnff.train.data import read_qcarchive_sdf
 from gnnff.train.training import Metrics, batch_loss, make_batch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 DRUG_50 = ("CC(C)c1nc(CN(C)C(=O)N[C@@H](C(C)C)C(=O)N[C@@H](Cc2ccccc2)C[C@H](O)[C@H](Cc2ccccc2)"
            "NC(=O)OCc2cncs2)cs1")  # ritonavir, 50 heavy atoms
 

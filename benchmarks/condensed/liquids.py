@@ -1,7 +1,7 @@
 """Neat-liquid densities: gnnff beside Sage 2.2 + AM1-BCC, same boxes and protocol.
 
-    python benchmarks/liquids.py                    # CPU default: 8 liquids, 128 molecules, 50 + 100 ps
-    python benchmarks/liquids.py --full --platform CUDA   # the 70 pure liquids, 256 molecules, 200 + 500 ps
+    python benchmarks/condensed/liquids.py                    # CPU default: 8 liquids, 128 molecules, 50 + 100 ps
+    python benchmarks/condensed/liquids.py --full --platform CUDA   # the 70 pure liquids, 256 molecules, 200 + 500 ps
 
 Liquids and experimental densities: rows with ``N Components`` = 1 of
 ../shared/data/sage-physprop-train-v1.csv (Sage's LJ was fitted to these, so matching Sage
@@ -83,7 +83,7 @@ def plot(results: dict[str, dict[str, dict]], rows: dict[str, dict], path: Path)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_benchmark_arguments(parser, output="benchmark-liquids",
-                            baseline=Path(__file__).resolve().parent / "references" / "liquids")
+                            baseline=Path(__file__).resolve().parents[1] / "references" / "liquids")
     parser.add_argument("--data", default=str(SHARED_DATA / "sage-physprop-train-v1.csv"))
     parser.add_argument("--ids", nargs="*", help="row Ids to run (default: 8 diverse liquids)")
     parser.add_argument("--all", action="store_true", help="every pure liquid of the file")

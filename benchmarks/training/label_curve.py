@@ -1,10 +1,10 @@
 """How many labelled molecules gnnff-v1's charges need: its stage 1 (the nonbonded network
 alone, with ``recipes/v1/train.yaml``'s network and stage-1 settings) trained on the first N
 usable entries of a label file, for each N, and measured against full AM1-BCC on the
-committed references of ``benchmarks/charges.py`` (its 200-molecule draw, never labelled).
+committed references of ``benchmarks/condensed/charges.py`` (its 200-molecule draw, never labelled).
 
-    python benchmarks/label_curve.py --sizes 1000 2000 4000
-    python benchmarks/label_curve.py --sizes 8000 --labels recipes/v1/labels.jsonl --threads 2
+    python benchmarks/training/label_curve.py --sizes 1000 2000 4000
+    python benchmarks/training/label_curve.py --sizes 8000 --labels recipes/v1/labels.jsonl --threads 2
 
 Per N: training / validation molecules, epochs, minutes, validation charge RMSE against the
 labels, and against full AM1-BCC: per-atom RMSE with a 95 % bootstrap interval over
@@ -40,9 +40,9 @@ from gnnff.train.config import load_config
 from gnnff.train.labels import prepared_from_mapped_smiles, read_labels
 from gnnff.train.nonbonded_training import train_nonbonded
 
-HERE = Path(__file__).resolve().parent
-RECIPE = HERE.parent / "recipes" / "v1" / "train.yaml"
-REFERENCES = HERE / "references" / "am1bcc-spice.json.gz"
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "v1" / "train.yaml"
+REFERENCES = ROOT / "benchmarks" / "references" / "am1bcc-spice.json.gz"
 #: The per-atom RMSE the gnnff-v1 issue asks of the charges (e).
 BAR = 0.03
 
@@ -105,7 +105,7 @@ def main() -> None:
     RDLogger.DisableLog("rdApp.*")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", required=True, help="numbers of usable label entries")
-    parser.add_argument("--labels", default=str(HERE.parent / "recipes" / "v1" / "labels.jsonl"))
+    parser.add_argument("--labels", default=str(ROOT / "recipes" / "v1" / "labels.jsonl"))
     parser.add_argument("--config", default=str(RECIPE), help="training config giving the network and stage 1")
     parser.add_argument("--references", default=str(REFERENCES))
     parser.add_argument("--epochs", type=int, help="at most this many epochs (default: the config's)")

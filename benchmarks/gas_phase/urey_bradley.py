@@ -1,7 +1,7 @@
 """Does the opt-in Urey-Bradley term pay? Accuracy gained against evaluation cost.
 
     bash recipes/urey-bradley/run.sh          # the two fine-tunes + their industry benchmarks
-    python benchmarks/urey_bradley.py [--runs runs/urey-bradley] [--molecules 100] [--seconds 1]
+    python benchmarks/gas_phase/urey_bradley.py [--runs runs/urey-bradley] [--molecules 100] [--seconds 1]
 
 Reads the industry-benchmark summaries of the two arms of ``recipes/urey-bradley/`` (the
 same fine-tune of gnnff-industry-v0 without and with the term, same data, split, epochs
@@ -27,7 +27,7 @@ import gnnff
 from gnnff.chem.molecule import positions_nm
 from gnnff.train.benchmark import read_benchmark_sdf
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 ARMS = ("plain", "ub")
 
