@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import INDUSTRY_SDF  # noqa: E402
 
 
 def _synchronize(device: torch.device) -> None:
@@ -101,7 +103,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config({
-            "data": [{"path": str(SHARED), "limit": args.molecules}], "output": str(Path(tmp) / "run"),
+            "data": [{"path": str(INDUSTRY_SDF), "limit": args.molecules}], "output": str(Path(tmp) / "run"),
             "reference_charges": "mmff94", "reference_cache": str(Path(tmp) / "refs.json"),
             "network": {"width": 128, "depth": 4, "head_width": 128, "head_depth": 2, "features": "v1",
                         "torsion_threshold": 0.8, "linear_angles": True},

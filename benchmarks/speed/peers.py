@@ -36,7 +36,8 @@ from pathlib import Path
 
 import gnnff
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import ROOT  # noqa: E402
 
 
 def timings(fn: Callable[[], object], repeat: int) -> list[float]:

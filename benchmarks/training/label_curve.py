@@ -32,17 +32,17 @@ from tqdm import tqdm
 from gnnff.chem.molecule import plain_smiles
 from gnnff.chem.topology import build_topology
 from gnnff.errors import GnnffError
-from gnnff.files import atomic_write, atomic_write_csv
 from gnnff.nn.checkpoint import graph
 from gnnff.nn.network import NonbondedNetwork
-from gnnff.train.benchmark import bootstrap_interval
 from gnnff.train.config import load_config
 from gnnff.train.labels import prepared_from_mapped_smiles, read_labels
 from gnnff.train.nonbonded_training import train_nonbonded
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import REFERENCES, ROOT, bootstrap_interval, png, run, write_csv  # noqa: E402
+
 RECIPE = ROOT / "recipes" / "v1" / "train.yaml"
-REFERENCES = ROOT / "benchmarks" / "references" / "am1bcc-spice.json.gz"
+REFERENCES_FILE = REFERENCES / "am1bcc-spice.json.gz"
 #: The per-atom RMSE the gnnff-v1 issue asks of the charges (e).
 BAR = 0.03
 
@@ -80,25 +80,18 @@ def rmse(x: np.ndarray) -> float:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = [r["labels"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.errorbar(n, [r["rmse"] for r in rows],
-                yerr=[[r["rmse"] - r["rmse_low"] for r in rows], [r["rmse_high"] - r["rmse"] for r in rows]],
-                marker="o", capsize=3, label="stage-1 network vs full AM1-BCC")
-    ax.plot(n, [r["validation_rmse"] for r in rows], marker="s", ls="--", label="same, vs its labels (validation)")
-    ax.axhline(BAR, color="k", lw=0.8, ls=":", label=f"issue bar {BAR} e")
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled molecules used (training + validation)")
-    ax.set_ylabel("per-atom charge RMSE (e)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    with png(path, dpi=120, figsize=(5.5, 4)) as (fig, ax):
+        ax.errorbar(n, [r["rmse"] for r in rows],
+                    yerr=[[r["rmse"] - r["rmse_low"] for r in rows], [r["rmse_high"] - r["rmse"] for r in rows]],
+                    marker="o", capsize=3, label="stage-1 network vs full AM1-BCC")
+        ax.plot(n, [r["validation_rmse"] for r in rows], marker="s", ls="--",
+                label="same, vs its labels (validation)")
+        ax.axhline(BAR, color="k", lw=0.8, ls=":", label=f"issue bar {BAR} e")
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled molecules used (training + validation)")
+        ax.set_ylabel("per-atom charge RMSE (e)")
+        ax.legend(fontsize=8)
 
 
 def main() -> None:
@@ -107,7 +100,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", required=True, help="numbers of usable label entries")
     parser.add_argument("--labels", default=str(ROOT / "recipes" / "v1" / "labels.jsonl"))
     parser.add_argument("--config", default=str(RECIPE), help="training config giving the network and stage 1")
-    parser.add_argument("--references", default=str(REFERENCES))
+    parser.add_argument("--references", default=str(REFERENCES_FILE))
     parser.add_argument("--epochs", type=int, help="at most this many epochs (default: the config's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -164,13 +157,10 @@ def main() -> None:
               f"{row['validation_rmse']:.4f} e; vs full AM1-BCC {value:.4f} [{low:.4f}, {high:.4f}] e, "
               f"max {row['max_abs']:.2f}, slope {row['slope']:.3f}, N {row['rmse_N']:.3f} S {row['rmse_S']:.3f} "
               f"P {row['rmse_P']:.3f}", flush=True)
-    atomic_write_csv(out / "label_curve.csv", rows)
+    write_csv(out / "label_curve.csv", rows)
     plot(rows, out / "label_curve.png")
     print(f"wrote {out / 'label_curve.csv'} and {out / 'label_curve.png'}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except GnnffError as err:
-        sys.exit(f"label_curve.py: error: {err}")
+    run(main)

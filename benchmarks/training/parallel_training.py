@@ -26,12 +26,13 @@ from pathlib import Path
 
 import yaml
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import INDUSTRY_SDF  # noqa: E402
 
 
 def config(folder: Path, molecules: int, epochs: int, threads: int) -> dict:
     return {
-        "data": [{"path": str(SHARED), "limit": molecules}],
+        "data": [{"path": str(INDUSTRY_SDF), "limit": molecules}],
         "output": str(folder / "run"),
         "reference_charges": "mmff94",
         "reference_cache": str(folder.parent / "refs.json"),

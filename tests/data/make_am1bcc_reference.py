@@ -36,8 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exclude", default=str(SHARED_DATA / "industry-benchmark-dev.sdf.gz"))
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE.parents[1] / "benchmarks" / "condensed"))
-    from charges import industry_keys
+    sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+    from harness import industry_keys
 
     training = industry_keys(Path(args.exclude))
     out = {}
