@@ -7,9 +7,9 @@ here::
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the harness
     from harness import SHARED_DATA, force_fields  # noqa: E402
 
-Only the standard library and ``gnnff.files`` are imported with this module, so a timing script can
-take the paths without loading torch or OpenMM; gnnff is imported by the functions that
-need it. The bootstrap statistics are gnnff's own, re-exported here (imported on first use):
+Only the standard library and ``gnnff.files`` are imported with this module, so a timing
+script can take the paths without loading torch or OpenMM; the rest of gnnff is imported by
+the functions that need it. The bootstrap statistics are gnnff's own, re-exported here (imported on first use):
 
 - :func:`bootstrap_interval` (``gnnff.train.benchmark``): a statistic over values grouped by
   molecule, 95 % interval from resampling molecules;
