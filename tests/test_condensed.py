@@ -357,15 +357,15 @@ def test_benchmark_scripts_start(script: str) -> None:
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True,
-                         text=True, check=False)
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "condensed" / script), "--help"],
+                         capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("usage:") and "gnnff" in run.stdout
 
 
 @pytest.mark.slow
 def test_charges_script_end_to_end_with_cached_references(tmp_path: Path) -> None:
-    """benchmarks/charges.py on two molecules whose full AM1-BCC charges are stored (no sqm
+    """benchmarks/condensed/charges.py on two molecules whose full AM1-BCC charges are stored (no sqm
     run): table, per-element line, summary.csv, PNG; a second run resumes from results/."""
     import subprocess
     import sys
@@ -375,8 +375,8 @@ def test_charges_script_end_to_end_with_cached_references(tmp_path: Path) -> Non
     (tmp_path / "in.smi").write_text("".join(f"{e['smiles']}\n" for e in picks.values()))
     cache = {e["mapped_smiles"]: {"charges": e["am1bcc"], "seconds": 1.0} for e in picks.values()}
     (tmp_path / "cache.json").write_text(json.dumps({"method": "am1bcc", "charges": cache}))
-    command = [sys.executable, str(ROOT / "benchmarks" / "charges.py"), "--molecules", "2", "--charged", "0.5",
-               "--data", str(tmp_path / "in.smi"), "--exclude", "", "--no-nagl", "--no-fast",
+    command = [sys.executable, str(ROOT / "benchmarks" / "condensed" / "charges.py"), "--molecules", "2",
+               "--charged", "0.5", "--data", str(tmp_path / "in.smi"), "--exclude", "", "--no-nagl", "--no-fast",
                "--charge-cache", str(tmp_path / "cache.json"), "-o", str(tmp_path / "out")]
     first = subprocess.run(command, capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr

@@ -2,7 +2,7 @@
 
 Vacuum, Langevin 300 K, 1 fs, 5 ps per molecule on OpenMM's Reference platform (faster
 than the CPU platform for molecules this small); positions and energy checked every
-100 steps. Longer runs over the shared data set: ``benchmarks/stability.py``.
+100 steps. Longer runs over the shared data set: ``benchmarks/gas_phase/stability.py``.
 """
 
 from __future__ import annotations

@@ -386,7 +386,7 @@ def test_nonbonded_stage_lowers_held_out_error(tmp_path):
 
 @pytest.mark.slow
 def test_label_curve_script_measures_stage_one_against_references(tmp_path):
-    """benchmarks/label_curve.py through a subprocess: stage 1 trained on the first N labels
+    """benchmarks/training/label_curve.py through a subprocess: stage 1 trained on the first N labels
     for two sizes, scored against a references file; a reference that is among the labels is
     left out, the RMSE in the CSV is that of the saved network, a second run loads instead of
     retraining, and a size beyond the labels is a one-line error."""
@@ -415,9 +415,9 @@ def test_label_curve_script_measures_stage_one_against_references(tmp_path):
     with gzip.open(tmp_path / "refs.json.gz", "wt") as handle:
         json.dump({"method": "am1bcc", "charges": references}, handle)
     root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, str(root / "benchmarks" / "label_curve.py"), "--sizes", "20", "40", "--labels",
-               str(labels), "--config", str(tmp_path / "cfg.yaml"), "--references", str(tmp_path / "refs.json.gz"),
-               "-o", str(tmp_path / "out")]
+    command = [sys.executable, str(root / "benchmarks" / "training" / "label_curve.py"), "--sizes", "20", "40",
+               "--labels", str(labels), "--config", str(tmp_path / "cfg.yaml"),
+               "--references", str(tmp_path / "refs.json.gz"), "-o", str(tmp_path / "out")]
     first = subprocess.run(command, capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
     assert "3 reference molecules (1 left out: among the labels)" in first.stdout

@@ -10,8 +10,8 @@
 - :mod:`gnnff.condensed.liquids`: neat-liquid densities (packmol box, NPT in OpenMM,
   statistical inefficiency from pymbar).
 
-The scripts ``benchmarks/charges.py``, ``benchmarks/hydration.py`` and
-``benchmarks/liquids.py`` drive them. Heavy optional engines (openmmtools, pymbar,
+The scripts ``benchmarks/condensed/charges.py``, ``benchmarks/condensed/hydration.py`` and
+``benchmarks/condensed/liquids.py`` drive them. Heavy optional engines (openmmtools, pymbar,
 packmol, NAGL) are imported inside the functions that need them, with a message naming
 the extra to install (``pip install gnnff[bench]``).
 """

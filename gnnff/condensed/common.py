@@ -215,11 +215,13 @@ def force_field_label(name: str) -> str:
     return Path(name).stem if name.endswith(".pt") else name
 
 
-def resolve_force_fields(names: Sequence[str], cache: ChargeCache) -> dict[str, ParameterSource]:
-    """Label -> parameter source; ``sage`` is Sage 2.2 with ``cache``'s charges."""
+def resolve_force_fields(names: Sequence[str], cache: ChargeCache | None = None) -> dict[str, ParameterSource]:
+    """Label -> parameter source; ``sage`` is Sage 2.2 with ``cache``'s charges (without a
+    cache, with the Sage model's default charges). An unknown name is a ModelError listing
+    the known ones."""
     out: dict[str, ParameterSource] = {}
     for name in names:
-        if name == "sage":
+        if name == "sage" and cache is not None:
             out["sage"] = ReferenceChargeSource(get_model("sage", charges="mmff94"), cache)
         else:
             out[force_field_label(name)] = get_model(name)

@@ -8,5 +8,5 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
 python "$here/make_data.py"
 gnnff train "$here/train.yaml" --resume
-python "$root/benchmarks/industry.py" --model "$root/runs/default/model.pt" \
+python "$root/benchmarks/gas_phase/industry.py" --model "$root/runs/default/model.pt" \
     --splits "$root/runs/default/splits.json" --part test -o "$root/runs/default/benchmark"

@@ -6,7 +6,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
 for arm in plain ub; do
     gnnff train "$here/$arm.yaml" --resume
-    python "$root/benchmarks/industry.py" --model "$root/runs/urey-bradley/$arm/model.pt" \
+    python "$root/benchmarks/gas_phase/industry.py" --model "$root/runs/urey-bradley/$arm/model.pt" \
         --splits "$root/runs/urey-bradley/$arm/splits.json" --part test \
         -o "$root/runs/urey-bradley/$arm/benchmark"
 done

@@ -6,7 +6,7 @@ ions (303), then SPICE PubChem (14,621), the training
 part of the industry set (split exactly as train.yaml splits it) and the SPICE dipeptides
 (677), interleaved 2:2:1 in a fixed shuffled order, so a partial run is a balanced sample.
 Held out, never labelled: the industry set's validation and test molecules, every FreeSolv
-and Sage physical-property molecule, and the molecules ``benchmarks/charges.py`` draws
+and Sage physical-property molecule, and the molecules ``benchmarks/condensed/charges.py`` draws
 (40 and 200 with its default seed). Output: labels.jsonl beside this file; it resumes.
 
     python recipes/v1/make_labels.py [--workers 2] [--limit N]
@@ -59,7 +59,8 @@ def held_out(shared: Path) -> set[str]:
     with open(shared / "sage-physprop-train-v1.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             keys |= {plain_smiles(row[c]) for c in ("Component 1", "Component 2") if row.get(c)}
-    spec = importlib.util.spec_from_file_location("charges_benchmark", ROOT / "benchmarks" / "charges.py")
+    script = ROOT / "benchmarks" / "condensed" / "charges.py"
+    spec = importlib.util.spec_from_file_location("charges_benchmark", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     industry = bench.industry_keys(shared / "industry-benchmark-dev.sdf.gz")

@@ -23,14 +23,15 @@ gnnff data "$here/iodine-train.smi" -o "$here/iodine-xtb.h5" --labeler gfn2-xtb 
 gnnff train "$here/train.yaml" --resume --nproc 2  # data-parallel stage 2 (stage 1 on rank 0)
 gnnff train "$here/sparse.yaml" --resume --nproc 2     # propers limited to n = 1..3
 gnnff train "$here/sparse2.yaml" --resume --nproc 2    # higher torsion threshold
-python "$root/benchmarks/industry.py" --model "$root/runs/v1-sparse2/model.pt" \
+python "$root/benchmarks/gas_phase/industry.py" --model "$root/runs/v1-sparse2/model.pt" \
     --splits "$root/runs/v1/splits.json" --part test -o "$root/runs/v1-sparse2/benchmark"
 model="$root/runs/v1-sparse2/model.pt"
-python "$root/benchmarks/charges.py" --molecules 200 --model "$model" -o "$root/runs/v1-sparse2/charges"
-python "$root/benchmarks/torsion_terms.py" --model "$model" --molecules 100 --splits "$root/runs/v1/splits.json"
-python "$root/benchmarks/stability.py" --molecules 100 --linear 20 --ns 0.1 --nve-ps 20 --workers 2 --model "$model" \
-    -o "$root/runs/v1-sparse2/stability"
-python "$root/benchmarks/hydration.py" --validate --iterations 30 --vacuum-iterations 60 --force-field "$model" \
-    --force-field sage -o "$root/runs/v1-sparse2/hydration"
-python "$root/benchmarks/liquids.py" --equilibration-ps 30 --production-ps 60 --force-field "$model" \
+python "$root/benchmarks/condensed/charges.py" --molecules 200 --model "$model" -o "$root/runs/v1-sparse2/charges"
+python "$root/benchmarks/gas_phase/torsion_terms.py" --model "$model" --molecules 100 \
+    --splits "$root/runs/v1/splits.json"
+python "$root/benchmarks/gas_phase/stability.py" --molecules 100 --linear 20 --ns 0.1 --nve-ps 20 --workers 2 \
+    --model "$model" -o "$root/runs/v1-sparse2/stability"
+python "$root/benchmarks/condensed/hydration.py" --validate --iterations 30 --vacuum-iterations 60 \
+    --force-field "$model" --force-field sage -o "$root/runs/v1-sparse2/hydration"
+python "$root/benchmarks/condensed/liquids.py" --equilibration-ps 30 --production-ps 60 --force-field "$model" \
     --force-field sage -o "$root/runs/v1-sparse2/liquids"

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--exclude", default=str(SHARED_DATA / "industry-benchmark-dev.sdf.gz"))
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
-    from charges import industry_keys
+    from harness import industry_keys
 
     training = industry_keys(Path(args.exclude))
     out = {}

@@ -1,10 +1,10 @@
 """How many labelled molecules gnnff-v1's charges need: its stage 1 (the nonbonded network
 alone, with ``recipes/v1/train.yaml``'s network and stage-1 settings) trained on the first N
 usable entries of a label file, for each N, and measured against full AM1-BCC on the
-committed references of ``benchmarks/charges.py`` (its 200-molecule draw, never labelled).
+committed references of ``benchmarks/condensed/charges.py`` (its 200-molecule draw, never labelled).
 
-    python benchmarks/label_curve.py --sizes 1000 2000 4000
-    python benchmarks/label_curve.py --sizes 8000 --labels recipes/v1/labels.jsonl --threads 2
+    python benchmarks/training/label_curve.py --sizes 1000 2000 4000
+    python benchmarks/training/label_curve.py --sizes 8000 --labels recipes/v1/labels.jsonl --threads 2
 
 Per N: training / validation molecules, epochs, minutes, validation charge RMSE against the
 labels, and against full AM1-BCC: per-atom RMSE with a 95 % bootstrap interval over
@@ -32,17 +32,17 @@ from tqdm import tqdm
 from gnnff.chem.molecule import plain_smiles
 from gnnff.chem.topology import build_topology
 from gnnff.errors import GnnffError
-from gnnff.files import atomic_write, atomic_write_csv
 from gnnff.nn.checkpoint import graph
 from gnnff.nn.network import NonbondedNetwork
-from gnnff.train.benchmark import bootstrap_interval
 from gnnff.train.config import load_config
 from gnnff.train.labels import prepared_from_mapped_smiles, read_labels
 from gnnff.train.nonbonded_training import train_nonbonded
 
-HERE = Path(__file__).resolve().parent
-RECIPE = HERE.parent / "recipes" / "v1" / "train.yaml"
-REFERENCES = HERE / "references" / "am1bcc-spice.json.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import REFERENCES, ROOT, bootstrap_interval, png, run, write_csv  # noqa: E402
+
+RECIPE = ROOT / "recipes" / "v1" / "train.yaml"
+REFERENCES_FILE = REFERENCES / "am1bcc-spice.json.gz"
 #: The per-atom RMSE the gnnff-v1 issue asks of the charges (e).
 BAR = 0.03
 
@@ -80,34 +80,27 @@ def rmse(x: np.ndarray) -> float:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = [r["labels"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.errorbar(n, [r["rmse"] for r in rows],
-                yerr=[[r["rmse"] - r["rmse_low"] for r in rows], [r["rmse_high"] - r["rmse"] for r in rows]],
-                marker="o", capsize=3, label="stage-1 network vs full AM1-BCC")
-    ax.plot(n, [r["validation_rmse"] for r in rows], marker="s", ls="--", label="same, vs its labels (validation)")
-    ax.axhline(BAR, color="k", lw=0.8, ls=":", label=f"issue bar {BAR} e")
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled molecules used (training + validation)")
-    ax.set_ylabel("per-atom charge RMSE (e)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    with png(path, dpi=120, figsize=(5.5, 4)) as (fig, ax):
+        ax.errorbar(n, [r["rmse"] for r in rows],
+                    yerr=[[r["rmse"] - r["rmse_low"] for r in rows], [r["rmse_high"] - r["rmse"] for r in rows]],
+                    marker="o", capsize=3, label="stage-1 network vs full AM1-BCC")
+        ax.plot(n, [r["validation_rmse"] for r in rows], marker="s", ls="--",
+                label="same, vs its labels (validation)")
+        ax.axhline(BAR, color="k", lw=0.8, ls=":", label=f"issue bar {BAR} e")
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled molecules used (training + validation)")
+        ax.set_ylabel("per-atom charge RMSE (e)")
+        ax.legend(fontsize=8)
 
 
 def main() -> None:
     RDLogger.DisableLog("rdApp.*")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", required=True, help="numbers of usable label entries")
-    parser.add_argument("--labels", default=str(HERE.parent / "recipes" / "v1" / "labels.jsonl"))
+    parser.add_argument("--labels", default=str(ROOT / "recipes" / "v1" / "labels.jsonl"))
     parser.add_argument("--config", default=str(RECIPE), help="training config giving the network and stage 1")
-    parser.add_argument("--references", default=str(REFERENCES))
+    parser.add_argument("--references", default=str(REFERENCES_FILE))
     parser.add_argument("--epochs", type=int, help="at most this many epochs (default: the config's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -164,13 +157,10 @@ def main() -> None:
               f"{row['validation_rmse']:.4f} e; vs full AM1-BCC {value:.4f} [{low:.4f}, {high:.4f}] e, "
               f"max {row['max_abs']:.2f}, slope {row['slope']:.3f}, N {row['rmse_N']:.3f} S {row['rmse_S']:.3f} "
               f"P {row['rmse_P']:.3f}", flush=True)
-    atomic_write_csv(out / "label_curve.csv", rows)
+    write_csv(out / "label_curve.csv", rows)
     plot(rows, out / "label_curve.png")
     print(f"wrote {out / 'label_curve.csv'} and {out / 'label_curve.png'}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except GnnffError as err:
-        sys.exit(f"label_curve.py: error: {err}")
+    run(main)

@@ -1,6 +1,6 @@
 """OpenFF industry-benchmark protocol: gnnff beside Sage 2.0.0 and GAFF 2.11 on the same conformers.
 
-    python benchmarks/industry.py --model runs/industry-small/model.pt \
+    python benchmarks/gas_phase/industry.py --model runs/industry-small/model.pt \
         --splits runs/industry-small/splits.json --part test -o runs/industry-small/benchmark
 
 Minimises every conformer of the selected molecules with each model (OpenMM Reference,
@@ -12,8 +12,8 @@ Writes per-conformer CSVs, summary.csv and cumulative-distribution plots; prints
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 import gnnff
 from gnnff.errors import GnnffError
-from gnnff.files import atomic_write_csv
 from gnnff.train.benchmark import (
     ConformerResult,
     plot_cumulative,
@@ -31,7 +30,8 @@ from gnnff.train.benchmark import (
     summarize,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import INDUSTRY_SDF, SHARED_DATA, force_fields, run, write_csv  # noqa: E402
 
 
 def main() -> None:
@@ -42,15 +42,15 @@ def main() -> None:
     parser.add_argument("--splits", help="training run's splits.json; restricts to --part")
     parser.add_argument("--part", default="test")
     parser.add_argument("--limit", type=int, default=None, help="first N molecules of the SDF")
-    parser.add_argument("--data", default=str(SHARED / "industry-benchmark-dev.sdf.gz"))
-    parser.add_argument("--baseline", default=str(SHARED / "industry-benchmark-dev-baseline-metrics.csv.gz"))
+    parser.add_argument("--data", default=str(INDUSTRY_SDF))
+    parser.add_argument("--baseline", default=str(SHARED_DATA / "industry-benchmark-dev-baseline-metrics.csv.gz"))
     parser.add_argument("-o", "--output", default="benchmark-industry")
     args = parser.parse_args()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     keys = set(json.loads(Path(args.splits).read_text())[args.part]) if args.splits else None
     molecules = read_benchmark_sdf(args.data, keys=keys, limit=args.limit)
-    sources = {Path(m).stem if m.endswith(".pt") else m: gnnff.get_model(m) for m in args.model}
+    sources = force_fields(args.model)
     if args.sage_charges:
         sources["sage-2.2 (gnnff path)"] = gnnff.get_model("sage", charges=args.sage_charges)
     results: dict[str, list[ConformerResult]] = {}
@@ -71,11 +71,10 @@ def main() -> None:
         results[ff] = [ConformerResult(rid, key_of[rid], *values) for rid, values in records.items() if rid in done]
     rows = summarize(results)
     for name, items in results.items():
-        with open(out / f"conformers-{name.replace(' ', '_')}.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["record_id", "molecule", "rmsd", "tfd", "dde"])
-            writer.writerows([r.record_id, r.key, r.rmsd, r.tfd, r.dde] for r in items)
-    atomic_write_csv(out / "summary.csv", rows)
+        write_csv(out / f"conformers-{name.replace(' ', '_')}.csv",
+                  [{"record_id": r.record_id, "molecule": r.key, "rmsd": r.rmsd, "tfd": r.tfd, "dde": r.dde}
+                   for r in items], fieldnames=["record_id", "molecule", "rmsd", "tfd", "dde"])
+    write_csv(out / "summary.csv", rows)
     plot_cumulative(results, out / "cumulative.png")
     print(f"{'force field':28s} {'mols':>5s} {'confs':>6s}  {'median RMSD A':>22s}  {'median TFD':>24s}  "
           f"{'ddE RMSE kcal/mol':>22s}")
@@ -88,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,6 +1,6 @@
 """MD stability of the default model over molecules of the shared DFT set, and NVE energy drift.
 
-    python benchmarks/stability.py [--molecules 100] [--ns 1.0] [--timestep-fs 1] [--constraints none]
+    python benchmarks/gas_phase/stability.py [--molecules 100] [--ns 1.0] [--timestep-fs 1] [--constraints none]
                                    [--nve-ps 20] [--workers 2] [-o stability.csv]
 
 For N distinct molecules (by ``SMILES QCArchive``) of
@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 import gnnff
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 KJ = unit.kilojoule_per_mole
 COLLAPSE = 0.7  # non-bonded pair closer than this x (sum of covalent radii): topology broken
 

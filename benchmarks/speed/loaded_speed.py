@@ -1,6 +1,6 @@
 """In-process parametrization on a quiet machine and with every core kept busy by other processes.
 
-    python benchmarks/loaded_speed.py [--molecule examples/aspirin.sdf] [--calls 50] [--busy N]
+    python benchmarks/speed/loaded_speed.py [--molecule examples/aspirin.sdf] [--calls 50] [--busy N]
 
 Times ``gnnff.parametrize(mol, model=source)`` (default model, loaded once; molecule
 read once) in this process, median of ``--calls`` calls after one warm-up, in four
@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import ROOT  # noqa: E402
 
 
 def cpu_times() -> tuple[int, int] | None:

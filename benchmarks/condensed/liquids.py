@@ -1,7 +1,7 @@
 """Neat-liquid densities: gnnff beside Sage 2.2 + AM1-BCC, same boxes and protocol.
 
-    python benchmarks/liquids.py                    # CPU default: 8 liquids, 128 molecules, 50 + 100 ps
-    python benchmarks/liquids.py --full --platform CUDA   # the 70 pure liquids, 256 molecules, 200 + 500 ps
+    python benchmarks/condensed/liquids.py                    # CPU default: 8 liquids, 128 molecules, 50 + 100 ps
+    python benchmarks/condensed/liquids.py --full --platform CUDA   # the 70 pure liquids, 256 molecules, 200 + 500 ps
 
 Liquids and experimental densities: rows with ``N Components`` = 1 of
 ../shared/data/sage-physprop-train-v1.csv (Sage's LJ was fitted to these, so matching Sage
@@ -16,7 +16,6 @@ with 95 % bootstrap intervals, and writes OUT/liquids.png and OUT/summary.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -25,65 +24,52 @@ import numpy as np
 from tqdm import tqdm
 
 import gnnff
-from gnnff.condensed.common import (
-    DEFAULT_FORCE_FIELDS,
+from gnnff.condensed.common import DEFAULT_FORCE_FIELDS, ChargeCache, ResultStore, add_benchmark_arguments
+from gnnff.condensed.liquids import LiquidProtocol, liquid_density
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import (  # noqa: E402
+    REFERENCES,
     SHARED_DATA,
-    ChargeCache,
-    ResultStore,
-    add_benchmark_arguments,
     against_baseline,
     bootstrap_statistics,
-    error_line,
+    common_items,
+    force_fields,
     mean_abs_relative_error,
-    resolve_force_fields,
+    png,
+    read_pure_liquids,
+    report_failures,
     rmse,
+    run,
+    run_side_by_side,
+    write_csv,
 )
-from gnnff.condensed.liquids import LiquidProtocol, liquid_density
-from gnnff.errors import GnnffError
-from gnnff.files import atomic_write_csv
 
 #: CPU default: an alcohol, an alkane, an ester, an aromatic, an amide, a heteroaromatic,
 #: an amino alcohol and a chloroalkane (Ids of sage-physprop-train-v1.csv).
 DEFAULT_IDS = ("6315", "6316", "6325", "6362", "6331", "6330", "6333", "6366")
 
 
-def read_liquids(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["N Components"] == "1" and r["Density Value (g / ml)"]]
-    return [{"id": r["Id"], "smiles": r["Component 1"], "temperature_k": float(r["Temperature (K)"]),
-             "pressure_kpa": float(r["Pressure (kPa)"]), "density": float(r["Density Value (g / ml)"]),
-             "source": r["Source"]} for r in rows]
-
-
 def plot(results: dict[str, dict[str, dict]], rows: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ids = sorted(set.intersection(*[set(r) for r in results.values()]), key=lambda i: rows[i]["density"])
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(ids) + 2), 4.5))
-    x = np.arange(len(ids))
-    width = 0.8 / max(1, len(results))
-    for k, (label, done) in enumerate(results.items()):
-        dev = [100 * (done[i]["density_g_ml"] / rows[i]["density"] - 1) for i in ids]
-        err = [100 * done[i]["density_err_g_ml"] / rows[i]["density"] for i in ids]
-        rmse = np.sqrt(np.mean(np.square(dev))) if dev else float("nan")
-        ax.bar(x + (k - (len(results) - 1) / 2) * width, dev, width, yerr=err, label=f"{label} (RMS {rmse:.1f} %)")
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(x, [rows[i]["smiles"] for i in ids], rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("density error vs experiment (%)")
-    ax.set_title("Neat-liquid densities (NPT, PME)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    ids = sorted(common_items(results), key=lambda i: rows[i]["density"])
+    with png(path, figsize=(max(6.0, 0.5 * len(ids) + 2), 4.5)) as (fig, ax):
+        x = np.arange(len(ids))
+        width = 0.8 / max(1, len(results))
+        for k, (label, done) in enumerate(results.items()):
+            dev = [100 * (done[i]["density_g_ml"] / rows[i]["density"] - 1) for i in ids]
+            err = [100 * done[i]["density_err_g_ml"] / rows[i]["density"] for i in ids]
+            rms = np.sqrt(np.mean(np.square(dev))) if dev else float("nan")
+            ax.bar(x + (k - (len(results) - 1) / 2) * width, dev, width, yerr=err, label=f"{label} (RMS {rms:.1f} %)")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(x, [rows[i]["smiles"] for i in ids], rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("density error vs experiment (%)")
+        ax.set_title("Neat-liquid densities (NPT, PME)")
+        ax.legend(fontsize=8)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_benchmark_arguments(parser, output="benchmark-liquids",
-                            baseline=Path(__file__).resolve().parent / "references" / "liquids")
+    add_benchmark_arguments(parser, output="benchmark-liquids", baseline=REFERENCES / "liquids")
     parser.add_argument("--data", default=str(SHARED_DATA / "sage-physprop-train-v1.csv"))
     parser.add_argument("--ids", nargs="*", help="row Ids to run (default: 8 diverse liquids)")
     parser.add_argument("--all", action="store_true", help="every pure liquid of the file")
@@ -101,48 +87,39 @@ def main() -> None:
     settings.update({k: v for k, v in (("molecules", args.molecules), ("equilibration_ps", args.equilibration_ps),
                                        ("production_ps", args.production_ps)) if v is not None})
     protocol = LiquidProtocol(platform=args.platform, **settings)
-    rows = read_liquids(Path(args.data))
+    rows = read_pure_liquids(Path(args.data))
     by_id = {r["id"]: r for r in rows}
     ids = [r["id"] for r in rows] if args.all or args.full else list(args.ids or DEFAULT_IDS)
     unknown = [i for i in ids if i not in by_id]
     if unknown:
         sys.exit(f"liquids.py: error: no pure-liquid density with Id {' '.join(unknown)} in {args.data}")
     cache = ChargeCache(args.charge_cache or out / "am1bcc-cache.json")
-    sources = resolve_force_fields(args.force_field or DEFAULT_FORCE_FIELDS, cache)
+    sources = force_fields(args.force_field or DEFAULT_FORCE_FIELDS, cache)
     print(f"{len(ids)} liquids x {len(sources)} force fields; {protocol.molecules} molecules, "
           f"{protocol.equilibration_ps:g} ps equilibration + {protocol.production_ps:g} ps production")
-    results: dict[str, dict[str, dict]] = {label: {} for label in sources}
-    failed = []
-    for i in ids:
-        row = by_id[i]
-        for label, source in sources.items():
-            key = f"{label}--{i}"
-            done = store.load(key, protocol=asdict(protocol))
-            if done is None:
-                try:
-                    result = gnnff.assign_parameters(row["smiles"], model=source, name=row["smiles"])
-                    total = protocol.equilibration_ps + protocol.production_ps
-                    with tqdm(total=total, desc=f"{label} {row['smiles']}", unit="ps", leave=False) as bar:
-                        done = liquid_density(result, temperature_k=row["temperature_k"],
-                                              pressure_kpa=row["pressure_kpa"], density_guess_g_ml=row["density"],
-                                              protocol=protocol, workdir=out / "work" / label / i, progress=bar)
-                except (GnnffError, ValueError, RuntimeError) as err:
-                    failed.append(error_line(f"{label} {i} ({row['smiles']})", err))
-                    print(failed[-1], file=sys.stderr)
-                    continue
-                done.update(id=i, smiles=row["smiles"], force_field=label, exp_g_ml=row["density"])
-                store.save(key, done)
-            results[label][i] = done
-            print(f"{label:>20} {row['smiles']:<14} {done['density_g_ml']:.4f} +- {done['density_err_g_ml']:.4f} g/mL "
-                  f"exp {row['density']:.4f} ({100 * (done['density_g_ml'] / row['density'] - 1):+5.1f} %)  "
-                  f"{done['atoms']} atoms, {done['ns_per_day']:.0f} ns/day, {done['seconds'] / 60:.1f} min"
-                  f"{', committed baseline' if 'baseline' in done else ''}", flush=True)
+
+    def compute(label: str, source, item: str, row: dict) -> dict:
+        result = gnnff.assign_parameters(row["smiles"], model=source, name=row["smiles"])
+        total = protocol.equilibration_ps + protocol.production_ps
+        with tqdm(total=total, desc=f"{label} {row['smiles']}", unit="ps", leave=False) as bar:
+            done = liquid_density(result, temperature_k=row["temperature_k"], pressure_kpa=row["pressure_kpa"],
+                                  density_guess_g_ml=row["density"], protocol=protocol,
+                                  workdir=out / "work" / label / item, progress=bar)
+        done.update(id=item, smiles=row["smiles"], force_field=label, exp_g_ml=row["density"])
+        return done
+
+    def line(label: str, item: str, row: dict, done: dict) -> str:
+        return (f"{label:>20} {row['smiles']:<14} {done['density_g_ml']:.4f} +- {done['density_err_g_ml']:.4f} g/mL "
+                f"exp {row['density']:.4f} ({100 * (done['density_g_ml'] / row['density'] - 1):+5.1f} %)  "
+                f"{done['atoms']} atoms, {done['ns_per_day']:.0f} ns/day, {done['seconds'] / 60:.1f} min"
+                f"{', committed baseline' if 'baseline' in done else ''}")
+
+    results, failed = run_side_by_side({i: by_id[i] for i in ids}, sources, store, asdict(protocol), compute,
+                                       describe=lambda row: row["smiles"], line=line)
     report(results, by_id, out)
     if "sage" in sources and len(sources) > 1:
         print(lj_deviation(sources, [by_id[i]["smiles"] for i in ids]))
-    if failed:
-        (out / "failed.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")
-        print(f"{len(failed)} failed: see {out / 'failed.txt'}")
+    report_failures(out / "failed.txt", failed)
 
 
 def lj_deviation(sources: dict, smiles: list[str]) -> str:
@@ -169,7 +146,7 @@ def lj_deviation(sources: dict, smiles: list[str]) -> str:
 def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path) -> None:
     """Statistics of every force field on the liquids all of them finished, and each one's
     minus Sage's, paired over the same liquids."""
-    common = sorted(set.intersection(*[set(r) for r in results.values()])) if results else []
+    common = common_items(results)
     exp = [rows[i]["density"] for i in common]
     columns = {label: [done[i]["density_g_ml"] for i in common] for label, done in results.items()}
     lines = [f"{len(common)} liquids finished by every force field (g/mL; 95 % bootstrap intervals)",
@@ -188,13 +165,10 @@ def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path
                                              "mean |rel. error|": (mean_abs_relative_error, "{:+.1f}", " %")}, table)
     print("\n".join(lines))
     if table and common:
-        atomic_write_csv(out / "summary.csv", table)
+        write_csv(out / "summary.csv", table)
         plot(results, rows, out / "liquids.png")
         print(f"wrote {out / 'summary.csv'} and {out / 'liquids.png'}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except GnnffError as err:  # a setting or stored result that does not fit: one line, no traceback
-        sys.exit(f"liquids.py: error: {err}")
+    run(main)

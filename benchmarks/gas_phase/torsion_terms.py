@@ -1,6 +1,6 @@
 """Exported proper-torsion terms per molecule: gnnff models against Sage 2.2 on the same molecules.
 
-    python benchmarks/torsion_terms.py [--model gnnff-v1 --model gnnff-industry-v0] [--molecules 200]
+    python benchmarks/gas_phase/torsion_terms.py [--model gnnff-v1 --model gnnff-industry-v0] [--molecules 200]
 
 Takes the first N distinct molecules of ``../shared/data/industry-benchmark-dev.sdf.gz``
 (or, with ``--splits runs/v1/splits.json``, that run's test molecules), parametrizes each
@@ -26,7 +26,8 @@ from gnnff.errors import GnnffError
 from gnnff.schema import PROPERS
 from gnnff.train.data import molecule_key, qcarchive_groups
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import INDUSTRY_SDF  # noqa: E402
 
 
 def proper_terms(system: openmm.System) -> int:
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="gnnff model name or .pt (repeatable)")
     parser.add_argument("--molecules", type=int, default=200)
     parser.add_argument("--splits", help="splits.json of a training run: use its test molecules")
-    parser.add_argument("--data", default=str(SHARED))
+    parser.add_argument("--data", default=str(INDUSTRY_SDF))
     args = parser.parse_args()
     keys = set(json.loads(Path(args.splits).read_text())["test"]) if args.splits else None
     mols = molecules(Path(args.data), args.molecules, keys)

@@ -8,13 +8,14 @@ settings as ``gnnff simulate``: PME, 0.9 nm cutoff, H-bond constraints, rigid wa
 the two Systems; the median of the repeats is reported. Both use the same standard
 forces, so the ratio should be ~1.
 
-Run: python benchmarks/md_speed.py [--box 3.0] [--steps 2000] [--repeats 5] [--platform CPU]
+Run: python benchmarks/speed/md_speed.py [--box 3.0] [--steps 2000] [--repeats 5] [--platform CPU]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,10 @@ import gnnff
 from gnnff.chem.molecule import positions_nm
 from gnnff.openmm import GNNFFTemplateGenerator, to_openmm_topology
 
-LIGAND = Path(__file__).resolve().parents[1] / "examples" / "protein-ligand" / "tyk2_ligand_jmc30.sdf"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import ROOT  # noqa: E402
+
+LIGAND = ROOT / "examples" / "protein-ligand" / "tyk2_ligand_jmc30.sdf"
 
 
 def build(modeller: app.Modeller, ligand, model: str | None, **options) -> openmm.System:

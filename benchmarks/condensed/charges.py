@@ -1,7 +1,7 @@
 """Partial charges of gnnff models against full AM1-BCC, beside OpenFF NAGL and AM1-BCC without sqm optimisation.
 
-    python benchmarks/charges.py                       # 40 SPICE PubChem molecules (12 charged)
-    python benchmarks/charges.py --molecules 200 --charged 0.3 --workers 2
+    python benchmarks/condensed/charges.py                       # 40 SPICE PubChem molecules (12 charged)
+    python benchmarks/condensed/charges.py --molecules 200 --charged 0.3 --workers 2
 
 Molecules: ../shared/data/spice-pubchem-sets1-6.smi.gz minus every molecule of the industry
 set (the shipped model's training data), elements H C N O F P S Cl Br, at most
@@ -25,8 +25,6 @@ RMSEs. Results per molecule go to OUT/results/ (resume); OUT/charges.png, OUT/su
 from __future__ import annotations
 
 import argparse
-import gzip
-import re
 import sys
 import time
 from pathlib import Path
@@ -38,38 +36,32 @@ from tqdm import tqdm
 import gnnff
 from gnnff.chem.molecule import plain_smiles, positions_nm, with_conformer
 from gnnff.condensed.charges import compare_charges, nagl_charges, summarize_metrics
-from gnnff.condensed.common import (
-    SHARED_DATA,
-    ChargeCache,
-    ResultStore,
-    error_line,
-    force_field_label,
-)
+from gnnff.condensed.common import ChargeCache, ResultStore, error_line, force_field_label
 from gnnff.errors import GnnffError
-from gnnff.files import atomic_write_csv
-from gnnff.train.benchmark import bootstrap_interval
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import (  # noqa: E402
+    INDUSTRY_SDF,
+    REFERENCES,
+    SPICE_SMILES,
+    bootstrap_interval,
+    industry_keys,
+    png,
+    read_smiles,
+    report_failures,
+    run,
+    write_csv,
+)
 
 ELEMENTS = {1, 6, 7, 8, 9, 15, 16, 17, 35}
 #: Full AM1-BCC references computed once (hours of sqm) and committed: ``--write-references``.
-REFERENCES = Path(__file__).resolve().parent / "references" / "am1bcc-spice.json.gz"
-
-
-def industry_keys(path: Path) -> set[str]:
-    """Stereo-free canonical SMILES of every molecule in the industry SDF."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        text = handle.read()
-    smiles = set(re.findall(r"> <SMILES QCArchive>\n(\S+)", text))
-    return {key for key in map(plain_smiles, smiles) if key}
+REFERENCES_FILE = REFERENCES / "am1bcc-spice.json.gz"
 
 
 def select(path: Path, exclude: set[str], n: int, charged_fraction: float, max_heavy: int, seed: int) -> list[str]:
     """``n`` SMILES from the list, ``charged_fraction`` of them charged, none in ``exclude``."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        lines = [line.split()[0] for line in handle if line.strip()]
     neutral, charged = [], []
-    for smiles in lines:
+    for smiles in read_smiles(path):
         mol = Chem.MolFromSmiles(smiles)
         if mol is None or mol.GetNumHeavyAtoms() > max_heavy or plain_smiles(smiles) in exclude:
             continue
@@ -85,36 +77,28 @@ def select(path: Path, exclude: set[str], n: int, charged_fraction: float, max_h
 
 
 def plot(per_method: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     methods = list(per_method)
-    fig, axes = plt.subplots(1, len(methods) + 1, figsize=(3.6 * (len(methods) + 1), 3.8))
     colors = {"C": "0.3", "N": "tab:blue", "O": "tab:red", "S": "goldenrod", "P": "tab:orange", "F": "tab:green",
               "Cl": "tab:olive", "Br": "tab:brown", "H": "0.7"}
-    for ax, method in zip(axes, methods):
-        for m in per_method[method]:
-            for symbol, q, ref in zip(m["elements"], m["charges"], m["reference"]):
-                ax.plot(ref, q, ".", ms=3, color=colors.get(symbol, "k"), alpha=0.6)
-        summary = summarize_metrics(per_method[method])
-        ax.plot([-1.5, 1.8], [-1.5, 1.8], "k-", lw=0.6)
-        ax.set_title(f"{method}\nRMSE {summary['rmse']:.3f} e, slope {summary['slope']:.2f}", fontsize=9)
-        ax.set_xlabel("AM1-BCC charge (e)")
-        ax.set_ylabel("model charge (e)")
-    ax = axes[-1]
-    for method in methods:
-        gb = [(m["gb_ref"], m["gb"]) for m in per_method[method]]
-        ax.plot(*zip(*gb), "o", ms=3, alpha=0.7, label=method)
-    lo = min(min(m["gb_ref"] for m in v) for v in per_method.values()) - 5
-    ax.plot([lo, 0], [lo, 0], "k-", lw=0.6)
-    ax.set_xlabel("GB polarization, AM1-BCC (kcal/mol)")
-    ax.set_ylabel("GB polarization, model (kcal/mol)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    with png(path, ncols=len(methods) + 1, figsize=(3.6 * (len(methods) + 1), 3.8)) as (fig, axes):
+        for ax, method in zip(axes, methods):
+            for m in per_method[method]:
+                for symbol, q, ref in zip(m["elements"], m["charges"], m["reference"]):
+                    ax.plot(ref, q, ".", ms=3, color=colors.get(symbol, "k"), alpha=0.6)
+            summary = summarize_metrics(per_method[method])
+            ax.plot([-1.5, 1.8], [-1.5, 1.8], "k-", lw=0.6)
+            ax.set_title(f"{method}\nRMSE {summary['rmse']:.3f} e, slope {summary['slope']:.2f}", fontsize=9)
+            ax.set_xlabel("AM1-BCC charge (e)")
+            ax.set_ylabel("model charge (e)")
+        ax = axes[-1]
+        for method in methods:
+            gb = [(m["gb_ref"], m["gb"]) for m in per_method[method]]
+            ax.plot(*zip(*gb), "o", ms=3, alpha=0.7, label=method)
+        lo = min(min(m["gb_ref"] for m in v) for v in per_method.values()) - 5
+        ax.plot([lo, 0], [lo, 0], "k-", lw=0.6)
+        ax.set_xlabel("GB polarization, AM1-BCC (kcal/mol)")
+        ax.set_ylabel("GB polarization, model (kcal/mol)")
+        ax.legend(fontsize=7)
 
 
 def method_charges(method: str, smiles: str, mol: Chem.Mol) -> tuple[np.ndarray, float]:
@@ -153,11 +137,11 @@ def main() -> None:
                              "label; mmff94), repeatable")
     parser.add_argument("--no-nagl", action="store_true")
     parser.add_argument("--no-fast", action="store_true", help="leave out am1bcc-fast")
-    parser.add_argument("--data", default=str(SHARED_DATA / "spice-pubchem-sets1-6.smi.gz"))
-    parser.add_argument("--exclude", default=str(SHARED_DATA / "industry-benchmark-dev.sdf.gz"),
+    parser.add_argument("--data", default=str(SPICE_SMILES))
+    parser.add_argument("--exclude", default=str(INDUSTRY_SDF),
                         help="SDF of the training molecules to leave out")
     parser.add_argument("--charge-cache", help="AM1-BCC cache (default: OUT/am1bcc-cache.json)")
-    parser.add_argument("--references", default=str(REFERENCES),
+    parser.add_argument("--references", default=str(REFERENCES_FILE),
                         help="committed reference charges merged into the cache first (default: %(default)s)")
     parser.add_argument("--write-references", metavar="JSON_GZ",
                         help="after the run, write the cached references of the chosen molecules here")
@@ -241,9 +225,7 @@ def main() -> None:
             per_method[method].append(done["methods"][method])
     report(per_method, reference_seconds, out)
     write_references(args.write_references, cache, chosen)
-    if failed:
-        (out / "failed.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")
-        print(f"{len(failed)} failed: see {out / 'failed.txt'}")
+    report_failures(out / "failed.txt", failed)
 
 
 def report(per_method: dict[str, list[dict]], reference_seconds: list[float], out: Path) -> None:
@@ -276,13 +258,10 @@ def report(per_method: dict[str, list[dict]], reference_seconds: list[float], ou
         lines.append(f"{method:>20} " + " ".join(cells))
     print("\n".join(lines))
     if rows:
-        atomic_write_csv(out / "summary.csv", rows)
+        write_csv(out / "summary.csv", rows)
         plot({k: v for k, v in per_method.items() if v}, out / "charges.png")
         print(f"wrote {out / 'summary.csv'} and {out / 'charges.png'}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except GnnffError as err:  # a setting or stored result that does not fit: one line, no traceback
-        sys.exit(f"charges.py: error: {err}")
+    run(main)

@@ -1,10 +1,10 @@
 """Training and batched-inference throughput of the network, CPU against GPU, in one short run
 (made for a lent GPU machine's few minutes; on a machine without a GPU it measures the CPU).
 
-    python benchmarks/gpu.py [--molecules 200] [--epochs 2] [--threads 2] [--devices cpu cuda]
+    python benchmarks/speed/gpu.py [--molecules 200] [--epochs 2] [--threads 2] [--devices cpu cuda]
 
 Training: the gnnff-v1 valence architecture (width 128, depth 4, features v1, MMFF94 reference
-charges as in ``benchmarks/parallel_training.py``) on the first ``--molecules`` molecules of
+charges as in ``benchmarks/training/parallel_training.py``) on the first ``--molecules`` molecules of
 ../shared/data/industry-benchmark-dev.sdf.gz (every conformer), batches of 32 molecules,
 ``--epochs`` epochs after one warm-up epoch, on each device: training conformations per
 second (the loss's forward, double backward for the forces, Adam step). Inference: the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import INDUSTRY_SDF  # noqa: E402
 
 
 def _synchronize(device: torch.device) -> None:
@@ -101,7 +103,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config({
-            "data": [{"path": str(SHARED), "limit": args.molecules}], "output": str(Path(tmp) / "run"),
+            "data": [{"path": str(INDUSTRY_SDF), "limit": args.molecules}], "output": str(Path(tmp) / "run"),
             "reference_charges": "mmff94", "reference_cache": str(Path(tmp) / "refs.json"),
             "network": {"width": 128, "depth": 4, "head_width": 128, "head_depth": 2, "features": "v1",
                         "torsion_threshold": 0.8, "linear_angles": True},

@@ -1,6 +1,6 @@
 """Time the chain molecule -> topology -> parameters -> OpenMM System.
 
-Prints a table; nothing is asserted. Run: python benchmarks/parametrize_speed.py
+Prints a table; nothing is asserted. Run: python benchmarks/speed/parametrize_speed.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Data-parallel training throughput: one process vs ``gnnff train --nproc N`` on the same config.
 
-    python benchmarks/parallel_training.py [--molecules 300] [--epochs 3] [--nproc 2] [--threads 2]
+    python benchmarks/training/parallel_training.py [--molecules 300] [--epochs 3] [--nproc 2] [--threads 2]
 
 Trains the gnnff-v1 architecture (stage 2, valence; no separate stage 1, so the nonbonded
 head is trained with MMFF94 reference charges as in gnnff-industry-v0) on the first
@@ -26,12 +26,13 @@ from pathlib import Path
 
 import yaml
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import INDUSTRY_SDF  # noqa: E402
 
 
 def config(folder: Path, molecules: int, epochs: int, threads: int) -> dict:
     return {
-        "data": [{"path": str(SHARED), "limit": molecules}],
+        "data": [{"path": str(INDUSTRY_SDF), "limit": molecules}],
         "output": str(folder / "run"),
         "reference_charges": "mmff94",
         "reference_cache": str(folder.parent / "refs.json"),

@@ -1,6 +1,6 @@
 """Parametrization throughput: distinct drug-like molecules per second with the default model.
 
-    python benchmarks/throughput.py [--molecules 1000] [--workers 2] [--cli] [--profile] [--model M]
+    python benchmarks/speed/throughput.py [--molecules 1000] [--workers 2] [--cli] [--profile] [--model M]
 
 Takes the first N distinct molecules (by ``SMILES QCArchive``) of
 ``../shared/data/industry-benchmark-dev.sdf.gz`` (reading them is not timed) and times:
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import gnnff
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 
 
 def distinct_molecules(path: Path, n: int) -> list:

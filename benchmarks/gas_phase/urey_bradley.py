@@ -1,7 +1,7 @@
 """Does the opt-in Urey-Bradley term pay? Accuracy gained against evaluation cost.
 
     bash recipes/urey-bradley/run.sh          # the two fine-tunes + their industry benchmarks
-    python benchmarks/urey_bradley.py [--runs runs/urey-bradley] [--molecules 100] [--seconds 1]
+    python benchmarks/gas_phase/urey_bradley.py [--runs runs/urey-bradley] [--molecules 100] [--seconds 1]
 
 Reads the industry-benchmark summaries of the two arms of ``recipes/urey-bradley/`` (the
 same fine-tune of gnnff-industry-v0 without and with the term, same data, split, epochs
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,8 +28,9 @@ import gnnff
 from gnnff.chem.molecule import positions_nm
 from gnnff.train.benchmark import read_benchmark_sdf
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import INDUSTRY_SDF, ROOT  # noqa: E402
+
 ARMS = ("plain", "ub")
 
 
@@ -69,7 +71,7 @@ def main() -> None:
           f"TFD {b['tfd_median'] - a['tfd_median']:+.4f}, ddE RMSE {b['dde_rmse'] - a['dde_rmse']:+.2f} kcal/mol")
 
     keys = sorted(json.loads((runs / "ub" / "splits.json").read_text())["test"])[:args.molecules]
-    molecules = read_benchmark_sdf(SHARED / "industry-benchmark-dev.sdf.gz", keys=set(keys))
+    molecules = read_benchmark_sdf(INDUSTRY_SDF, keys=set(keys))
     models = {arm: gnnff.get_model(str(runs / arm / "model.pt")) for arm in ARMS}
     terms = {arm: 0 for arm in ARMS}
     seconds = {(arm, platform): 0.0 for arm in ARMS for platform in ("CPU", "Reference")}

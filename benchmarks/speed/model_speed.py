@@ -1,6 +1,6 @@
 """Training throughput, inference time per molecule and peak memory of the GNN.
 
-Prints numbers; nothing is asserted. Run: python benchmarks/model_speed.py [--threads 2]
+Prints numbers; nothing is asserted. Run: python benchmarks/speed/model_speed.py [--threads 2]
 Uses the first molecules of ../shared/data/industry-benchmark-dev.sdf.gz for training
 throughput, and an untrained network of the default size (timing does not depend on
 the weights).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from gnnff.train.config import load_config
 from gnnff.train.data import read_qcarchive_sdf
 from gnnff.train.training import Metrics, batch_loss, make_batch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import INDUSTRY_SDF  # noqa: E402
+
 DRUG_50 = ("CC(C)c1nc(CN(C)C(=O)N[C@@H](C(C)C)C(=O)N[C@@H](Cc2ccccc2)C[C@H](O)[C@H](Cc2ccccc2)"
            "NC(=O)OCc2cncs2)cs1")  # ritonavir, 50 heavy atoms
 
@@ -55,8 +58,8 @@ def main() -> None:
     config = NetworkConfig()
     print(f"network {config}, threads {args.threads}")
     net = build_network(config)
-    data = read_qcarchive_sdf(SHARED, limit=args.molecules)
-    train_cfg = load_config({"data": [{"path": str(SHARED)}], "output": "unused"})
+    data = read_qcarchive_sdf(INDUSTRY_SDF, limit=args.molecules)
+    train_cfg = load_config({"data": [{"path": str(INDUSTRY_SDF)}], "output": "unused"})
     refs = [{f.name: np.zeros(d.mol.GetNumAtoms()) + (0.3 if f.name != "charge" else 0.0)
              for f in gnnff.schema.NONBONDED.fields()} for d in data]
     items = list(zip(data, refs))

@@ -1,6 +1,6 @@
 """Time and peak memory of parametrizing peptides of 500 to 10,000 atoms with the default model.
 
-    python benchmarks/scaling.py [--atoms 500 1000 2500 5000 10000] [--plot scaling.png]
+    python benchmarks/speed/scaling.py [--atoms 500 1000 2500 5000 10000] [--plot scaling.png]
 
 Each size runs in a fresh Python process (so its peak resident memory, the
 ``getrusage`` high-water mark, belongs to that size alone). A peptide is the sequence
@@ -23,6 +23,10 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import png  # noqa: E402
 
 SEQUENCE = "ACDEFGHIKLMNPQRSTVWY"
 ATOMS_PER_RESIDUE = 16.2  # of the repeated SEQUENCE with hydrogens (5,016 atoms for 310 residues)
@@ -72,23 +76,16 @@ def child(residues: int, threads: int | None) -> dict:
 
 
 def plot(rows: list[dict], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     atoms = [r["atoms"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for key in ("read", "topology", "network", "export", "parametrize"):
-        ax1.plot(atoms, [r[key] for r in rows], "o-", label=key)
-    ax1.set(xlabel="atoms", ylabel="seconds", title="time")
-    ax1.legend(fontsize=8)
-    ax2.plot(atoms, [r["peak_mb"] for r in rows], "o-", label="peak RSS")
-    ax2.plot(atoms, [r["rss_before_mb"] for r in rows], "o--", label="after imports + model")
-    ax2.set(xlabel="atoms", ylabel="MB", title="memory")
-    ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with png(path, dpi=120, ncols=2, figsize=(9, 3.5)) as (fig, (ax1, ax2)):
+        for key in ("read", "topology", "network", "export", "parametrize"):
+            ax1.plot(atoms, [r[key] for r in rows], "o-", label=key)
+        ax1.set(xlabel="atoms", ylabel="seconds", title="time")
+        ax1.legend(fontsize=8)
+        ax2.plot(atoms, [r["peak_mb"] for r in rows], "o-", label="peak RSS")
+        ax2.plot(atoms, [r["rss_before_mb"] for r in rows], "o--", label="after imports + model")
+        ax2.set(xlabel="atoms", ylabel="MB", title="memory")
+        ax2.legend(fontsize=8)
     print(f"plot: {path}")
 
 

@@ -1,11 +1,11 @@
 """Bespoke fine-tuning on drug-like ligands the base model never saw: held-out torsion
 scans and the gas-phase benchmark, base vs tuned.
 
-    python benchmarks/finetune.py [--ligands 10] [--scans 1|auto] [--workers 2] [-o runs/finetune]
-    python benchmarks/finetune.py --labelled-only                     # those of the 10 labelled so far
-    python benchmarks/finetune.py --dev --tag NAME [settings...]      # choose settings on 8 other ligands
-    python benchmarks/finetune.py --scans auto --hold-out-scans       # every torsion, the last of each held out
-    python benchmarks/finetune.py --labeler-baseline                  # ANI-2x's own gas-phase numbers too
+    python benchmarks/training/finetune.py [--ligands 10] [--scans 1|auto] [--workers 2] [-o runs/finetune]
+    python benchmarks/training/finetune.py --labelled-only                # those of the 10 labelled so far
+    python benchmarks/training/finetune.py --dev --tag NAME [settings...] # choose settings on 8 other ligands
+    python benchmarks/training/finetune.py --scans auto --hold-out-scans  # every torsion, the last of each held out
+    python benchmarks/training/finetune.py --labeler-baseline             # ANI-2x's own gas-phase numbers too
 
 Ligands (:data:`LIGANDS`): molecules of the shared industry set in gnnff-industry-v0's
 test split (the split of ``recipes/default/train.yaml``: seed 0, 10 % validation, 10 %
@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from rdkit import Chem
 
-ROOT = Path(__file__).resolve().parents[1]
-INDUSTRY = ROOT.parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import INDUSTRY_SDF, ROOT, write_json  # noqa: E402
+
 ANI_ELEMENTS = {1, 6, 7, 8, 9, 16, 17}
 
 
@@ -42,7 +44,7 @@ def split_keys(part: int = 2) -> set[str]:
     from gnnff.units import KCAL_TO_KJ
 
     # the filters and spread bound of TrainConfig's defaults, as the training run applied them
-    data = drop_broken(drop_distorted(read_dataset(INDUSTRY, dataset="industry-dev")), 62.5 * KCAL_TO_KJ)
+    data = drop_broken(drop_distorted(read_dataset(INDUSTRY_SDF, dataset="industry-dev")), 62.5 * KCAL_TO_KJ)
     return {d.key for d in split_by_molecule(data, (0.8, 0.1, 0.1), 0)[part]}
 
 
@@ -172,7 +174,7 @@ def main() -> None:
     out = Path(args.output or ROOT / "runs" / ("finetune-dev" if args.dev else "finetune"))
     out.mkdir(parents=True, exist_ok=True)
     keys = split_keys(1 if args.dev else 2)
-    molecules = read_benchmark_sdf(INDUSTRY, keys=keys)
+    molecules = read_benchmark_sdf(INDUSTRY_SDF, keys=keys)
     by_key = {m.key: m for m in molecules}
     ligands = dev_ligands(molecules) if args.dev else LIGANDS
     missing = [k for k in ligands if k not in by_key]
@@ -273,7 +275,7 @@ def main() -> None:
                "finetune": scans, "gas_phase": rows, "paired_tuned_minus_base": paired,
                "held_out_drop": drop, "wall_seconds": wall, "labelling_worker_seconds": labelling,
                "workers": args.workers}
-    (out / f"results{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / f"results{tag}.json", results)
 
 
 if __name__ == "__main__":

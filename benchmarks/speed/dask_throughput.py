@@ -1,6 +1,6 @@
 """Library throughput of ``gnnff parametrize``: one process, and ``--dask local:1`` / ``local:2``.
 
-    python benchmarks/dask_throughput.py [--molecules 300] [--dask local:1 local:2] [--keep DIR]
+    python benchmarks/speed/dask_throughput.py [--molecules 300] [--dask local:1 local:2] [--keep DIR]
 
 Writes the first N SMILES of ``../shared/data/spice-pubchem-sets1-6.smi.gz`` to a ``.smi``
 file (not timed) and runs, each in a fresh folder, ``gnnff parametrize lib.smi -o out/ -q``
@@ -17,7 +17,6 @@ number of runs through ``--dask ADDRESS``). Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import re
@@ -27,13 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spice-pubchem-sets1-6.smi.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import SPICE_SMILES, read_smiles  # noqa: E402
 
 
 def write_library(path: Path, n: int) -> int:
     """The first ``n`` SMILES lines of the shared PubChem set, numbered, to ``path``."""
-    with gzip.open(SHARED, "rt", encoding="utf-8") as source:
-        lines = [f"{line.split()[0]} pubchem-{i}" for i, line in zip(range(1, n + 1), source) if line.strip()]
+    lines = [f"{smiles} pubchem-{i}" for i, smiles in enumerate(read_smiles(SPICE_SMILES, limit=n), 1)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return len(lines)
 
@@ -59,7 +58,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep the outputs")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="gnnff-dask-bench-"))
-    print(f"{args.molecules} molecules of {SHARED.name}; {os.cpu_count()} cores, load average "
+    print(f"{args.molecules} molecules of {SPICE_SMILES.name}; {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f} at the start")
     print(f"{'backend':18s} {'wall s':>8s} {'mol/s':>7s} {'run s':>8s} {'mol/s':>7s}  ok/failed/skipped")
     for name, extra in [("one process", ["--workers", "1"])] + [(f"--dask {d}", ["--dask", d]) for d in args.dask]:

@@ -1,6 +1,6 @@
 """Energy + forces per second: gnnff's exported System in OpenMM beside ANI-2x (torchani).
 
-    python benchmarks/ani_speed.py [--seconds 3] [--model NAME|PATH.pt]
+    python benchmarks/speed/ani_speed.py [--seconds 3] [--model NAME|PATH.pt]
 
 For aspirin and ritonavir (50 heavy atoms), on one 3D conformer (the example SDF's;
 ETKDG for ritonavir):
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,9 @@ import numpy as np
 
 import gnnff
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import ROOT  # noqa: E402
+
 RITONAVIR = ("CC(C)c1nc(CN(C)C(=O)N[C@@H](C(C)C)C(=O)N[C@@H](Cc2ccccc2)C[C@H](O)[C@H](Cc2ccccc2)"
              "NC(=O)OCc2cncs2)cs1")
 

@@ -1,6 +1,6 @@
 """Start-up cost: ``import gnnff`` and the light ``gnnff`` commands, and which heavy libraries they load.
 
-    python benchmarks/startup.py [--repeat 5]
+    python benchmarks/speed/startup.py [--repeat 5]
 
 Every row is a fresh process (median wall time of ``--repeat`` runs). For each, the
 same command is run once more under ``python -X importtime`` to list which of torch,

@@ -1,8 +1,8 @@
 """Hydration free energies of FreeSolv molecules: gnnff beside Sage 2.2 + AM1-BCC, same protocol.
 
-    python benchmarks/hydration.py                      # CPU default: 10 small molecules
-    python benchmarks/hydration.py --molecules 4 --validate   # Sage vs FreeSolv's GAFF/AM1-BCC calc
-    python benchmarks/hydration.py --full --platform CUDA     # every molecule, GPU protocol
+    python benchmarks/condensed/hydration.py                      # CPU default: 10 small molecules
+    python benchmarks/condensed/hydration.py --molecules 4 --validate   # Sage vs FreeSolv's GAFF/AM1-BCC calc
+    python benchmarks/condensed/hydration.py --full --platform CUDA     # every molecule, GPU protocol
 
 Alchemical decoupling in TIP3P with PME and in vacuum (openmmtools alchemical factory +
 replica exchange, MBAR; see gnnff/condensed/hydration.py). The CPU default takes molecules
@@ -18,47 +18,37 @@ experiment with 95 % bootstrap intervals and writes OUT/hydration.png and OUT/su
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem
 from tqdm import tqdm
 
 import gnnff
-from gnnff.condensed.common import (
-    DEFAULT_FORCE_FIELDS,
-    SHARED_DATA,
-    ChargeCache,
-    ResultStore,
-    add_benchmark_arguments,
-    against_baseline,
-    bootstrap_statistics,
-    error_line,
-    resolve_force_fields,
-    rmse,
-)
+from gnnff.condensed.common import DEFAULT_FORCE_FIELDS, ChargeCache, ResultStore, add_benchmark_arguments
 from gnnff.condensed.hydration import (
     HydrationProtocol,
     alchemical_states,
     hydration_free_energy,
 )
-from gnnff.errors import GnnffError
-from gnnff.files import atomic_write_csv
 
-
-def read_freesolv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        mol = Chem.MolFromSmiles(row["smiles"])
-        row["heavy_atoms"] = mol.GetNumHeavyAtoms() if mol is not None else 999
-        for key in ("dG_hyd_exp_kcal_mol", "dG_hyd_exp_uncertainty", "dG_hyd_gaff_calc_kcal_mol",
-                    "dG_hyd_gaff_calc_uncertainty"):
-            row[key] = float(row[key])
-    return rows
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import (  # noqa: E402
+    REFERENCES,
+    SHARED_DATA,
+    against_baseline,
+    bootstrap_statistics,
+    common_items,
+    force_fields,
+    png,
+    read_freesolv,
+    report_failures,
+    rmse,
+    run,
+    run_side_by_side,
+    write_csv,
+)
 
 
 def select(rows: list[dict], n: int, max_heavy: int) -> list[dict]:
@@ -72,46 +62,37 @@ def select(rows: list[dict], n: int, max_heavy: int) -> list[dict]:
 
 
 def plot(results: dict[str, dict[str, dict]], rows: dict[str, dict], path: Path, gaff: bool) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    values = []
-    for label, marker in zip(results, "os^vD"):
-        ids = sorted(results[label])
-        exp = [rows[i]["dG_hyd_exp_kcal_mol"] for i in ids]
-        calc = [results[label][i]["dG_kcal"] for i in ids]
-        err = [results[label][i]["dG_err_kcal"] for i in ids]
-        rmse = bootstrap_statistics(calc, exp)["RMSE"][0]
-        ax.errorbar(exp, calc, yerr=err, fmt=marker, ms=5, alpha=0.8, label=f"{label} (RMSE {rmse:.2f})")
-        values += exp + calc
-    if gaff and results:
-        ids = sorted(set().union(*[set(r) for r in results.values()]))
-        exp = [rows[i]["dG_hyd_exp_kcal_mol"] for i in ids]
-        calc = [rows[i]["dG_hyd_gaff_calc_kcal_mol"] for i in ids]
-        ax.plot(exp, calc, "k+", ms=8, label="FreeSolv GAFF/AM1-BCC calc.")
-        values += calc
-    if values:
-        lo, hi = min(values) - 1, max(values) + 1
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-        ax.fill_between([lo, hi], [lo - 1, hi - 1], [lo + 1, hi + 1], color="0.9")
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
-    ax.set_xlabel("experiment (kcal/mol)")
-    ax.set_ylabel("calculated (kcal/mol)")
-    ax.set_title("Hydration free energies (TIP3P, PME)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    with png(path, figsize=(5.5, 5.5)) as (fig, ax):
+        values = []
+        for label, marker in zip(results, "os^vD"):
+            ids = sorted(results[label])
+            exp = [rows[i]["dG_hyd_exp_kcal_mol"] for i in ids]
+            calc = [results[label][i]["dG_kcal"] for i in ids]
+            err = [results[label][i]["dG_err_kcal"] for i in ids]
+            error = bootstrap_statistics(calc, exp)["RMSE"][0]
+            ax.errorbar(exp, calc, yerr=err, fmt=marker, ms=5, alpha=0.8, label=f"{label} (RMSE {error:.2f})")
+            values += exp + calc
+        if gaff and results:
+            ids = sorted(set().union(*[set(r) for r in results.values()]))
+            exp = [rows[i]["dG_hyd_exp_kcal_mol"] for i in ids]
+            calc = [rows[i]["dG_hyd_gaff_calc_kcal_mol"] for i in ids]
+            ax.plot(exp, calc, "k+", ms=8, label="FreeSolv GAFF/AM1-BCC calc.")
+            values += calc
+        if values:
+            lo, hi = min(values) - 1, max(values) + 1
+            ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+            ax.fill_between([lo, hi], [lo - 1, hi - 1], [lo + 1, hi + 1], color="0.9")
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+        ax.set_xlabel("experiment (kcal/mol)")
+        ax.set_ylabel("calculated (kcal/mol)")
+        ax.set_title("Hydration free energies (TIP3P, PME)")
+        ax.legend(fontsize=8)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_benchmark_arguments(parser, output="benchmark-hydration",
-                            baseline=Path(__file__).resolve().parent / "references" / "hydration")
+    add_benchmark_arguments(parser, output="benchmark-hydration", baseline=REFERENCES / "hydration")
     parser.add_argument("--data", default=str(SHARED_DATA / "freesolv-dev.csv"))
     parser.add_argument("--molecules", type=int, default=10, help="molecules in the CPU default (default: %(default)s)")
     parser.add_argument("--max-heavy", type=int, default=8, help="heavy-atom limit of the CPU default")
@@ -137,45 +118,36 @@ def main() -> None:
     else:
         chosen = rows if args.full else select(rows, args.molecules, args.max_heavy)
     cache = ChargeCache(args.charge_cache or out / "am1bcc-cache.json")
-    sources = resolve_force_fields(args.force_field or DEFAULT_FORCE_FIELDS, cache)
+    sources = force_fields(args.force_field or DEFAULT_FORCE_FIELDS, cache)
     n_states = len(alchemical_states(protocol, "solvent")["lambda_sterics"])
     print(f"{len(chosen)} molecules x {len(sources)} force fields; solvent leg {n_states} states x "
           f"{protocol.iterations} iterations x {protocol.steps_per_iteration * protocol.timestep_fs / 1000:g} ps")
 
-    results: dict[str, dict[str, dict]] = {label: {} for label in sources}
-    failed: list[str] = []
-    for row in chosen:
-        for label, source in sources.items():
-            key = f"{label}--{row['id']}"
-            done = store.load(key, protocol=asdict(protocol))
-            if done is None:
-                try:
-                    result = gnnff.assign_parameters(row["smiles"], model=source, name=row["id"])
-                    total = protocol.vacuum_iterations + protocol.iterations
-                    with tqdm(total=total, desc=f"{label} {row['id']}", unit="it", leave=False) as bar:
-                        done = hydration_free_energy(result, protocol, out / "work" / label / row["id"], progress=bar)
-                except (GnnffError, ValueError, RuntimeError) as err:
-                    failed.append(error_line(f"{label} {row['id']} ({row['name']})", err))
-                    print(failed[-1], file=sys.stderr)
-                    continue
-                done.update(id=row["id"], smiles=row["smiles"], name=row["name"], force_field=label,
-                            exp_kcal=row["dG_hyd_exp_kcal_mol"])
-                store.save(key, done)
-            results[label][row["id"]] = done
-            seconds = sum(leg["seconds"] for leg in done["legs"].values())
-            print(f"{label:>20} {row['id']:<16} {row['name'][:28]:<28} calc {done['dG_kcal']:7.2f} +- "
-                  f"{done['dG_err_kcal']:.2f}  exp {row['dG_hyd_exp_kcal_mol']:7.2f}  "
-                  f"gaff {row['dG_hyd_gaff_calc_kcal_mol']:7.2f}  ({seconds / 60:.1f} min"
-                  f"{', committed baseline' if 'baseline' in done else ''})", flush=True)
+    def compute(label: str, source, item: str, row: dict) -> dict:
+        result = gnnff.assign_parameters(row["smiles"], model=source, name=item)
+        total = protocol.vacuum_iterations + protocol.iterations
+        with tqdm(total=total, desc=f"{label} {item}", unit="it", leave=False) as bar:
+            done = hydration_free_energy(result, protocol, out / "work" / label / item, progress=bar)
+        done.update(id=item, smiles=row["smiles"], name=row["name"], force_field=label,
+                    exp_kcal=row["dG_hyd_exp_kcal_mol"])
+        return done
+
+    def line(label: str, item: str, row: dict, done: dict) -> str:
+        seconds = sum(leg["seconds"] for leg in done["legs"].values())
+        return (f"{label:>20} {item:<16} {row['name'][:28]:<28} calc {done['dG_kcal']:7.2f} +- "
+                f"{done['dG_err_kcal']:.2f}  exp {row['dG_hyd_exp_kcal_mol']:7.2f}  "
+                f"gaff {row['dG_hyd_gaff_calc_kcal_mol']:7.2f}  ({seconds / 60:.1f} min"
+                f"{', committed baseline' if 'baseline' in done else ''})")
+
+    results, failed = run_side_by_side({row["id"]: row for row in chosen}, sources, store, asdict(protocol),
+                                       compute, describe=lambda row: row["name"], line=line)
     report(results, by_id, out, args.validate)
-    if failed:
-        (out / "failed.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")
-        print(f"{len(failed)} failed: see {out / 'failed.txt'}")
+    report_failures(out / "failed.txt", failed)
 
 
 def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path, gaff: bool) -> None:
     """Print and save the statistics of every force field on the molecules all of them finished."""
-    common = sorted(set.intersection(*[set(r) for r in results.values()])) if results else []
+    common = common_items(results)
     columns = {label: [results[label][i]["dG_kcal"] for i in common] for label in results}
     if gaff:
         columns["FreeSolv GAFF calc"] = [rows[i]["dG_hyd_gaff_calc_kcal_mol"] for i in common]
@@ -200,13 +172,10 @@ def report(results: dict[str, dict[str, dict]], rows: dict[str, dict], out: Path
                      f"{within}/{len(dev)} within 2 sigma + 0.5 kcal/mol (LJ differs: Sage vs GAFF)")
     print("\n".join(lines))
     if table:
-        atomic_write_csv(out / "summary.csv", table)
+        write_csv(out / "summary.csv", table)
     plot({k: {i: v[i] for i in common} for k, v in results.items()}, rows, out / "hydration.png", gaff)
     print(f"wrote {out / 'summary.csv'} and {out / 'hydration.png'}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except GnnffError as err:  # a setting or stored result that does not fit: one line, no traceback
-        sys.exit(f"hydration.py: error: {err}")
+    run(main)

@@ -1,6 +1,6 @@
 """gnnff beside the classical parametrizations users know, on one molecule, in one process.
 
-    python benchmarks/peers.py [--molecule examples/aspirin.sdf] [--repeat 20] [--repeat-classical 3]
+    python benchmarks/speed/peers.py [--molecule examples/aspirin.sdf] [--repeat 20] [--repeat-classical 3]
 
 Rows (every one a fresh parametrization of the molecule; imports, model and force-field
 files loaded once before timing, so the times are warm):
@@ -36,7 +36,8 @@ from pathlib import Path
 
 import gnnff
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from harness import ROOT  # noqa: E402
 
 
 def timings(fn: Callable[[], object], repeat: int) -> list[float]:
