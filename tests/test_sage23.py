@@ -129,6 +129,9 @@ def test_nagl_charges_are_nagls_own(sage23_results):
     from openff.nagl_models import validate_nagl_model_path
     from openff.toolkit import Molecule
 
+    from gnnff.sources.charges import _nagl_model
+
+    assert _nagl_model() is _nagl_model()  # loaded once per process
     model = GNNModel.load(str(validate_nagl_model_path(REFERENCE["nagl_model"])), eval_mode=True)
     for smiles in ("CC(=O)Oc1ccccc1C(=O)O", "C[NH+]1CCN(CC1)C(=O)c1ccccc1", "COP(=O)([O-])[O-]"):
         ours = gnnff.assign_parameters(smiles, model="sage-2.3")

@@ -91,7 +91,7 @@ class SageRelease:
 SAGE_RELEASES: dict[str, SageRelease] = {r.name: r for r in (
     SageRelease("sage", "OpenFF Sage 2.2 + AM1-BCC", SAGE_OFFXML, "am1bcc", SAGE_ELEMENTS),
     # NAGL covers H C N O F P S Cl Br I; the ions are library charges, as in Sage 2.2
-    SageRelease("sage-2.3", "OpenFF Sage 2.3.0 + NAGL charges (openff-gnn-am1bcc-1.0.0)",
+    SageRelease("sage-2.3", "OpenFF Sage 2.3.0 + NAGL openff-gnn-am1bcc-1.0.0",
                 "openff_unconstrained-2.3.0.offxml", "nagl", SAGE_ELEMENTS),
 )}
 
