@@ -73,7 +73,7 @@ def assign_parameters(molecule: Any, *, model: str | ParameterSource | None = No
     name
         Name for messages.
     **model_options
-        Options of the named model (e.g. ``charges="am1bcc-fast"`` for ``"sage"``).
+        Options of the named model (e.g. ``charges="am1bcc-fast"`` for ``"sage"`` or ``"sage-2.3"``).
     """
     source = get_model(model, **model_options)
     mol = load_molecule(molecule, name=name)

@@ -12,6 +12,11 @@ Methods (see :data:`CHARGE_METHODS`):
   ``"am1bcc"`` on 40 SPICE molecules, 0.6 s median (``am1bcc-fast``: 0.050 e). The
   label gnnff-v1's charges are trained to.
 - ``"mmff94"``: RDKit MMFF94 charges, instant; for tests and quick looks.
+- ``"nagl"``: OpenFF NAGL's graph network ``openff-gnn-am1bcc-1.0.0.pt`` (AM1-BCC-like, no
+  conformer), the charges of OpenFF Sage 2.3.0's ``<NAGLCharges>`` section and of model
+  ``sage-2.3``: the model file shipped in acellera-openff-nagl-models (never downloaded),
+  its SHA-256 checked, loaded once per process (the first call takes seconds: it imports
+  PyTorch Lightning). Needs ``pip install 'gnnff[nagl]'``.
 
 Every method returns charges whose sum equals the net formal charge exactly (any
 rounding residue of the external program is spread evenly over the atoms).
@@ -24,13 +29,16 @@ runs ``venv/bin/gnnff`` without activating the environment finds them there too.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from rdkit import Chem
@@ -39,7 +47,7 @@ from rdkit.Chem import AllChem
 from gnnff.chem.molecule import net_charge, with_conformer
 from gnnff.errors import ParametrizationError, first_line
 
-__all__ = ["CHARGE_METHODS", "assign_charges"]
+__all__ = ["CHARGE_METHODS", "NAGL_MODEL", "assign_charges", "unavailable"]
 
 
 def _label(mol: Chem.Mol) -> str:
@@ -171,12 +179,64 @@ def _mmff94(mol: Chem.Mol) -> np.ndarray:
     return np.array([props.GetMMFFPartialCharge(i) for i in range(mol.GetNumAtoms())])
 
 
+#: The NAGL model of charge method ``"nagl"`` (Sage 2.3.0's ``<NAGLCharges model_file>``) and its SHA-256.
+NAGL_MODEL = "openff-gnn-am1bcc-1.0.0.pt"
+NAGL_MODEL_SHA256 = "7981e7f5b0b1e424c9e10a40d9e7606d96dcd3dd2b095cb4eeff6829f92238ee"
+_NAGL_INSTALL = "pip install acellera-openff-nagl acellera-openff-nagl-models pytorch-lightning"
+
+
+@functools.lru_cache(maxsize=1)
+def _nagl_model() -> Any:
+    """NAGL's GNNModel for :data:`NAGL_MODEL`, from the installed model package (no download)."""
+    try:
+        from openff.nagl import GNNModel
+        from openff.nagl_models import validate_nagl_model_path
+    except ImportError as err:
+        raise ParametrizationError(f"charge method 'nagl' needs OpenFF NAGL, which cannot be imported "
+                                   f"(missing {err.name or 'a module'}); {_NAGL_INSTALL}") from None
+    try:
+        path = Path(validate_nagl_model_path(NAGL_MODEL))
+    except FileNotFoundError:
+        raise ParametrizationError(f"charge method 'nagl': the installed acellera-openff-nagl-models has no "
+                                   f"{NAGL_MODEL}; pip install --upgrade acellera-openff-nagl-models") from None
+    if hashlib.sha256(path.read_bytes()).hexdigest() != NAGL_MODEL_SHA256:
+        raise ParametrizationError(f"charge method 'nagl': {path} is not the released {NAGL_MODEL} (SHA-256 "
+                                   "differs); reinstall acellera-openff-nagl-models")
+    return GNNModel.load(str(path), eval_mode=True)
+
+
+def _nagl(mol: Chem.Mol) -> np.ndarray:
+    from openff.toolkit import Molecule
+
+    model = _nagl_model()
+    offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
+    try:  # the call of the toolkit's NAGLToolkitWrapper: lookup table first, domain checked
+        charges = model.compute_property(offmol, as_numpy=True, readout_name="am1bcc_charges",
+                                         check_domains=True, error_if_unsupported=True)
+    except Exception as err:  # NAGL raises ValueError for a molecule outside its domain, others for the rest
+        raise ParametrizationError(f"{_label(mol)}: NAGL ({NAGL_MODEL}) cannot charge this molecule "
+                                   f"({first_line(err)}); use charge method 'am1bcc'") from None
+    return np.asarray(charges, dtype=float)
+
+
+def unavailable(method: str) -> str | None:
+    """Why charge ``method`` cannot run here, as a one-line message saying what to install, or
+    None; imports nothing (a model is refused before its first molecule, not at each)."""
+    if method == "nagl":
+        missing = [name for name in ("openff.nagl", "openff.nagl_models", "pytorch_lightning")
+                   if importlib.util.find_spec(name) is None]
+        if missing:
+            return f"charge method 'nagl' needs {', '.join(missing)}, not installed; {_NAGL_INSTALL}"
+    return None
+
+
 #: Charge method name -> (function, needs 3D coordinates)
 CHARGE_METHODS: dict[str, tuple[Callable[[Chem.Mol], np.ndarray], bool]] = {
     "am1bcc": (_am1bcc_openff, True),
     "am1bcc-fast": (_am1bcc_fast, True),
     "am1bcc-mmff": (_am1bcc_mmff, True),
     "mmff94": (_mmff94, False),
+    "nagl": (_nagl, False),
 }
 
 

@@ -1,5 +1,12 @@
 """Classical parameter source: OpenFF Sage assigned with ``ForceField.label_molecules``.
 
+Two releases (:data:`SAGE_RELEASES`), told apart by data only (:class:`SageRelease`):
+model ``"sage"`` is Sage 2.2 (``openff-2.2.0.offxml``) with AM1-BCC charges, model
+``"sage-2.3"`` Sage 2.3.0 (``openff_unconstrained-2.3.0.offxml``) with the charges of its
+``<NAGLCharges>`` section, the NAGL model ``openff-gnn-am1bcc-1.0.0.pt`` (charge method
+``"nagl"``). A force field with a section or setting gnnff's Systems cannot carry (virtual
+sites, other 1-4 scales, ...) is refused by name when it is loaded.
+
 Sage's SMIRNOFF parameters are converted into gnnff's containers (OpenMM units):
 
 - bonds and angles: SMIRNOFF harmonic terms are ``k/2 (x - x0)^2`` like ours;
@@ -10,7 +17,8 @@ Sage's SMIRNOFF parameters are converted into gnnff's containers (OpenMM units):
   trefoil torsions; our centre total is ``3 k / idivf``;
 - Lennard-Jones: sigma (or r_min/2 converted) and epsilon per atom;
 - charges: Sage's library charges where they cover the molecule (water, ions),
-  otherwise :func:`gnnff.sources.charges.assign_charges` (AM1-BCC by default).
+  otherwise :func:`gnnff.sources.charges.assign_charges` (the release's charge method
+  by default).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,11 +35,13 @@ from rdkit import Chem
 
 from gnnff.chem.molecule import check_elements
 from gnnff.chem.topology import Topology
-from gnnff.errors import ParametrizationError, first_line
+from gnnff.errors import ModelError, ParametrizationError, first_line
 from gnnff.schema import (
     ANGLES,
     BONDS,
+    COULOMB_14_SCALE,
     IMPROPERS,
+    LJ_14_SCALE,
     NONBONDED,
     PROPERS,
     AngleParameters,
@@ -41,14 +52,48 @@ from gnnff.schema import (
     ProperParameters,
     unit_of,
 )
-from gnnff.sources.charges import assign_charges
+from gnnff.sources.charges import assign_charges, unavailable
 from gnnff.units import RMIN_HALF_TO_SIGMA
 
-__all__ = ["SageSource", "SAGE_ELEMENTS"]
+__all__ = ["SAGE_ELEMENTS", "SAGE_RELEASES", "SageRelease", "SageSource"]
 
 SAGE_OFFXML = "openff-2.2.0.offxml"
 #: Elements Sage has parameters for (ions by library charges).
 SAGE_ELEMENTS = frozenset({1, 6, 7, 8, 9, 15, 16, 17, 35, 53, 3, 11, 19, 37, 55})
+
+
+@dataclass(frozen=True)
+class SageRelease:
+    """What tells one Sage release apart in gnnff: everything else is the same code path.
+
+    Attributes
+    ----------
+    name
+        Model registry name.
+    title
+        What ``gnnff models`` calls it.
+    offxml
+        SMIRNOFF file known to the OpenFF toolkit.
+    charges
+        Default charge method (:data:`gnnff.sources.charges.CHARGE_METHODS`): the release's own.
+    elements
+        Atomic numbers covered (monatomic ions by library charges).
+    """
+
+    name: str
+    title: str
+    offxml: str
+    charges: str
+    elements: frozenset[int]
+
+
+#: Registry name -> release. ``sage`` keeps Sage 2.2: its outputs do not change.
+SAGE_RELEASES: dict[str, SageRelease] = {r.name: r for r in (
+    SageRelease("sage", "OpenFF Sage 2.2 + AM1-BCC", SAGE_OFFXML, "am1bcc", SAGE_ELEMENTS),
+    # NAGL covers H C N O F P S Cl Br I; the ions are library charges, as in Sage 2.2
+    SageRelease("sage-2.3", "OpenFF Sage 2.3.0 + NAGL openff-gnn-am1bcc-1.0.0",
+                "openff_unconstrained-2.3.0.offxml", "nagl", SAGE_ELEMENTS),
+)}
 
 # OpenFF quantities are converted to the schema's units (pint reads them as written there)
 _Q, _SIGMA, _EPS = (unit_of(NONBONDED, name) for name in ("charge", "sigma", "epsilon"))
@@ -57,11 +102,40 @@ _ANGLE_K, _ANGLE = unit_of(ANGLES, "k"), unit_of(ANGLES, "angle")
 _TORSION_K, _PHASE = unit_of(PROPERS, "k"), unit_of(PROPERS, "phase")
 
 
+#: SMIRNOFF sections gnnff carries (Constraints: left to the simulation, as ``constraints=HBonds``).
+_SECTIONS = frozenset({"Constraints", "Bonds", "Angles", "ProperTorsions", "ImproperTorsions", "vdW",
+                       "Electrostatics", "LibraryCharges", "ToolkitAM1BCC", "NAGLCharges"})
+#: (section, attribute) -> the value gnnff's Systems are built with.
+_SETTINGS = {("vdW", "scale12"): 0.0, ("vdW", "scale13"): 0.0, ("vdW", "scale14"): LJ_14_SCALE,
+             ("vdW", "scale15"): 1.0, ("Electrostatics", "scale12"): 0.0,
+             ("Electrostatics", "scale13"): 0.0, ("Electrostatics", "scale14"): COULOMB_14_SCALE,
+             ("Electrostatics", "scale15"): 1.0}
+
+
 @functools.lru_cache(maxsize=4)
 def _force_field(offxml: str) -> Any:
     from openff.toolkit import ForceField
 
-    return ForceField(offxml)
+    force_field = ForceField(offxml)
+    _check_supported(force_field, offxml)
+    return force_field
+
+
+def _check_supported(force_field: Any, offxml: str) -> None:
+    """Raise ParametrizationError naming the first section or setting of ``offxml`` that
+    gnnff's Systems (the schema's terms and 1-4 scales) cannot carry."""
+    extra = sorted(set(force_field.registered_parameter_handlers) - _SECTIONS)
+    if extra:
+        raise ParametrizationError(f"{offxml}: gnnff cannot carry its section(s) {', '.join(extra)}; "
+                                   f"use a force field with only {', '.join(sorted(_SECTIONS))}")
+    vdw = force_field.get_parameter_handler("vdW")
+    if vdw.potential != "Lennard-Jones-12-6" or vdw.combining_rules != "Lorentz-Berthelot":
+        raise ParametrizationError(f"{offxml}: vdW {vdw.potential} with {vdw.combining_rules} combining; "
+                                   "gnnff carries Lennard-Jones-12-6 with Lorentz-Berthelot only")
+    for (section, attribute), value in _SETTINGS.items():
+        got = float(getattr(force_field.get_parameter_handler(section), attribute))
+        if abs(got - value) > 1e-8:
+            raise ParametrizationError(f"{offxml}: {section} {attribute} is {got}; gnnff's Systems use {value:.10g}")
 
 
 def _merge_cosines(terms: list[tuple[float, float]]) -> tuple[float, float]:
@@ -74,25 +148,34 @@ def _merge_cosines(terms: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 class SageSource:
-    """OpenFF Sage 2.2 valence and Lennard-Jones parameters with AM1-BCC charges.
+    """OpenFF Sage valence and Lennard-Jones parameters with the release's charges: Sage 2.2
+    with AM1-BCC (``release="sage"``), Sage 2.3.0 with NAGL (``release="sage-2.3"``).
 
     Parameters
     ----------
     charges
         Charge method for molecules Sage has no library charges for; one of
-        :data:`gnnff.sources.charges.CHARGE_METHODS`.
+        :data:`gnnff.sources.charges.CHARGE_METHODS`. Default: the release's.
     offxml
-        SMIRNOFF force field file known to the OpenFF toolkit.
+        SMIRNOFF force field file known to the OpenFF toolkit. Default: the release's.
+    release
+        A :data:`SAGE_RELEASES` name; also the source's ``name``.
     """
 
-    name = "sage"
+    def __init__(self, *, charges: str | None = None, offxml: str | None = None, release: str = "sage") -> None:
+        if release not in SAGE_RELEASES:
+            raise ModelError(f"unknown Sage release '{release}'; known: {', '.join(SAGE_RELEASES)}")
+        self.release = SAGE_RELEASES[release]
+        self.name = release
+        self.charges = charges if charges is not None else self.release.charges
+        self.offxml = offxml if offxml is not None else self.release.offxml
+        missing = unavailable(self.charges)
+        if missing is not None:
+            raise ModelError(f"model '{release}': {missing}")
 
-    def __init__(self, *, charges: str = "am1bcc", offxml: str = SAGE_OFFXML) -> None:
-        self.charges = charges
-        self.offxml = offxml
-
-    def __repr__(self) -> str:
-        return f"SageSource(charges={self.charges!r}, offxml={self.offxml!r})"
+    def __repr__(self) -> str:  # the template cache's fingerprint: unchanged for "sage"
+        tail = f", release={self.name!r}" if self.name != "sage" else ""
+        return f"SageSource(charges={self.charges!r}, offxml={self.offxml!r}{tail})"
 
     def parameters(self, mol: Chem.Mol, topology: Topology) -> ForceFieldParameters:
         """Assign Sage parameters to ``mol``; rows follow ``topology``."""
@@ -107,15 +190,17 @@ class SageSource:
         )
 
     def _labels(self, mol: Chem.Mol, label: str) -> dict:
+        check_elements(mol, self.release.elements, label=label, owner="Sage")  # before any slow import
         from openff.toolkit import Molecule
 
-        check_elements(mol, SAGE_ELEMENTS, label=label, owner="Sage")
         with warnings.catch_warnings():
             # salts: the toolkit warns about several components; we treat them as one molecule
             warnings.simplefilter("ignore")
             offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
         try:
             return _force_field(self.offxml).label_molecules(offmol.to_topology())[0]
+        except ParametrizationError:  # a force field gnnff cannot carry: already named
+            raise
         except Exception as err:  # the toolkit raises many types; report them as one
             raise ParametrizationError(f"{label}: Sage could not label the molecule ({first_line(err)})") from None
 

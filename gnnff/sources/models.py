@@ -61,18 +61,20 @@ class BatchedParameterSource(ParameterSource, Protocol):
         ...
 
 
-def _sage(**options: Any) -> ParameterSource:
+def _sage(release: str, /, **options: Any) -> ParameterSource:
     from gnnff.sources.charges import CHARGE_METHODS
     from gnnff.sources.classical import SageSource
 
     method = options.get("charges")
     if method is not None and method not in CHARGE_METHODS:
         raise ModelError(f"unknown charge method '{method}'; known: {', '.join(CHARGE_METHODS)} "
-                         "(the charges option of model 'sage')")
-    return SageSource(**options)
+                         f"(the charges option of model '{release}')")
+    return SageSource(release=release, **options)
 
 
-_BUILTIN: dict[str, Callable[..., ParameterSource]] = {"sage": _sage}
+#: Sage 2.2 + AM1-BCC, and Sage 2.3.0 + NAGL (gnnff.sources.classical.SAGE_RELEASES)
+_BUILTIN: dict[str, Callable[..., ParameterSource]] = {
+    name: functools.partial(_sage, name) for name in ("sage", "sage-2.3")}
 
 #: Trained models shipped inside the package: ``weights/NAME.pt`` is model ``NAME``.
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
