@@ -136,7 +136,7 @@ FILE_CASES = {
     "unknown model name": (None, ["CCO", "--model", "espaloma"], 2,
                            r"unknown model 'espaloma'; known models: gnnff-industry-v0, gnnff-v1, sage, sage-2\.3$"),
     "--charges without --model sage": (None, ["CCO", "--charges", "am1bcc"], 2,
-                                       r"--charges applies to the classical model: add --model sage"),
+                                       r"--charges applies to the classical models: add --model sage or --model sage-2\.3"),
     "unknown charge method": (None, ["CCO", "--model", "sage", "--charges", "resp"], 2,
                               r"unknown charge method 'resp'; known: am1bcc, am1bcc-fast, am1bcc-mmff, mmff94, nagl \(the charges option of model 'sage'\)"),
     "output under a file": (_write("blocker", "a file where a folder should be\n"), ["CCO", "-o", "blocker/x.xml"], 2,

@@ -154,4 +154,4 @@ def test_readme_quickstart_uses_the_shipped_default_model(tmp_path):
 
 def test_charges_option_needs_the_classical_model(tmp_path):
     result = run("parametrize", "CCO", "--charges", "mmff94", cwd=tmp_path)
-    assert result.returncode == 2 and "--charges applies to the classical model: add --model sage" in result.stderr
+    assert result.returncode == 2 and "--charges applies to the classical models: add --model sage or --model sage-2.3" in result.stderr

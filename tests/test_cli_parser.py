@@ -93,7 +93,7 @@ def test_unknown_charge_method_is_the_registrys_one_line_error(tmp_path, monkeyp
     assert cli.main(["parametrize", "CCO", "--model", "sage", "--charges", "bogus", "-q"]) == 2
     err = capsys.readouterr().err
     assert err == ("gnnff: error: unknown charge method 'bogus'; known: am1bcc, am1bcc-fast, am1bcc-mmff, "
-                   "mmff94 (the charges option of model 'sage')\n")
+                   "mmff94, nagl (the charges option of model 'sage')\n")
     assert not list(tmp_path.iterdir())
 
 

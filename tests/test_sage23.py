@@ -237,6 +237,10 @@ def test_models_lists_sage_2_3(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gnnff", "models"], capture_output=True, text=True,
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0 and "\nsage-2.3\n" in result.stdout, result.stderr
+    entry = result.stdout.split("\nsage-2.3\n")[1]
+    assert entry.splitlines()[0].split(None, 1) == [
+        "description", "OpenFF Sage 2.3.0 + NAGL openff-gnn-am1bcc-1.0.0 (openff_unconstrained-2.3.0.offxml, classical)"]
+    assert entry.splitlines()[2].split()[:2] == ["charges", "nagl"]  # its own default, not Sage 2.2's
 
 
 @needs_nagl

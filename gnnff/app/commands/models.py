@@ -30,8 +30,8 @@ def handle(args: argparse.Namespace) -> int:
     plugins = {ep.name: ep.value for ep in entry_points(group="gnnff.models")}
     for name in available_models():
         print(name + ("  (default)" if name == DEFAULT_MODEL else ""))
-        if name == "sage":
-            details = _sage_details()
+        if name in _sage_releases():
+            details = _sage_details(name)
         elif (WEIGHTS_DIR / f"{name}.pt").is_file():
             details = _checkpoint_details(WEIGHTS_DIR / f"{name}.pt")
         elif name in plugins:
@@ -49,15 +49,20 @@ def _element_symbols(numbers) -> str:
     return " ".join(Chem.GetPeriodicTable().GetElementSymbol(int(z)) for z in sorted(numbers))
 
 
-def _sage_details() -> dict[str, str]:
-    from gnnff.sources.charges import CHARGE_METHODS
-    from gnnff.sources.classical import SAGE_ELEMENTS, SAGE_OFFXML, SageSource
+def _sage_releases() -> dict:
+    from gnnff.sources.classical import SAGE_RELEASES
 
-    default = SageSource().charges
-    others = ", ".join(m for m in CHARGE_METHODS if m != default)
-    return {"description": f"OpenFF Sage 2.2 + AM1-BCC ({SAGE_OFFXML}, classical)",
-            "elements": _element_symbols(SAGE_ELEMENTS),
-            "charges": f"{default} (default; --charges {others}); library charges for water and ions",
+    return SAGE_RELEASES
+
+
+def _sage_details(name: str) -> dict[str, str]:
+    from gnnff.sources.charges import CHARGE_METHODS
+
+    release = _sage_releases()[name]
+    others = ", ".join(m for m in CHARGE_METHODS if m != release.charges)
+    return {"description": f"{release.title} ({release.offxml}, classical)",
+            "elements": _element_symbols(release.elements),
+            "charges": f"{release.charges} (default; --charges {others}); library charges for water and ions",
             "size": "-", "model card": "-"}
 
 

@@ -49,7 +49,8 @@ def add_arguments(subparsers) -> None:
     p.add_argument("--model", metavar="NAME_OR_PATH", default=None,
                    help="parameter source (default: the package default); `gnnff models` lists them")
     p.add_argument("--charges", metavar="METHOD", default=None, action=Listed, names=charge_methods,
-                   marked=SAGE_CHARGES, help="charge method of the classical model (--model sage): {}")
+                   marked=SAGE_CHARGES, help="charge method of the classical models (--model sage, whose "
+                                             "default is marked, or sage-2.3, whose default is nagl): {}")
     p.add_argument("--format", choices=tuple(FORMATS), default=None,
                    help="xml: OpenMM System (default); ffxml: ForceField residue template; amber: prmtop + "
                         "inpcrd; gromacs: top + gro (default: from the -o suffix .ffxml/.prmtop/.top, else xml)")
@@ -73,7 +74,7 @@ def handle(args: argparse.Namespace) -> int:
     """Parametrize and write every record; 0 if all were written or skipped, else 1."""
     options = {"charges": args.charges} if args.charges else {}
     if options and args.model is None:
-        raise InputError("--charges applies to the classical model: add --model sage")
+        raise InputError("--charges applies to the classical models: add --model sage or --model sage-2.3")
     requested = machine.requested_workers(args.workers or "auto")
     local = machine.dask_option(args.dask, args.workers)  # before any file is read: a bad --dask is exit 2
     stem, count, inputs = records(args.input)  # a bad input file fails before the model loads
