@@ -30,7 +30,7 @@ writer are written once per form and applied to every term of that form, through
 term's ``expansion`` (which atoms of each tuple, in which order, the force sees). A
 term also declares how its tuples are enumerated from the bond graph (``tuples``).
 Adding a term is its entry here, its head transform (:mod:`gnnff.nn.network`) and, for
-the residue-template ffxml, its writer entry (:mod:`gnnff.openmm`).
+the residue-template ffxml, its writer entry (:mod:`gnnff.openmm.templates`).
 
 This module imports nothing from gnnff.
 """

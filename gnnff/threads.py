@@ -10,7 +10,7 @@ one on as many threads as the caller allows and the machine has idle (cores avai
 to this process, less the 1-minute load average). It restores the caller's setting on
 exit, also after an exception; inter-op threads are not touched. The API, the OpenMM
 template generator, ``simulate``, ``evaluate`` and the CLI all reach the network through
-:class:`gnnff.nn.checkpoint.GNNSource`, which runs it inside this context.
+:class:`gnnff.sources.gnn.GNNSource`, which runs it inside this context.
 
 Users choose instead, in this order of precedence:
 

@@ -14,7 +14,7 @@ from rdkit import Chem
 import gnnff
 from gnnff.api import assign_parameters_many
 from gnnff.app.cli import main
-from gnnff.nn.checkpoint import GNNSource
+from gnnff.sources.gnn import GNNSource
 
 
 def _tensors(parameters):

@@ -17,7 +17,8 @@ import torch
 import gnnff
 from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.chem.topology import build_topology
-from gnnff.nn.checkpoint import GNNSource, SeriesWarning, load_checkpoint
+from gnnff.nn.checkpoint import load_checkpoint
+from gnnff.sources.gnn import GNNSource, SeriesWarning
 from gnnff.testing import compare_with_openmm
 from gnnff.train.finetune import FinetuneSettings, finetune
 

@@ -80,6 +80,26 @@ def test_data_command_writes_resumable_spice_hdf5(tmp_path):
         assert group.attrs["sampling_temperature"] == 500.0
 
 
+@pytest.mark.parametrize("smiles, mapped, group", [
+    ("C[C@H](O)c1ccccc1", "[C:1]([C@:2]([O:3][H:14])([c:4]1[c:5]([H:15])[c:6]([H:16])[c:7]([H:17])[c:8]([H:18])"
+                          "[c:9]1[H:19])[H:13])([H:10])([H:11])[H:12]", "209c0c1798b31bbd"),
+    ("F/C=C/C(=O)[O-]", "[F:1]/[C:2](=[C:3](/[C:4](=[O:5])[O-:6])[H:8])[H:7]", "81a9b2916b9ce367"),
+    ("[2H]OC", "[2H:1][O:2][C:3]([H:4])([H:5])[H:6]", "c080009fd52cf1cd"),
+])
+def test_generated_groups_keep_the_names_older_files_have(smiles, mapped, group):
+    """`gnnff data` writes the one mapped SMILES of gnnff.chem.molecule; the strings (and the
+    group names hashed from them, by which a rerun skips molecules already labelled) are those
+    the generator's own copy of the function wrote (every atom carries a map number, so RDKit
+    writes every atom in brackets with its hydrogen count: allHsExplicit changes nothing)."""
+    from gnnff.chem.molecule import mapped_smiles
+    from gnnff.train import generate
+
+    assert generate.mapped_smiles is mapped_smiles
+    mol = gnnff.load_molecule(smiles)
+    assert mapped_smiles(mol) == mapped
+    assert generate._group_name(mapped_smiles(mol)) == group
+
+
 def test_dft_labeler_on_h2_against_direct_pyscf():
     pytest.importorskip("pyscf", reason="DFT labeler needs the [dft] extra")
     pytest.importorskip("dftd3", reason="DFT labeler needs the [dft] extra")

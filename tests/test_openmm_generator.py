@@ -212,7 +212,7 @@ def test_on_disk_cache_is_used_and_shared(tmp_path, small_molecules, monkeypatch
     files = list((tmp_path / "cache").iterdir())
     assert len(files) == 1 and files[0].suffix == ".xml"
 
-    import gnnff.openmm as module
+    import gnnff.openmm.generator as module
 
     def fail(*args, **kwargs):
         raise AssertionError("parametrized again despite the cache")
@@ -236,7 +236,7 @@ def test_on_disk_cache_is_used_and_shared(tmp_path, small_molecules, monkeypatch
 def test_cache_folder_made_by_another_process_between_the_checks(tmp_path, monkeypatch):
     """Two processes opening one new cache folder: the other made it after this one found no
     folder there (CI saw the path then opened as a JSON file: IsADirectoryError)."""
-    from gnnff.app import template_cache
+    from gnnff.openmm.cache import open_cache
 
     folder = tmp_path / "c"
     real_is_dir, looks = Path.is_dir, []
@@ -249,7 +249,7 @@ def test_cache_folder_made_by_another_process_between_the_checks(tmp_path, monke
         return answer
 
     monkeypatch.setattr(Path, "is_dir", made_meanwhile)
-    store = template_cache.open_cache(folder)
+    store = open_cache(folder)
     monkeypatch.undo()
     store.put("abc", "CCO", "<ForceField/>")
     assert [f.name for f in folder.iterdir()] == ["abc.xml"]

@@ -136,7 +136,7 @@ def test_single_file_cache_is_shared_with_other_tables(tmp_path, monkeypatch):
     data = json.loads(db.read_text())
     assert data["gaff-2.11"] == other["gaff-2.11"] and len(data["gnnff"]) == 1
 
-    import gnnff.openmm as module
+    import gnnff.openmm.generator as module
 
     def fail(*args, **kwargs):
         raise AssertionError("parametrized again despite the cache")

@@ -30,7 +30,7 @@ def test_schema_declares_what_every_stage_reads():
     from gnnff.mm.energy import _FORM_ENERGY
     from gnnff.mm.export import _ADD, _ELEMENT
     from gnnff.nn.network import HEADS
-    from gnnff.openmm import _FFXML_WRITERS
+    from gnnff.openmm.templates import _FFXML_WRITERS
 
     groups = [t.force_group for t in TERMS]
     assert len(set(groups)) == len(groups)

@@ -21,9 +21,10 @@ from gnnff.chem.molecule import positions_nm, with_conformer
 from gnnff.chem.topology import build_topology
 from gnnff.errors import ModelError
 from gnnff.mm.export import to_openmm
-from gnnff.nn.checkpoint import GNNSource, SeriesWarning, load_checkpoint
+from gnnff.nn.checkpoint import load_checkpoint
 from gnnff.nn.corrections import TorsionCorrections, central_signature, torsion_keys
 from gnnff.schema import PROPER_PERIODICITIES
+from gnnff.sources.gnn import GNNSource, SeriesWarning
 from gnnff.testing import compare_with_openmm
 from gnnff.train.finetune import FinetuneSettings, finetune
 

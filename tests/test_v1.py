@@ -21,9 +21,10 @@ from gnnff.chem.topology import build_topology
 from gnnff.errors import InputError, ModelError
 from gnnff.mm.energy import compute_energy
 from gnnff.mm.export import to_openmm
-from gnnff.nn.checkpoint import GNNSource, save_checkpoint
+from gnnff.nn.checkpoint import save_checkpoint
 from gnnff.nn.network import Graph, NetworkConfig, build_network
 from gnnff.schema import PROPERS
+from gnnff.sources.gnn import GNNSource
 from gnnff.train.config import load_config
 from gnnff.train.labels import add_lennard_jones, label_molecule, label_nonbonded, read_labels
 

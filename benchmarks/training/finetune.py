@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", default=None, help="default: runs/finetune (runs/finetune-dev with --dev)")
     args = parser.parse_args()
 
-    from gnnff.nn.checkpoint import GNNSource
+    from gnnff.sources.gnn import GNNSource
     from gnnff.sources.models import get_model
     from gnnff.train.benchmark import paired_differences, read_benchmark_sdf, run_protocol, summarize
     from gnnff.train.finetune import FinetuneSettings, finetune

@@ -116,7 +116,7 @@ def _checkpoint_source(path: Path) -> ParameterSource:
 
 @functools.lru_cache(maxsize=4)
 def _load_checkpoint_source(path: str, mtime_ns: int, size: int) -> ParameterSource:
-    from gnnff.nn.checkpoint import GNNSource
+    from gnnff.sources.gnn import GNNSource
 
     return GNNSource(path)
 

@@ -25,11 +25,11 @@ from rdkit.Chem import AllChem
 from tqdm import tqdm
 
 from gnnff._version import __version__
-from gnnff.chem.molecule import Record, positions_nm
+from gnnff.chem.molecule import Record, mapped_smiles, positions_nm
 from gnnff.errors import GnnffError
 from gnnff.units import BOHR_TO_NM, HARTREE_TO_KJ
 
-__all__ = ["SamplingConfig", "sample_conformers", "mapped_smiles", "generate"]
+__all__ = ["SamplingConfig", "sample_conformers", "generate"]
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ def _md_frames(mol: Chem.Mol, starts: np.ndarray, config: SamplingConfig) -> np.
     import openmm
     import openmm.unit as unit
 
-    import gnnff
+    from gnnff.api import parametrize
 
-    system = gnnff.parametrize(mol, model="sage", charges="mmff94")
+    system = parametrize(mol, model="sage", charges="mmff94")
     frames = []
     step = 0.001  # ps; no constraints, so 1 fs
     steps = max(1, int(round(config.frame_interval_ps / step)))
@@ -86,14 +86,6 @@ def sample_conformers(mol: Chem.Mol, config: SamplingConfig) -> np.ndarray:
     if config.md_frames == 0:
         return starts
     return np.concatenate([starts, _md_frames(mol, starts, config)])
-
-
-def mapped_smiles(mol: Chem.Mol) -> str:
-    """SMILES with every atom (hydrogens too) mapped to its index + 1: the atom order."""
-    copy = Chem.Mol(mol)
-    for atom in copy.GetAtoms():
-        atom.SetAtomMapNum(atom.GetIdx() + 1)
-    return Chem.MolToSmiles(copy)
 
 
 def _group_name(smiles: str) -> str:

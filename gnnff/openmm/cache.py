@@ -1,15 +1,17 @@
 """On-disk caches of the template generator's ffxml templates: a folder, or one JSON file
 in the layout of openmmforcefields' caches. Both can be shared by several processes.
+Templates are keyed by a digest that includes :func:`model_fingerprint` of the model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import fcntl
@@ -19,7 +21,19 @@ except ImportError:  # Windows: the JSON cache is not locked
 from gnnff.errors import InputError, first_line
 from gnnff.files import atomic_write_text
 
-__all__ = ["open_cache"]
+if TYPE_CHECKING:
+    from gnnff.sources.models import ParameterSource
+
+__all__ = ["model_fingerprint", "open_cache"]
+
+
+def model_fingerprint(source: ParameterSource) -> str:
+    """What identifies a parameter source for caching: the checkpoint's SHA-256 for a
+    trained model, else its ``repr`` (name and options)."""
+    path = getattr(source, "path", None)
+    if path is not None and Path(path).is_file():
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return repr(source)
 
 
 class _FolderCache:
