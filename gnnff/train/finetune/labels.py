@@ -233,10 +233,10 @@ def _labeler(labeler):
     return labeler
 
 
-def _labels(task: tuple[Chem.Mol, Path, FinetuneSettings]) -> tuple[list[ScanLabels], ConformerLabels | None]:
+def _labels(task: tuple[bytes, Path, FinetuneSettings]) -> tuple[list[ScanLabels], ConformerLabels | None]:
     """A molecule's drives (first: they check the labeler's domain) and conformers, with the pool's labeler."""
-    mol, folder, settings = task
-    labeler = worker_state()
+    binary, folder, settings = task
+    mol, labeler = Chem.Mol(binary), worker_state()
     scans = label_molecule(mol, labeler, folder, settings)
     return scans, label_conformers(mol, labeler, folder, settings)
 
@@ -256,10 +256,12 @@ def label_all(mols: list[Chem.Mol], labeler, root: Path, settings: FinetuneSetti
         return len(rotatable_torsions(mol)[:settings.scans])
 
     bar = tqdm(total=sum(scans(m) for m in mols), unit="scan", desc="label", disable=not progress)
-    tasks = [(mol, root / _slug(mol), settings) for mol in mols]
+    exact = Chem.PropertyPickleOptions.AllProps | Chem.PropertyPickleOptions.CoordsAsDouble  # names, coordinates
+    tasks = [(mol.ToBinary(exact), root / _slug(mol), settings) for mol in mols]
     results = [None] * len(mols)
     with WorkerPool(workers, initializer=_labeler, initargs=(labeler if workers <= 1 else settings.labeler,)) as pool:
-        for result in pool.imap(_labels, tasks, ordered=False, progress=lambda done: bar.update(scans(done.item[0]))):
+        for result in pool.imap(_labels, tasks, ordered=False,
+                                progress=lambda done: bar.update(scans(mols[done.index]))):
             results[result.index] = result
     bar.close()
     labelled, failed = [], []
