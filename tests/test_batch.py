@@ -193,6 +193,31 @@ def test_workers_write_the_same_files(tmp_path, monkeypatch):
         assert a.name == b.name and a.read_text() == b.read_text()
 
 
+def test_an_unexpected_error_in_a_chunk_fails_its_molecules_and_the_run_goes_on(tmp_path, model):
+    """A chunk whose work raises outside gnnff's own errors (here the writer) gets failed rows
+    naming the molecule; the chunks before and after it are written."""
+    import re
+
+    from gnnff.app.batch import Work, plan, run
+
+    (tmp_path / "in.smi").write_text("CCO ethanol\nCCN ethylamine\nCCC propane\n")
+    paths = [tmp_path / f"{i}.xml" for i in range(3)]
+    work = Work(format="xml", model=model.name, model_fingerprint="test")
+
+    def write(result, path: Path) -> None:
+        if path.name == "1.xml":
+            raise TypeError("a writer bug")
+        path.write_text(gnnff.to_xml(result.to_openmm()))
+
+    jobs = plan(gnnff.read_records(tmp_path / "in.smi"), paths, overwrite=False, work=work)
+    rows = [row for chunk in run(jobs, model=model, model_options={}, write=write, work=work, chunk=1)
+            for row in chunk]
+    assert [row.status for row in rows] == ["ok", "failed", "ok"]
+    assert re.fullmatch(r".*ethylamine.*: internal error \(TypeError: a writer bug\); please report it with this "
+                        r"molecule as a gnnff bug", rows[1].error), rows[1].error
+    assert paths[0].is_file() and not paths[1].exists() and paths[2].is_file()
+
+
 @pytest.mark.parametrize("idle, count, expected", [
     (2.0, 1000, 2),   # two idle cores and many molecules: two workers (measured 1.6x)
     (0.8, 1000, 1),   # one core busy: workers would only compete with it

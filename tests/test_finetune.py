@@ -191,7 +191,10 @@ def test_the_relaxed_profile_loss_is_the_reports_measure(tmp_path):
     import copy
 
     from gnnff.schema import NONBONDED
-    from gnnff.train.finetune import _profile_data, _profiles, _Relaxed, label_molecule
+    from gnnff.train.finetune import label_molecule
+    from gnnff.train.finetune.evaluate import _profiles
+    from gnnff.train.finetune.fitting import _Relaxed
+    from gnnff.train.finetune.targets import _profile_data
 
     settings = FinetuneSettings(step=60.0, samples=0, hold_out=0)
     mol = with_conformer(gnnff.load_molecule("CCCC"))
@@ -331,7 +334,10 @@ def test_the_relaxed_conformer_loss_is_the_reports_measure(tmp_path):
     import copy
 
     from gnnff.schema import NONBONDED
-    from gnnff.train.finetune import _conformer_rmse, _profile_data, _Relaxed, label_conformers
+    from gnnff.train.finetune import label_conformers
+    from gnnff.train.finetune.evaluate import _conformer_rmse
+    from gnnff.train.finetune.fitting import _Relaxed
+    from gnnff.train.finetune.targets import _profile_data
 
     settings = FinetuneSettings(conformers=5, samples=0)
     mol = with_conformer(gnnff.load_molecule("CCCCO"))

@@ -41,11 +41,7 @@ TOP_LEVEL_MODULES = {"__init__", "__main__", "_lazy", "_version", "api", "errors
 
 #: Imports waiting for a change in another branch, each with the reason; an entry that no
 #: longer matches anything fails test_no_stale_exceptions, so they cannot outlive it.
-PENDING = {
-    # GNNSource moved to gnnff.sources.gnn; gnnff/train/finetune.py still imports it from the
-    # checkpoint module, which answers that one name lazily from its new home
-    ("gnnff.nn.checkpoint", "gnnff.sources.gnn"): "alias of GNNSource for train/finetune.py",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def unit_of(module: str) -> str:

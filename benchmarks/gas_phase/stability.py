@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing
 import os
 import statistics
 import time
@@ -42,6 +41,7 @@ from rdkit import Chem
 from tqdm import tqdm
 
 import gnnff
+from gnnff.pool import WorkerPool, worker_state
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 KJ = unit.kilojoule_per_mole
@@ -152,15 +152,9 @@ class Checker:
         return None
 
 
-_SOURCE = None
-
-
-def _init_worker(model: str | None) -> None:
-    import torch
-
-    global _SOURCE
-    torch.set_num_threads(1)
-    _SOURCE = gnnff.get_model(model)
+def _init_worker(model: str | None):
+    """The model, loaded once per worker process (the pool's state)."""
+    return gnnff.get_model(model)
 
 
 def _context(system: openmm.System, integrator, platform: str) -> openmm.Context:
@@ -206,17 +200,26 @@ def _nve_drift(system, state, settings: Settings, dof: int) -> tuple[float, floa
     return float(slope / dof), float(np.sqrt(np.mean(residual ** 2)))
 
 
+def _identity(index: int, mol: Chem.Mol) -> dict:
+    smiles = mol.GetProp("SMILES QCArchive") if mol.HasProp("SMILES QCArchive") else Chem.MolToSmiles(mol)
+    return {"index": index, "smiles": smiles, "atoms": mol.GetNumAtoms(), "charge": Chem.GetFormalCharge(mol)}
+
+
+def _error(item: tuple[int, Chem.Mol, Settings], detail: str, seconds: float = float("nan")) -> Outcome:
+    """The outcome of a molecule that could not be simulated (no System, or the run raised)."""
+    return Outcome(**_identity(item[0], item[1]), status="error", failed_at_ps=0.0, detail=detail,
+                   mean_temperature_k=float("nan"), nve_drift_per_dof=float("nan"), nve_fluctuation=float("nan"),
+                   seconds=seconds)
+
+
 def simulate(item: tuple[int, Chem.Mol, Settings]) -> Outcome:
     index, mol, settings = item
     start = time.perf_counter()
-    smiles = mol.GetProp("SMILES QCArchive") if mol.HasProp("SMILES QCArchive") else Chem.MolToSmiles(mol)
-    base = {"index": index, "smiles": smiles, "atoms": mol.GetNumAtoms(), "charge": Chem.GetFormalCharge(mol)}
     try:
-        system = gnnff.parametrize(mol, model=_SOURCE)
+        system = gnnff.parametrize(mol, model=worker_state())
     except gnnff.GnnffError as err:
-        return Outcome(**base, status="error", failed_at_ps=0.0, detail=str(err), mean_temperature_k=float("nan"),
-                       nve_drift_per_dof=float("nan"), nve_fluctuation=float("nan"),
-                       seconds=time.perf_counter() - start)
+        return _error(item, str(err), time.perf_counter() - start)
+    base = _identity(index, mol)
     x0 = mol.GetConformer().GetPositions() * 0.1  # angstrom -> nm
     checker = Checker(Chem.Mol(mol), system, x0, settings.max_stretch)
     if settings.constraints == "hbonds":  # bonds to hydrogen fixed at the model's r0
@@ -272,9 +275,9 @@ def main() -> None:
           f"{args.model or gnnff.sources.models.DEFAULT_MODEL}; {settings}; {args.workers} workers")
     start = time.perf_counter()
     items = [(i, m, settings) for i, m in enumerate(mols)]
-    with multiprocessing.get_context("fork").Pool(args.workers, initializer=_init_worker,
-                                                  initargs=(args.model,)) as pool:
-        outcomes = sorted(tqdm(pool.imap_unordered(simulate, items), total=len(items), unit="mol"),
+    with WorkerPool(args.workers, initializer=_init_worker, initargs=(args.model,)) as pool:
+        outcomes = sorted((r.value if r.ok else _error(r.item, str(r.failure))
+                           for r in tqdm(pool.imap(simulate, items, ordered=False), total=len(items), unit="mol")),
                           key=lambda o: o.index)
     wall = time.perf_counter() - start
     with open(args.output, "w", newline="") as handle:

@@ -7,7 +7,7 @@ Takes the first N distinct molecules (by ``SMILES QCArchive``) of
 
 - ``gnnff.assign_parameters(mol, model=source).to_openmm()`` one molecule after the other,
   the model object loaded once, with PyTorch's default thread count and with one thread;
-- the same in ``--workers`` processes of one thread each (multiprocessing, molecules
+- the same in ``--workers`` processes of one thread each (:class:`gnnff.pool.WorkerPool`, molecules
   handed out in chunks; includes pickling the molecules, not the Systems, back);
 - ``gnnff.assign_parameters_many`` (batched network calls) + ``to_openmm`` of each, at
   both thread counts;
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import multiprocessing
 import os
 import pstats
 import shutil
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 import gnnff
+from gnnff.pool import WorkerPool, worker_state
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 
@@ -77,37 +77,54 @@ def many(mols: list, source) -> float:
     return time.perf_counter() - start
 
 
-_WORKER_SOURCE = None
+_READY = None  # a barrier of all the workers, set once per worker
 
 
-def _init_worker(threads: int, model: str | None) -> None:
-    import torch
+def _init_worker(model: str | None, ready):
+    """The model, loaded once per worker process (the pool's state)."""
+    global _READY
+    _READY = ready
+    return gnnff.get_model(model)
 
-    global _WORKER_SOURCE
-    torch.set_num_threads(threads)
-    _WORKER_SOURCE = gnnff.get_model(model)
+
+def _ready(_) -> None:
+    """Wait until every worker has loaded its model (each worker takes one of these)."""
+    _READY.wait()
 
 
 def _work(mol) -> int:
-    return gnnff.assign_parameters(mol, model=_WORKER_SOURCE).to_openmm().getNumParticles()
+    return gnnff.assign_parameters(mol, model=worker_state()).to_openmm().getNumParticles()
 
 
 def _work_batch(mols: list) -> int:
-    return sum(r.to_openmm().getNumParticles() for r in gnnff.assign_parameters_many(mols, model=_WORKER_SOURCE))
+    return sum(r.to_openmm().getNumParticles() for r in gnnff.assign_parameters_many(mols, model=worker_state()))
+
+
+def _all(results) -> list:
+    """The values of pool results; the first failure raised."""
+    values = []
+    for result in results:
+        if not result.ok:
+            raise RuntimeError(f"item {result.index}: {result.failure}")
+        values.append(result.value)
+    return values
 
 
 def pooled(mols: list, workers: int, model: str | None = None, batched: bool = False) -> tuple[float, float]:
     """(seconds including pool start and model loads, seconds of the map alone); each
-    worker builds the Systems (one by one, or ``assign_parameters_many`` per chunk of 32)."""
-    context = multiprocessing.get_context("fork")
+    worker (spawned, one thread) builds the Systems (one by one, or
+    ``assign_parameters_many`` per chunk of 32)."""
+    import multiprocessing
+
+    ready = multiprocessing.get_context("spawn").Barrier(max(workers, 1))
     start = time.perf_counter()
-    with context.Pool(workers, initializer=_init_worker, initargs=(1, model)) as pool:
-        pool.map(_work, mols[:workers], chunksize=1)  # wait until every worker has its model
+    with WorkerPool(workers, initializer=_init_worker, initargs=(model, ready)) as pool:
+        _all(pool.imap(_ready, range(max(workers, 1))))  # wait until every worker has its model
         started = time.perf_counter()
         if batched:
-            pool.map(_work_batch, [mols[k:k + 32] for k in range(0, len(mols), 32)], chunksize=1)
+            _all(pool.imap(_work_batch, [mols[k:k + 32] for k in range(0, len(mols), 32)]))
         else:
-            pool.map(_work, mols, chunksize=max(1, len(mols) // (8 * workers)))
+            _all(pool.imap(_work, mols, chunksize=max(1, len(mols) // (8 * workers))))
         end = time.perf_counter()
     return end - start, end - started
 

@@ -197,7 +197,8 @@ def main() -> None:
                                    ("terms", tuple(args.terms.split(",")) if args.terms else None)) if v is not None}
     settings = FinetuneSettings(scans=None if args.scans == "auto" else int(args.scans), step=args.step, **overrides)
     if args.labelled_only:
-        from gnnff.train.finetune import _read, labelled
+        from gnnff.train.finetune import labelled
+        from gnnff.train.finetune.pipeline import _read
 
         ready = {m.GetProp("_Name") for m in _read([out / "ligands.sdf"])[0]
                  if labelled(m, out / "work" / "labels" / settings.labeler, settings)}

@@ -24,7 +24,6 @@ import hashlib
 import io
 import itertools
 import json
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -39,6 +38,7 @@ from gnnff.app.formats import output_files
 from gnnff.chem.molecule import Record, net_charge
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_text
+from gnnff.pool import Failure, WorkerPool, worker_state
 from gnnff.sources.models import ParameterSource
 
 __all__ = ["REPORT_COLUMNS", "Job", "Row", "Work", "molecule_identity", "one_line", "plan", "provenance_path",
@@ -291,25 +291,25 @@ def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
         yield chunk
 
 
-# State of a worker process, set once by _init_worker.
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(model: str | None, options: dict[str, Any], write: Writer, work: Work,
-                 batch_atoms: int) -> None:
-    import signal
-
-    import torch
-
+def _init_worker(model: str | ParameterSource | None, options: dict[str, Any], write: Writer, work: Work,
+                 batch_atoms: int) -> dict[str, Any]:
+    """What every chunk of a run needs, made once per worker (the pool's state): the model loaded."""
     from gnnff.sources.models import get_model
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool and reports
-    torch.set_num_threads(1)  # the processes share the cores
-    _WORKER.update(source=get_model(model, **options), write=write, work=work, batch_atoms=batch_atoms)
+    source = model if isinstance(model, ParameterSource) else get_model(model, **options)
+    return {"source": source, "write": write, "work": work, "batch_atoms": batch_atoms}
 
 
 def _work(jobs: list[Job]) -> list[Row]:
-    return _do(jobs, _WORKER["source"], _WORKER["write"], _WORKER["work"], _WORKER["batch_atoms"])
+    state = worker_state()
+    return _do(jobs, state["source"], state["write"], state["work"], state["batch_atoms"])
+
+
+def _broken(jobs: Sequence[Job], failure: Failure) -> list[Row]:
+    """Rows of a chunk whose work raised outside :func:`_do`'s own handling."""
+    return [Row(job.record, job.name, "failed", job.output, None, None,
+                one_line(f"{job.label}: internal error ({failure}); please report it with this molecule "
+                         "as a gnnff bug")) for job in jobs]
 
 
 def run(jobs: Iterable[Job], *, model: str | ParameterSource | None, model_options: dict[str, Any],
@@ -328,7 +328,8 @@ def run(jobs: Iterable[Job], *, model: str | ParameterSource | None, model_optio
         Format, model fingerprint and version, recorded in each output's provenance
         record (written after the output).
     workers
-        Processes; 1 works in this process. Workers use one thread each.
+        Processes (:class:`gnnff.pool.WorkerPool`); 1 works in this process. Workers use
+        one thread each.
     batch_atoms
         Atoms per network call (default :data:`gnnff.api.BATCH_ATOMS`).
     """
@@ -336,19 +337,14 @@ def run(jobs: Iterable[Job], *, model: str | ParameterSource | None, model_optio
     from gnnff.sources.models import get_model
 
     batch_atoms = BATCH_ATOMS if batch_atoms is None else batch_atoms
-    chunks = _chunks(jobs, chunk)
-    if workers <= 1:
-        source = model if isinstance(model, ParameterSource) else get_model(model, **model_options)
-        for part in chunks:
-            yield _do(part, source, write, work, batch_atoms)
-        return
-    if model is not None and not isinstance(model, str):
-        raise ValueError("worker processes need the model as a name or path, not an object")
-    get_model(model, **model_options)  # a bad model fails here, once, not in every worker
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker,
-                      initargs=(model, model_options, write, work, batch_atoms)) as pool:
-        yield from pool.imap(_work, chunks)
+    if workers > 1:
+        if model is not None and not isinstance(model, str):
+            raise ValueError("worker processes need the model as a name or path, not an object")
+        get_model(model, **model_options)  # a bad model fails here, once, not in every worker
+    with WorkerPool(workers, initializer=_init_worker,
+                    initargs=(model, model_options, write, work, batch_atoms)) as pool:
+        for result in pool.imap(_work, _chunks(jobs, chunk)):
+            yield result.value if result.ok else _broken(result.item, result.failure)
 
 
 # Parameter sources loaded in a dask worker process, by (model, options): loaded by the

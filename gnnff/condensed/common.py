@@ -138,10 +138,9 @@ class ChargeCache:
         resumes. A molecule whose charges fail is left out of the cache; its one-line error
         (``'NAME: message'``) is returned, and the others go on.
         """
-        from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, as_completed
-        from multiprocessing import get_context
-
         from tqdm import tqdm
+
+        from gnnff.pool import WorkerPool
 
         todo: dict[str, Chem.Mol] = {}
         for mol in mols:
@@ -151,20 +150,14 @@ class ChargeCache:
         if not todo:
             return failed
         bar = tqdm(total=len(todo), desc=f"{self.method} charges", unit="mol", disable=not progress or None)
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_timed_charges, mol, self.method): key for key, mol in todo.items()}
-            for future in as_completed(futures):
-                key = futures[future]
-                try:
-                    charges, seconds = future.result()
-                except BrokenExecutor:
-                    raise
-                except (GnnffError, ValueError, RuntimeError, OSError) as err:
-                    name = todo[key].GetProp("_Name") if todo[key].HasProp("_Name") else key
-                    failed.append(error_line(name, err))
+        tasks = [(key, mol, self.method) for key, mol in todo.items()]
+        with WorkerPool(workers) as pool:
+            for result in pool.imap(_timed_charges_task, tasks, ordered=False, progress=lambda _: bar.update()):
+                key, mol, _ = result.item
+                if result.ok:
+                    self._store(key, *result.value)
                 else:
-                    self._store(key, charges, seconds)
-                bar.update()
+                    failed.append(f"{mol.GetProp('_Name') if mol.HasProp('_Name') else key}: {result.failure}")
         bar.close()
         return failed
 
@@ -186,6 +179,11 @@ def _timed_charges(mol: Chem.Mol, method: str) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     charges = assign_charges(mol, method)
     return charges, time.perf_counter() - start
+
+
+def _timed_charges_task(task: tuple[str, Chem.Mol, str]) -> tuple[np.ndarray, float]:
+    """:func:`_timed_charges` of a ``(key, molecule, method)`` task of :meth:`ChargeCache.fill`."""
+    return _timed_charges(task[1], task[2])
 
 
 class ReferenceChargeSource:

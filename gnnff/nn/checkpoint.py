@@ -176,14 +176,3 @@ def _split(parameters: ForceFieldParameters, topologies: Sequence[Topology]) -> 
         return parameters.map(lambda term, name, x: x[bounds[term.name][i]:bounds[term.name][i + 1]].clone())
 
     return [piece(i) for i in range(len(topologies))]
-
-
-def __getattr__(name: str) -> Any:
-    """``GNNSource``, which moved to :mod:`gnnff.sources.gnn`, for callers not yet updated
-    (gnnff/train/finetune.py); to go once none imports it from here (tests/test_layout.py
-    says when)."""
-    if name == "GNNSource":
-        from gnnff.sources.gnn import GNNSource
-
-        return GNNSource
-    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")

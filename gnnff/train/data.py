@@ -32,6 +32,7 @@ from gnnff.chem.topology import Topology, build_topology
 from gnnff.errors import GnnffError, InputError
 from gnnff.files import atomic_write_text
 from gnnff.mm.energy import nonbonded_pairs
+from gnnff.pool import Result, WorkerPool
 from gnnff.schema import NONBONDED
 from gnnff.units import ANGSTROM_TO_NM, BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
 
@@ -280,6 +281,15 @@ def _reference_nonbonded(task: tuple[str, bytes]) -> dict[str, list[float]]:
     return {f.name: getattr(p, f.name).tolist() for f in NONBONDED.fields()}
 
 
+def _reference_value(result: Result) -> dict[str, list[float]]:
+    """The value of one :func:`_reference_nonbonded` task; an unexpected error stops the run, by molecule."""
+    if result.ok:
+        return result.value
+    smiles = Chem.MolToSmiles(Chem.Mol(result.item[1]))
+    raise GnnffError(f"{smiles}: reference charges and Sage Lennard-Jones failed unexpectedly ({result.failure}); "
+                     "please report it with this molecule as a gnnff bug")
+
+
 class ReferenceCache:
     """Reference charges and Lennard-Jones parameters (Sage) per molecule, on disk.
 
@@ -306,13 +316,9 @@ class ReferenceCache:
             tasks = [(self.charges, pickled) for pickled in todo.values()]
             progress = dict(total=len(tasks), desc=f"reference charges ({self.charges}) + Sage LJ",
                             unit="mol", disable=None)
-            if workers > 1 and len(tasks) > 1:
-                import multiprocessing
-
-                with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                    values = list(tqdm(pool.imap(_reference_nonbonded, tasks, chunksize=4), **progress))
-            else:
-                values = list(tqdm(map(_reference_nonbonded, tasks), **progress))
+            with WorkerPool(workers if len(tasks) > 1 else 1) as pool:
+                values = [_reference_value(result)
+                          for result in tqdm(pool.imap(_reference_nonbonded, tasks, chunksize=4), **progress)]
             self._store.update(zip(todo, values))
         out = [{name: np.asarray(v) for name, v in self._store[k].items()} if self._store[k] else None
                for k in keys]

@@ -13,7 +13,6 @@ process is the only writer.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,26 +91,26 @@ def _group_name(smiles: str) -> str:
     return hashlib.sha1(smiles.encode()).hexdigest()[:16]
 
 
-_WORKER: dict = {}
-
-
-def _init_worker(labeler: str) -> None:
+def _init_worker(labeler: str):
+    """The labeler, loaded once per worker (the pool's state), on one torch thread (in this process too)."""
     import torch
 
     from gnnff.train.labelers import get_labeler
 
     torch.set_num_threads(1)
-    _WORKER["labeler"] = get_labeler(labeler)
+    return get_labeler(labeler)
 
 
 def _label(task: tuple[str, bytes, SamplingConfig]) -> tuple[str, dict | None, str | None]:
+    from gnnff.pool import worker_state
+
     label, pickled, config = task
     mol = Chem.Mol(pickled)
     try:
         x = sample_conformers(mol, config)
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
         charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
-        energies, forces = _WORKER["labeler"](z, x, charge)
+        energies, forces = worker_state()(z, x, charge)
     except GnnffError as err:
         return label, None, f"{label}: {err}"
     return label, {"smiles": mapped_smiles(mol), "z": z, "x": x, "e": energies, "f": forces}, None
@@ -168,11 +167,10 @@ def generate(records: Sequence[Record], output: str | os.PathLike, *, labeler: s
 
 
 def _run(tasks: list, labeler: str, workers: int) -> Iterator[tuple[str, dict | None, str | None]]:
+    """Label the tasks, yielded as they finish."""
+    from gnnff.pool import WorkerPool
+
     progress = dict(total=len(tasks), desc=f"label ({labeler})", unit="mol", disable=None)
-    if workers <= 1 or len(tasks) <= 1:
-        _init_worker(labeler)
-        yield from tqdm(map(_label, tasks), **progress)
-        return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(labeler,)) as pool:
-        yield from tqdm(pool.imap_unordered(_label, tasks), **progress)
+    with WorkerPool(workers if len(tasks) > 1 else 1, initializer=_init_worker, initargs=(labeler,)) as pool:
+        for result in tqdm(pool.imap(_label, tasks, ordered=False), **progress):
+            yield result.value if result.ok else (result.item[0], None, f"{result.item[0]}: {result.failure}")

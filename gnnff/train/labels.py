@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from gnnff.chem.molecule import mapped_smiles
 from gnnff.errors import GnnffError, InputError, first_line
+from gnnff.pool import Result, WorkerPool
 
 __all__ = ["LABEL_METHOD", "add_lennard_jones", "label_molecule", "label_nonbonded", "read_labels",
            "prepared_from_mapped_smiles"]
@@ -167,16 +168,19 @@ def label_nonbonded(molecules: Iterable[tuple[str, str]], path: str | os.PathLik
             break
     counts = {"done": skipped, "labelled": 0, "failed": 0}
     progress = dict(total=len(todo), desc=f"labels ({method}{' + Sage LJ' if lennard_jones else ''})", unit="mol", disable=None)
-    with open(path, "a", encoding="utf-8") as handle:
-        if workers > 1 and len(todo) > 1:
-            import multiprocessing
-
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                results = tqdm(pool.imap_unordered(_label_task, todo, chunksize=2), **progress)
-                _append(handle, results, counts)
-        else:
-            _append(handle, tqdm(map(_label_task, todo), **progress), counts)
+    with open(path, "a", encoding="utf-8") as handle, WorkerPool(workers if len(todo) > 1 else 1) as pool:
+        results = pool.imap(_label_task, todo, ordered=False, chunksize=2)
+        _append(handle, tqdm(map(_label_entry, results), **progress), counts)
     return counts
+
+
+def _label_entry(result: Result) -> dict[str, Any]:
+    """The label file's entry of one :func:`_label_task`: its label, or an ``error`` entry
+    (:func:`label_molecule` makes those of gnnff's errors; here those of unexpected ones)."""
+    if result.ok:
+        return result.value
+    smiles, source = result.item[:2]
+    return {"input": smiles, "source": source, "error": str(result.failure)}
 
 
 def _append(handle, results: Iterable[dict[str, Any]], counts: dict[str, int]) -> None:
