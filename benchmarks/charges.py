@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, RDLogger
-from tqdm import tqdm
 
 import gnnff
 from gnnff.chem.molecule import plain_smiles, positions_nm, with_conformer
@@ -47,6 +46,7 @@ from gnnff.condensed.common import (
 )
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_csv
+from gnnff.progress import progress
 from gnnff.train.benchmark import bootstrap_interval
 
 ELEMENTS = {1, 6, 7, 8, 9, 15, 16, 17, 35}
@@ -210,7 +210,7 @@ def main() -> None:
             return
     per_method: dict[str, list[dict]] = {force_field_label(m): [] for m in methods}
     reference_seconds = []
-    for k, smiles in enumerate(tqdm(chosen, desc="charges", unit="mol")):
+    for k, smiles in enumerate(progress(chosen, desc="charges", unit="mol")):
         key = f"{k:04d}"
         if smiles in no_reference:
             continue

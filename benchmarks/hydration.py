@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import Chem
-from tqdm import tqdm
 
 import gnnff
 from gnnff.condensed.common import (
@@ -47,6 +46,7 @@ from gnnff.condensed.hydration import (
 )
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_csv
+from gnnff.progress import progress
 
 
 def read_freesolv(path: Path) -> list[dict]:
@@ -152,7 +152,7 @@ def main() -> None:
                 try:
                     result = gnnff.assign_parameters(row["smiles"], model=source, name=row["id"])
                     total = protocol.vacuum_iterations + protocol.iterations
-                    with tqdm(total=total, desc=f"{label} {row['id']}", unit="it", leave=False) as bar:
+                    with progress(total=total, desc=f"{label} {row['id']}", unit="it", leave=False) as bar:
                         done = hydration_free_energy(result, protocol, out / "work" / label / row["id"], progress=bar)
                 except (GnnffError, ValueError, RuntimeError) as err:
                     failed.append(error_line(f"{label} {row['id']} ({row['name']})", err))

@@ -22,7 +22,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 import gnnff
 from gnnff.condensed.common import (
@@ -41,6 +40,7 @@ from gnnff.condensed.common import (
 from gnnff.condensed.liquids import LiquidProtocol, liquid_density
 from gnnff.errors import GnnffError
 from gnnff.files import atomic_write_csv
+from gnnff.progress import progress
 
 #: CPU default: an alcohol, an alkane, an ester, an aromatic, an amide, a heteroaromatic,
 #: an amino alcohol and a chloroalkane (Ids of sage-physprop-train-v1.csv).
@@ -122,7 +122,7 @@ def main() -> None:
                 try:
                     result = gnnff.assign_parameters(row["smiles"], model=source, name=row["smiles"])
                     total = protocol.equilibration_ps + protocol.production_ps
-                    with tqdm(total=total, desc=f"{label} {row['smiles']}", unit="ps", leave=False) as bar:
+                    with progress(total=total, desc=f"{label} {row['smiles']}", unit="ps", leave=False) as bar:
                         done = liquid_density(result, temperature_k=row["temperature_k"],
                                               pressure_kpa=row["pressure_kpa"], density_guess_g_ml=row["density"],
                                               protocol=protocol, workdir=out / "work" / label / i, progress=bar)

@@ -39,9 +39,9 @@ import numpy as np
 import openmm
 from openmm import unit
 from rdkit import Chem
-from tqdm import tqdm
 
 import gnnff
+from gnnff.progress import progress
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 KJ = unit.kilojoule_per_mole
@@ -274,7 +274,7 @@ def main() -> None:
     items = [(i, m, settings) for i, m in enumerate(mols)]
     with multiprocessing.get_context("fork").Pool(args.workers, initializer=_init_worker,
                                                   initargs=(args.model,)) as pool:
-        outcomes = sorted(tqdm(pool.imap_unordered(simulate, items), total=len(items), unit="mol"),
+        outcomes = sorted(progress(pool.imap_unordered(simulate, items), total=len(items), unit="mol"),
                           key=lambda o: o.index)
     wall = time.perf_counter() - start
     with open(args.output, "w", newline="") as handle:

@@ -2,7 +2,7 @@
 
 Layers (a module may import its own layer and those below, never above):
 
-0. foundation: ``schema``, ``units``, ``errors``, ``files``, ``threads``, ``_version``, ``_lazy``
+0. foundation: ``schema``, ``units``, ``errors``, ``files``, ``threads``, ``progress``, ``_version``, ``_lazy``
 1. ``chem``: molecules, topology, features
 2. ``nn`` (network, checkpoints) and ``mm`` (energy, export); neither imports the other
 3. ``sources``: model registry, Sage
@@ -25,7 +25,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gnnff"
 
 LAYERS = {
-    "schema": 0, "units": 0, "errors": 0, "files": 0, "threads": 0, "_version": 0, "_lazy": 0,
+    "schema": 0, "units": 0, "errors": 0, "files": 0, "threads": 0, "progress": 0, "_version": 0, "_lazy": 0,
     "chem": 1, "nn": 2, "mm": 2, "sources": 3, "api": 4, "train": 5,
     "app": 6, "openmm": 6, "condensed": 6, "testing": 7, "__init__": 7, "__main__": 7,
 }
@@ -63,7 +63,7 @@ def test_every_module_belongs_to_a_layer():
     assert units <= set(LAYERS), f"modules outside the declared layers: {sorted(units - set(LAYERS))}"
     top_level = sorted(p.stem for p in PACKAGE.glob("*.py"))
     assert top_level == sorted(["__init__", "__main__", "_lazy", "_version", "api", "errors", "files", "openmm",
-                                "schema", "testing", "threads", "units"])
+                                "progress", "schema", "testing", "threads", "units"])
 
 
 @pytest.mark.parametrize("name, path", _modules(), ids=[n for n, _ in _modules()])
@@ -79,7 +79,7 @@ def test_imports_point_inwards(name, path):
 
 
 def test_the_schema_and_units_import_nothing_from_gnnff():
-    for stem in ("schema", "units", "errors", "files"):
+    for stem in ("schema", "units", "errors", "files", "progress"):
         assert not _imports(PACKAGE / f"{stem}.py"), stem
 
 
