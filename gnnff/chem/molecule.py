@@ -8,12 +8,13 @@ The returned molecule is a new object; inputs are never modified.
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 from rdkit import Chem, rdBase
@@ -27,6 +28,9 @@ __all__ = [
     "Record",
     "read_records",
     "count_records",
+    "record_titles",
+    "split_selector",
+    "smiles_label",
     "load_molecule",
     "looks_like_path",
     "prepare",
@@ -70,12 +74,16 @@ class Record:
         The prepared molecule (see :func:`prepare`), or None if ``error`` is set.
     error
         The error met while reading or preparing the record.
+    title
+        The record's own name: its SD title line, MOL2 molecule name or SMILES-file
+        name column; empty when it has none.
     """
 
     index: int
     label: str
     mol: Chem.Mol | None = None
     error: GnnffError | None = None
+    title: str = ""
 
 
 def _suffix(path: Path) -> str:
@@ -95,7 +103,8 @@ _FILE_LIKE_SUFFIXES = frozenset(SUPPORTED_SUFFIXES) | {
 def looks_like_path(text: str) -> bool:
     """Whether ``text`` names a file rather than a SMILES string.
 
-    A file: it exists, has a molecule-file suffix, starts like a path (``/``, ``./``,
+    A file: it exists, has a molecule-file suffix, selects a record of one
+    (``ligands.sdf:3``, :func:`split_selector`), starts like a path (``/``, ``./``,
     ``../``, ``~``), or lies in an existing folder. ``/`` alone does not make a path:
     SMILES use it for double-bond stereo (``C/C=C/C``).
     """
@@ -103,7 +112,7 @@ def looks_like_path(text: str) -> bool:
         return False
     path = Path(text)
     try:
-        if path.exists() or _suffix(path) in _FILE_LIKE_SUFFIXES:
+        if path.exists() or _suffix(path) in _FILE_LIKE_SUFFIXES or split_selector(text)[1] is not None:
             return True
         if text.startswith(("/", "./", "../", "~", ".\\", "..\\")):
             return True
@@ -112,12 +121,89 @@ def looks_like_path(text: str) -> bool:
         return False
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def split_selector(source: str | os.PathLike) -> tuple[str, int | str | None]:
+    """Split ``FILE:N`` or ``FILE:NAME`` into the file and the record it selects: ``N``,
+    a 1-based record number (as :attr:`Record.index`), or ``NAME``, a record title (as
+    :attr:`Record.title`); None selects nothing (the whole file, or not a file at all).
+
+    A string naming an existing file is that file, ``:`` and all. Otherwise it is split
+    at its last ``:`` when the part before names a molecule file (an existing file, or
+    one with a suffix of :data:`SUPPORTED_SUFFIXES`): neither a Windows drive
+    (``C:\\lig.sdf``) nor a SMILES with atom maps (``[CH3:1]O``) is split. Digits after
+    the ``:`` are a record number: a record titled with digits is picked by name with
+    ``record=`` (``--name`` on the command line).
+    """
+    text = os.fspath(source)
+    head, colon, tail = text.rpartition(":")
+    if not colon or not head.strip() or not tail or _is_file(text):
+        return text, None
+    if not (_is_file(head) or _suffix(Path(head)) in SUPPORTED_SUFFIXES):
+        return text, None
+    return head, int(tail) if tail.isascii() and tail.isdigit() else tail
+
+
+def smiles_label(smiles: str, name: str | None = None) -> str:
+    """How messages name a SMILES string given as input: ``name`` if given, else
+    ``SMILES 'CCO'``."""
+    return name if name and name != smiles else f"SMILES '{smiles}'"
+
+
 def _record_label(path: Path, index: int, name: str) -> str:
     label = f"{path.name} record {index}"
     return f"{label} ('{name}')" if name else label
 
 
-def read_records(path: str | os.PathLike) -> Iterator[Record]:
+class _Block(NamedTuple):
+    """One record of a file, not parsed yet."""
+
+    title: str  #: the record's own name (:attr:`Record.title`), empty when it has none
+    parse: Callable[[], Chem.Mol]  #: its molecule, unsanitized; raises _Unparsable
+    shown: str = ""  #: how its label names it, when not by its title (a SMILES line without a name)
+
+
+def _source(path: str | os.PathLike, record: int | str | None) -> tuple[Path, int | str | None]:
+    """The file of ``path`` and the record selected by its ``:N`` / ``:NAME`` suffix or by ``record``."""
+    text = os.fspath(path)
+    file, selected = split_selector(text)
+    if record is not None and selected is not None and record != selected:
+        raise InputError(f"{text}: selects record {selected!r}, and record=/--name selects {record!r}; "
+                         "select the record once")
+    return Path(file), selected if record is None else record
+
+
+def _blocks(path: Path) -> Iterator[_Block]:
+    """The records of ``path``, unparsed and streamed; InputError for a bad file or one without any."""
+    blocks, lines = _open(path)
+    count = 0
+    with lines() as handle:
+        for block in blocks(_checked(handle, path)):
+            count += 1
+            yield block
+    if count == 0:
+        raise InputError(f"{path}: no molecule found in the file; check that it holds {_suffix(path)} records")
+
+
+def _record(path: Path, index: int, block: _Block) -> Record:
+    """The :class:`Record` of ``block``: parsed and prepared, or with the error met."""
+    label = _record_label(path, index, block.shown or block.title)
+    try:
+        try:
+            mol = block.parse()
+        except _Unparsable as err:
+            raise InputError(f"{label}: {err}") from None
+        return Record(index, label, mol=prepare(mol, label=label), title=block.title)
+    except GnnffError as err:
+        return Record(index, label, error=err, title=block.title)
+
+
+def read_records(path: str | os.PathLike, *, record: int | str | None = None) -> Iterator[Record]:
     """Read every molecule of a file, lazily, one :class:`Record` each.
 
     The file is streamed: one record's text is in memory at a time, so a library of
@@ -125,38 +211,97 @@ def read_records(path: str | os.PathLike) -> Iterator[Record]:
     yielded with its ``error`` set, so a batch can go on past it. Problems with the file
     as a whole (missing, unreadable, unsupported format, no molecule in it) raise
     :class:`InputError`.
+
+    Parameters
+    ----------
+    path
+        The file; ``FILE:N`` or ``FILE:NAME`` reads only the record it selects
+        (:func:`split_selector`).
+    record
+        Read only this record: its 1-based number (int) or its title (str). A number
+        past the end, a title no record or several records have, is an InputError
+        listing the file's records.
     """
-    path = Path(path)
-    blocks, lines = _open(path)
-    count = 0
-    with lines() as handle:
-        for index, (name, parse) in enumerate(blocks(_checked(handle, path)), start=1):
-            count += 1
-            label = _record_label(path, index, name)
-            try:
-                try:
-                    mol = parse()
-                except _Unparsable as err:
-                    raise InputError(f"{label}: {err}") from None
-                yield Record(index, label, mol=prepare(mol, label=label))
-            except GnnffError as err:
-                yield Record(index, label, error=err)
-    if count == 0:
-        raise InputError(f"{path}: no molecule found in the file")
+    path, record = _source(path, record)
+    if record is not None:
+        yield _record(path, *_find(path, record))
+        return
+    for index, block in enumerate(_blocks(path), start=1):
+        yield _record(path, index, block)
 
 
-def count_records(path: str | os.PathLike) -> int:
+def count_records(path: str | os.PathLike, *, record: int | str | None = None) -> int:
     """Number of records :func:`read_records` will yield, without parsing them (streamed).
 
-    Raises the same :class:`InputError` as :func:`read_records` for a bad file.
+    Raises the same :class:`InputError` as :func:`read_records` for a bad file or selection.
     """
-    path = Path(path)
-    blocks, lines = _open(path)
-    with lines() as handle:
-        count = sum(1 for _ in blocks(_checked(handle, path)))
-    if count == 0:
-        raise InputError(f"{path}: no molecule found in the file")
-    return count
+    path, record = _source(path, record)
+    if record is not None:
+        _find(path, record)
+        return 1
+    return sum(1 for _ in _blocks(path))
+
+
+def record_titles(path: str | os.PathLike, *, record: int | str | None = None) -> list[str]:
+    """The :attr:`Record.title` of each record :func:`read_records` will yield, in order,
+    without parsing them (streamed); ``""`` for a record without a title.
+
+    Raises the same :class:`InputError` as :func:`read_records` for a bad file or selection.
+    """
+    path, record = _source(path, record)
+    if record is not None:
+        return [_find(path, record)[1].title]
+    return [block.title for block in _blocks(path)]
+
+
+def _find(path: Path, record: int | str | None) -> tuple[int, _Block]:
+    """The 1-based number and unparsed record that ``record`` selects (None: the file's
+    only record). Only the titles are kept while scanning: an InputError lists them."""
+    titles: list[str] = []
+    found: list[tuple[int, _Block]] = []
+    for index, block in enumerate(_blocks(path), start=1):
+        titles.append(block.title)
+        if record is None:
+            found += [(index, block)] if index == 1 else []
+        elif index == record if isinstance(record, int) else block.title == record:
+            found.append((index, block))
+            if isinstance(record, int):
+                return found[0]
+    if len(found) == 1 and (record is not None or len(titles) == 1):
+        return found[0]
+    raise _selection_error(path, record, titles, [index for index, _ in found])
+
+
+def _listing(titles: list[str], limit: int = 5) -> str:
+    """``records: 1 'a', 2 'b', 3 (no name), ... (12 in all)``: the first few records."""
+    def one(index: int, title: str) -> str:
+        return f"{index} '{title if len(title) <= 40 else title[:37] + '...'}'" if title else f"{index} (no name)"
+
+    shown = ", ".join(one(i, t) for i, t in enumerate(titles[:limit], start=1))
+    return f"records: {shown}" + (f", ... ({len(titles)} in all)" if len(titles) > limit else "")
+
+
+def _selection_error(path: Path, record: int | str | None, titles: list[str], matches: list[int]) -> InputError:
+    """Why ``record`` selects no single record of ``path``, listing what there is."""
+    n, listing = len(titles), _listing(titles)
+    if record is None:
+        named = next((t for t in titles if t and " " not in t), "")
+        by_name = (f" or {path}:{named} (name; --name {named} on the command line, record='{named}' in Python)"
+                   if named else " (record=2 in Python)")
+        return InputError(
+            f"{path}: holds {n} molecules and one is needed ({listing}); pick one as {path}:2 (record number)"
+            f"{by_name}; or take all of them: gnnff parametrize FILE -o FOLDER, gnnff.assign_parameters_many")
+    if isinstance(record, int):
+        return InputError(f"{path}: no record {record}, the file holds {n} ({listing}); "
+                          f"give a record number from 1 to {n} or a record name")
+    if not matches:
+        close = difflib.get_close_matches(record, sorted(set(titles)), n=3)
+        maybe = f"closest: {', '.join(repr(t) for t in close)}; " if close else ""
+        return InputError(f"{path}: no record named '{record}' ({maybe}{listing}); "
+                          f"give a record name of the file or a record number from 1 to {n}")
+    numbers = ", ".join(map(str, matches[:10])) + (", ..." if len(matches) > 10 else "")
+    return InputError(f"{path}: {len(matches)} records are named '{record}' (records {numbers}); "
+                      f"pick one by record number, e.g. {path}:{matches[0]}")
 
 
 def _read_error(path: Path, suffix: str, err: BaseException) -> InputError:
@@ -240,12 +385,12 @@ def _molblock_problem(block: str) -> str:
     try:
         n_atoms, n_bonds = int(lines[3][:3]), int(lines[3][3:6])
     except (IndexError, ValueError):
-        return "no valid molfile counts line (line 4); the record is not a V2000/V3000 molfile, export it again"
+        return "no valid molfile counts line (line 4), the record is not a V2000/V3000 molfile; export it again"
     atom_lines = lines[4:4 + n_atoms]
     if len(atom_lines) < n_atoms or any(len(line.rstrip()) < 34 for line in atom_lines) \
             or len(lines) < 4 + n_atoms + n_bonds:
         return (f"the record is truncated (its counts line announces {n_atoms} atoms and {n_bonds} bonds, "
-                f"the record has {len(lines)} lines); the file is incomplete, export it again")
+                f"the record has {len(lines)} lines), the file is incomplete; export it again")
     for i, line in enumerate(atom_lines):
         symbol = line[31:34].strip()
         if symbol not in _MOLFILE_SYMBOLS:
@@ -253,7 +398,7 @@ def _molblock_problem(block: str) -> str:
     return "RDKit cannot parse the record; check its atom and bond blocks (atom indices, bond types, charges)"
 
 
-def _sdf_blocks(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+def _sdf_blocks(lines: Iterator[str]) -> Iterator[_Block]:
     """The records of SDF lines: each up to its ``$$$$`` line, or to the end of the file.
     A line that ends in ``$$$$`` also ends a record (a truncated record whose last line
     lost its newline), so the records after it are not swallowed."""
@@ -283,10 +428,10 @@ def _sdf_blocks(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
                 raise _Unparsable(_molblock_problem(chunk))
             return mol
 
-        yield name, parse
+        yield _Block(name, parse)
 
 
-def _mol2_blocks(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+def _mol2_blocks(lines: Iterator[str]) -> Iterator[_Block]:
     """The records of MOL2 lines: each from its ``@<TRIPOS>MOLECULE`` to the next."""
     marker = "@<TRIPOS>MOLECULE"
 
@@ -309,42 +454,66 @@ def _mol2_blocks(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
             with rdBase.BlockLogs():
                 mol = Chem.MolFromMol2Block(block, sanitize=False, removeHs=False)
             if mol is None:
-                raise _Unparsable("RDKit cannot parse the MOL2 record (check atom types and bonds)")
+                raise _Unparsable("RDKit cannot parse the MOL2 record; check its atom types and bonds")
             return mol
 
-        yield name, parse
+        yield _Block(name, parse)
 
 
-def _smiles_lines(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+def _smiles_lines(lines: Iterator[str]) -> Iterator[_Block]:
+    """The records of a SMILES file: one a line, ``SMILES [NAME]``; ``#`` starts a comment.
+    A line without a name is named (labelled, ``_Name``) by its SMILES but has no title."""
     for line in lines:
         fields = line.split(maxsplit=1)
         if not fields or fields[0].startswith("#"):
             continue
         smiles = fields[0]
-        name = fields[1].strip() if len(fields) > 1 else smiles
-        yield name, lambda smiles=smiles, name=name: _parse_smiles(smiles, name)
+        title = fields[1].strip() if len(fields) > 1 else ""
+        yield _Block(title, lambda smiles=smiles, title=title: _parse_smiles(smiles, title or smiles, quote=bool(title)),
+                     shown=title or smiles)
 
 
-def _parse_smiles(smiles: str, name: str) -> Chem.Mol:
+def _parse_smiles(smiles: str, name: str, *, quote: bool) -> Chem.Mol:
+    """The molecule of ``smiles``, named ``name``, unsanitized. ``quote``: whether an
+    _Unparsable message quotes the SMILES (False when the label already shows it)."""
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles, sanitize=False)
     if mol is None:
-        raise _Unparsable(f"'{smiles}' is not a valid SMILES string; check its syntax")
+        what = f"RDKit cannot parse SMILES '{smiles}'" if quote else "RDKit cannot parse it as SMILES"
+        raise _Unparsable(f"{what}; check its syntax (brackets, ring-closure digits, element symbols)")
     mol.SetProp("_Name", name)
     return mol
 
 
-def load_molecule(molecule: Any, *, name: str | None = None) -> Chem.Mol:
+def load_molecule(molecule: Any, *, name: str | None = None, record: int | str | None = None) -> Chem.Mol:
     """Turn any supported input into one prepared RDKit molecule.
 
     Parameters
     ----------
     molecule
-        An RDKit ``Mol``, an OpenFF ``Molecule``, a path to a file holding exactly one
-        molecule (see :data:`SUPPORTED_SUFFIXES`), or a SMILES string.
+        An RDKit ``Mol``, an OpenFF ``Molecule``, a path to a molecule file (see
+        :data:`SUPPORTED_SUFFIXES`) holding one molecule or with a record selected
+        (``ligands.sdf:3``, ``ligands.sdf:lig_1``: :func:`split_selector`), or a SMILES
+        string.
     name
         Name used in messages and stored as the molecule's ``_Name``.
+    record
+        For a file of several molecules: the one to read, by 1-based record number
+        (int) or title (str; :attr:`Record.title`).
+
+    Raises
+    ------
+    InputError
+        The input cannot be read, or a file holds several molecules and none is
+        selected (the message says how to pick one and lists the first records).
+    ChemistryError
+        As :func:`prepare`.
     """
+    is_text = isinstance(molecule, (str, os.PathLike))
+    if record is not None and not (is_text and looks_like_path(os.fspath(molecule))):
+        what = smiles_label(os.fspath(molecule), name) if is_text else f"the {type(molecule).__name__}"
+        raise InputError(f"{what}: record={record!r} selects a record of a molecule file, and this input is "
+                         "not one; leave record out")
     if isinstance(molecule, Chem.Mol):
         label = name or (molecule.GetProp("_Name") if molecule.HasProp("_Name") else "") or "molecule"
         return prepare(molecule, label=label)
@@ -353,33 +522,28 @@ def load_molecule(molecule: Any, *, name: str | None = None) -> Chem.Mol:
         try:
             rdmol = molecule.to_rdkit()
         except Exception as err:  # the toolkit raises many types; report them as one
-            raise InputError(f"{label}: cannot convert the OpenFF Molecule to RDKit ({err})") from None
+            raise InputError(f"{label}: cannot convert the OpenFF Molecule to RDKit ({first_line(err)}); "
+                             "pass it as an RDKit Mol or a molecule file instead") from None
         return prepare(rdmol, label=label)
-    if isinstance(molecule, (str, os.PathLike)):
+    if is_text:
         text = os.fspath(molecule)
-        path = Path(text)
         if not text.strip():
             raise InputError("empty input: give a molecule file or a SMILES string")
         if looks_like_path(text):
-            records = list(read_records(path))
-            if len(records) != 1:
-                raise InputError(
-                    f"{path}: holds {len(records)} molecules; gnnff.parametrize takes one "
-                    "(for several: gnnff parametrize FILE -o FOLDER, or gnnff.assign_parameters_many)"
-                )
-            if records[0].error is not None:
-                raise records[0].error
-            mol = records[0].mol
+            path, selected = _source(text, record)
+            found = _record(path, *_find(path, selected))
+            if found.error is not None:
+                raise found.error
             if name:
-                mol.SetProp("_Name", name)
-            return mol
-        label = name or text
+                found.mol.SetProp("_Name", name)
+            return found.mol
+        label = smiles_label(text, name)
         try:
-            return prepare(_parse_smiles(text, label), label=label)
+            return prepare(_parse_smiles(text, name or text, quote=label != smiles_label(text)), label=label)
         except _Unparsable as err:
             raise InputError(f"{label}: {err}") from None
     raise InputError(
-        f"cannot read a molecule from a {type(molecule).__name__}; pass an RDKit Mol, "
+        f"input of type {type(molecule).__name__}: gnnff cannot read a molecule from it; pass an RDKit Mol, "
         "an OpenFF Molecule, a SMILES string or a file path"
     )
 
@@ -400,7 +564,7 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
     """
     mol = Chem.Mol(mol)
     if mol.GetNumAtoms() == 0:
-        raise ChemistryError(f"{label}: the molecule has no atoms")
+        raise ChemistryError(f"{label}: the molecule has no atoms; give a molecule with at least one atom")
     if mol.GetNumAtoms() > KEKULIZE_BY_SYSTEM_MIN_ATOMS:
         mol = _kekulized_by_system(mol)
     try:
@@ -625,10 +789,10 @@ def mol_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
     params.removeHs = False
     mol = Chem.MolFromSmiles(smiles, params)
     if mol is None:
-        raise InputError(f"{label}: cannot parse SMILES '{smiles}'")
+        raise InputError(f"{label}: RDKit cannot parse SMILES '{smiles}'; check its syntax")
     maps = [a.GetAtomMapNum() for a in mol.GetAtoms()]
     if sorted(maps) != list(range(1, mol.GetNumAtoms() + 1)):
-        raise InputError(f"{label}: SMILES must map every atom 1..N to give the atom order")
+        raise InputError(f"{label}: SMILES '{smiles}' does not map every atom 1..N; map each atom to give the atom order")
     order = [maps.index(i + 1) for i in range(mol.GetNumAtoms())]
     mol = Chem.RenumberAtoms(mol, order)
     for atom in mol.GetAtoms():
