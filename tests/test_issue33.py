@@ -135,7 +135,8 @@ def test_a_file_name_with_a_colon_still_reads(tmp_path):
 
 
 def test_selection_conflicts_and_non_files(ligands):
-    with pytest.raises(InputError, match=r"selects record 2, and record=/--name selects 'lig_1'; select the record once"):
+    with pytest.raises(InputError, match=r"selects record 2, and record=/--name selects 'lig_1'; select the record "
+                                         r"once$"):
         gnnff.load_molecule(f"{ligands}:2", record="lig_1")
     with pytest.raises(InputError, match=r"^SMILES 'CCO': record=2 selects a record of a molecule file, and this "
                                          r"input is not one; leave record out$"):
