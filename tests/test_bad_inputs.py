@@ -123,8 +123,8 @@ FILE_CASES = {
                           r"mols\.sdf: is a folder; give a molecule file"),
     "empty SMILES argument": (None, [""], 2, r"empty input: give a molecule file or a SMILES string"),
     "truncated single-record SDF": (_write("cut.sdf", _ETHANOL[: len(_ETHANOL) // 2]), ["cut.sdf"], 1,
-                                    (r"cut\.sdf record 1 \('ethanol'\): the record is truncated \(.*\); the file is "
-                                     r"incomplete, export it again")),
+                                    (r"cut\.sdf record 1 \('ethanol'\): the record is truncated \(.*\), the file is "
+                                     r"incomplete; export it again")),
     "missing model file": (None, ["CCO", "--model", "missing.pt"], 2,
                            (r"missing\.pt: no such model file; give the path of a trained model \(\.pt\) or a "
                             r"model name \(gnnff-industry-v0, gnnff-v1, sage, sage-2\.3\)")),
@@ -217,7 +217,7 @@ def test_broken_record_among_good_ones(tmp_path, cli):
     (tmp_path / "mixed.sdf").write_text(_sdf(_ETHANOL, "\n".join(cut.split("\n")[:7]), _molblock("CC=O", name="ald")))
     outcome = cli("mixed.sdf", "-o", "out", "-q")
     check(outcome, 1, r"^gnnff: error: mixed\.sdf record 2 \('cut'\): the record is truncated .*export it again$")
-    assert _files(tmp_path / "out") == _outputs("0001.xml", "0003.xml") | {"report.csv", "report.json"}
+    assert _files(tmp_path / "out") == _outputs("ethanol.xml", "ald.xml") | {"report.csv", "report.json"}
     rows = _report(tmp_path / "out")
     assert [(r["record"], r["name"], r["status"]) for r in rows] == [
         ("1", "ethanol", "ok"), ("2", "cut", "failed"), ("3", "ald", "ok")]
@@ -226,7 +226,8 @@ def test_broken_record_among_good_ones(tmp_path, cli):
 
 def test_broken_line_in_smiles_file(tmp_path, cli):
     (tmp_path / "in.smi").write_text("CCO ethanol\nCC(C ring\nc1ccccc1 benzene\n")
-    check(cli("in.smi", "-q"), 1, r"in\.smi record 2 \('ring'\): 'CC\(C' is not a valid SMILES string; check its syntax")
+    check(cli("in.smi", "-q"), 1, r"^gnnff: error: in\.smi record 2 \('ring'\): RDKit cannot parse SMILES 'CC\(C'; "
+                                  r"check its syntax \(brackets, ring-closure digits, element symbols\)$")
     assert [r["status"] for r in _report(tmp_path / "in")] == ["ok", "failed", "ok"]
 
 
@@ -234,12 +235,14 @@ def test_broken_record_in_mol2(tmp_path, cli):
     text = (DATA / "ethanol_acetate.mol2").read_text()
     broken = text.replace("     1     1     2 1", "     1     1    42 1", 1)  # bond to a missing atom
     (tmp_path / "two.mol2").write_text(broken)
-    check(cli("two.mol2", "-q"), 1, r"two\.mol2 record 1 \('ethanol'\): RDKit cannot parse the MOL2 record \(check")
-    assert _files(tmp_path / "two") == _outputs("0002.xml") | {"report.csv", "report.json"}
+    check(cli("two.mol2", "-q"), 1, r"two\.mol2 record 1 \('ethanol'\): RDKit cannot parse the MOL2 record; check its "
+                                    r"atom types and bonds$")
+    assert _files(tmp_path / "two") == _outputs("acetate.xml") | {"report.csv", "report.json"}
 
 
 def test_smiles_syntax_error(tmp_path, cli):
-    check(cli("C1CC(", "-q"), 1, r"^gnnff: error: C1CC\(: 'C1CC\(' is not a valid SMILES string; check its syntax$")
+    check(cli("C1CC(", "-q"), 1, r"^gnnff: error: SMILES 'C1CC\(': RDKit cannot parse it as SMILES; check its syntax "
+                                 r"\(brackets, ring-closure digits, element symbols\)$")
     assert _files(tmp_path) == set()
 
 
@@ -302,7 +305,7 @@ def test_unknown_element_symbol(tmp_path, cli):
 
 
 def test_dummy_atom(tmp_path, cli):
-    check(cli("*CC", "-q"), 1, r"\*CC: atom 0 \(\*\) is a dummy atom; replace it by a real element")
+    check(cli("*CC", "-q"), 1, r"^gnnff: error: SMILES '\*CC': atom 0 \(\*\) is a dummy atom; replace it by a real element")
 
 
 @pytest.mark.parametrize("smiles, why", [
@@ -381,7 +384,7 @@ def test_name_that_is_not_utf8(tmp_path, cli):
 def test_windows_line_endings(tmp_path, cli):
     (tmp_path / "crlf.sdf").write_bytes(_sdf(_ETHANOL, _ETHANOL).replace("\n", "\r\n").encode())
     check(cli("crlf.sdf", "-q"), 0)
-    assert _files(tmp_path / "crlf") == _outputs("0001.xml", "0002.xml") | {"report.csv", "report.json"}
+    assert _files(tmp_path / "crlf") == _outputs("ethanol.xml", "ethanol_2.xml") | {"report.csv", "report.json"}
 
 
 def test_output_is_an_existing_folder(tmp_path, cli):
@@ -392,11 +395,11 @@ def test_output_is_an_existing_folder(tmp_path, cli):
 
 def test_numbered_output_taken_by_a_folder(tmp_path, cli):
     (tmp_path / "in.smi").write_text("CCO a\nCCN b\nCCC c\n")
-    (tmp_path / "out" / "0002.xml").mkdir(parents=True)
+    (tmp_path / "out" / "b.xml").mkdir(parents=True)
     check(cli("in.smi", "-o", "out", "-q"), 1,
-          r"in\.smi record 2 \('b'\): cannot write out/0002\.xml: it is a folder; remove it or choose another output")
-    assert _files(tmp_path / "out") == _outputs("0001.xml", "0003.xml") | {"0002.xml", "report.csv", "report.json"}
-    assert (tmp_path / "out" / "0002.xml").is_dir()
+          r"in\.smi record 2 \('b'\): cannot write out/b\.xml: it is a folder; remove it or choose another output")
+    assert _files(tmp_path / "out") == _outputs("a.xml", "c.xml") | {"b.xml", "report.csv", "report.json"}
+    assert (tmp_path / "out" / "b.xml").is_dir()
 
 
 def test_workers_must_be_positive(tmp_path, cli):

@@ -146,7 +146,7 @@ def test_report_resume_and_overwrite(tmp_path, monkeypatch, capsys):
     assert document["summary"] == {"records": 6, "ok": 5, "failed": 1, "skipped": 0}
     assert [r["status"] for r in document["records"]] == [r["status"] for r in rows]
     written = sorted(p.name for p in (tmp_path / "out").glob("*.xml"))
-    assert written == ["0001.xml", "0002.xml", "0004.xml", "0005.xml", "0006.xml"]
+    assert written == ["mol1.xml", "mol2.xml", "mol4.xml", "mol5.xml", "mol6.xml"]  # named after the records
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.xml")}
 
     capsys.readouterr()
@@ -157,7 +157,7 @@ def test_report_resume_and_overwrite(tmp_path, monkeypatch, capsys):
                                                                   "skipped", "skipped"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rewritten
 
-    (tmp_path / "out" / "0002.xml").unlink()  # as if the first run had stopped before record 2
+    (tmp_path / "out" / "mol2.xml").unlink()  # as if the first run had stopped before record 2
     assert main(["parametrize", "many.sdf", "-o", "out/", "-q"]) == 1
     assert [r["status"] for r in _report(tmp_path / "out")][:2] == ["skipped", "ok"]
 

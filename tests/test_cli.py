@@ -52,17 +52,17 @@ def test_mol2_several_records_go_to_a_folder(tmp_path):
     result = run("parametrize", str(DATA / "ethanol_acetate.mol2"), "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = sorted(p.name for p in (tmp_path / "ethanol_acetate").iterdir())
-    assert written == [".0001.xml.gnnff.json", ".0002.xml.gnnff.json",  # provenance, for resume
-                       "0001.xml", "0002.xml", "report.csv", "report.json"]
-    for record, name in zip(read_records(DATA / "ethanol_acetate.mol2"), written[2:4]):
-        _assert_same_energy(tmp_path / "ethanol_acetate" / name, record.mol)
+    assert written == [".acetate.xml.gnnff.json", ".ethanol.xml.gnnff.json",  # provenance, for resume
+                       "acetate.xml", "ethanol.xml", "report.csv", "report.json"]  # named after the records
+    for record in read_records(DATA / "ethanol_acetate.mol2"):
+        _assert_same_energy(tmp_path / "ethanol_acetate" / f"{record.title}.xml", record.mol)
 
 
-def test_numbered_files_from_xml_pattern(tmp_path):
+def test_files_named_from_xml_pattern(tmp_path):
     result = run("parametrize", str(DATA / "ethanol_acetate.mol2"), "-o", "lig.xml", "--model", "sage", "--charges", "mmff94",
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.glob("*.xml")) == ["lig-0001.xml", "lig-0002.xml"]
+    assert sorted(p.name for p in tmp_path.glob("*.xml")) == ["lig-acetate.xml", "lig-ethanol.xml"]
 
 
 def test_smiles_string(tmp_path):
@@ -76,13 +76,13 @@ def test_smiles_file_continues_past_bad_record(tmp_path):
     (tmp_path / "in.smi").write_text("CCO ethanol\nC1CC broken\n[Na+] sodium\n")
     result = run("parametrize", "in.smi", "--model", "sage", "--charges", "mmff94", cwd=tmp_path)
     assert result.returncode == 1
-    assert sorted(p.name for p in (tmp_path / "in").glob("*.xml")) == ["0001.xml", "0003.xml"]
+    assert sorted(p.name for p in (tmp_path / "in").glob("*.xml")) == ["ethanol.xml", "sodium.xml"]
     report = list(csv.DictReader((tmp_path / "in" / "report.csv").open()))
     assert [(r["record"], r["name"], r["status"]) for r in report] == [
         ("1", "ethanol", "ok"), ("2", "broken", "failed"), ("3", "sodium", "ok")]
     errors = [line for line in result.stderr.splitlines() if line.startswith("gnnff: error:")]
-    assert errors == ["gnnff: error: in.smi record 2 ('broken'): 'C1CC' is not a valid SMILES string; "
-                      "check its syntax"]
+    assert errors == ["gnnff: error: in.smi record 2 ('broken'): RDKit cannot parse SMILES 'C1CC'; "
+                      "check its syntax (brackets, ring-closure digits, element symbols)"]
     assert "parametrized 2 of 3" in result.stdout and "1 failed" in result.stdout
 
 
@@ -98,7 +98,7 @@ BAD_INPUTS = {
     "missing": ("absent.sdf", None, r"absent\.sdf: no such file", 2),
     "radical": ("radical.smi", b"[CH3] methyl\n", r"record 1 \('methyl'\): atom 0 \(C\) has 1 unpaired", 1),
     "element": ("silane.smi", b"[SiH4] silane\n", r"atom 0 \(Si\) is an element Sage does not cover", 1),
-    "bad smiles": ("bad.smi", b"C1CC x\n", r"'C1CC' is not a valid SMILES", 1),
+    "bad smiles": ("bad.smi", b"C1CC x\n", r"bad\.smi record 1 \('x'\): RDKit cannot parse SMILES 'C1CC'; check", 1),
 }
 
 

@@ -23,8 +23,8 @@ import pytest
 import gnnff
 from gnnff.app.batch import Row, Work, plan, provenance_path, run, run_dask
 from gnnff.app.cli import main
-from gnnff.app.formats import write_parametrized
-from gnnff.chem.molecule import count_records, read_records
+from gnnff.app.formats import output_stems, write_parametrized
+from gnnff.chem.molecule import count_records, read_records, record_titles
 from gnnff.openmm import model_fingerprint
 
 try:
@@ -100,7 +100,7 @@ def work() -> Work:
 
 def _plan(folder: Path, output: str, work: Work) -> tuple[list[Row], list]:
     records = list(read_records(folder / "lib.smi"))
-    paths = [Path(output) / f"{i:04d}.xml" for i in range(1, len(records) + 1)]
+    paths = [Path(output) / f"{stem}.xml" for stem in output_stems([r.title for r in records])]
     rows, jobs = [], []
     for item in plan(records, paths, overwrite=False, work=work):
         (rows if isinstance(item, Row) else jobs).append(item)
@@ -176,7 +176,8 @@ def test_interrupted_run_resumes_without_redoing_or_losing(library, client, work
 
     assert main(["parametrize", "lib.smi", "-o", "stopped/", "-q", "--dask", client.scheduler.address]) == 1
     rows = report(library / "stopped")
-    done = {f"{int(row[0]):04d}.xml" for row in rows if row[2] == "skipped"}
+    stems = output_stems(record_titles(library / "lib.smi"))
+    done = {f"{stems[int(row[0]) - 1]}.xml" for row in rows if row[2] == "skipped"}
     assert done == {p.name for p in finished}  # each finished record skipped, none redone
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
     assert [("ok" if row[2] == "skipped" else row[2]) for row in rows] == STATUSES

@@ -2,7 +2,7 @@
 
 Floors (a module may import its own floor and those below, never above):
 
-0. foundation: ``schema``, ``units``, ``errors``, ``files``, ``threads``, ``pool``, ``_version``, ``_lazy``
+0. foundation: ``schema``, ``units``, ``errors``, ``files``, ``threads``, ``pool``, ``progress``, ``_version``, ``_lazy``
 1. ``chem``: molecules, topology, features
 2. ``nn`` (network, checkpoints) and ``mm`` (energy, export); neither imports the other
 3. ``sources``: model registry, the trained-model source, Sage
@@ -30,13 +30,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gnnff"
 ROOT = Path(__file__).resolve().parents[1]
 
 FLOORS = {
-    "schema": 0, "units": 0, "errors": 0, "files": 0, "threads": 0, "pool": 0, "_version": 0, "_lazy": 0,
+    "schema": 0, "units": 0, "errors": 0, "files": 0, "threads": 0, "pool": 0, "progress": 0, "_version": 0, "_lazy": 0,
     "chem": 1, "nn": 2, "mm": 2, "sources": 3, "api": 4, "train": 5, "openmm": 6,
     "app": 7, "condensed": 7, "testing": 8, "__init__": 8, "__main__": 8,
 }
 SIBLINGS_APART = {frozenset({"nn", "mm"})}
 #: The package's single-file modules (every subpackage is a unit of FLOORS too).
-TOP_LEVEL_MODULES = {"__init__", "__main__", "_lazy", "_version", "api", "errors", "files", "pool", "schema",
+TOP_LEVEL_MODULES = {"__init__", "__main__", "_lazy", "_version", "api", "errors", "files", "pool", "progress", "schema",
                      "testing", "threads", "units"}
 
 #: Imports waiting for a change in another branch, each with the reason; an entry that no

@@ -69,7 +69,10 @@ def test_smiles_file(tmp_path):
     assert [r.label for r in records] == ["in.smi record 1 ('ethanol')", "in.smi record 2 ('methylammonium')",
                                           "in.smi record 3 ('broken')"]
     assert records[1].mol.GetNumAtoms() == 8
-    assert isinstance(records[2].error, InputError) and "not a valid SMILES" in str(records[2].error)
+    assert isinstance(records[2].error, InputError)
+    assert str(records[2].error) == ("in.smi record 3 ('broken'): RDKit cannot parse SMILES 'C1CC'; check its syntax "
+                                     "(brackets, ring-closure digits, element symbols)")
+    assert [r.title for r in records] == ["ethanol", "methylammonium", "broken"]
 
 
 def test_rdkit_and_openff_inputs_agree(small_molecules):
@@ -187,7 +190,7 @@ def test_unknown_model_lists_known():
 
 
 def test_unsupported_object():
-    with pytest.raises(InputError, match=r"cannot read a molecule from a int"):
+    with pytest.raises(InputError, match=r"^input of type int: gnnff cannot read a molecule from it; pass an RDKit Mol"):
         gnnff.load_molecule(42)
 
 

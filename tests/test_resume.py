@@ -166,19 +166,19 @@ def test_batch_rerun_fails_only_the_changed_record(tmp_path):
     _sdf(tmp_path / "in.sdf", ["CCO", "CCN", "CCC"])
     assert gnnff(tmp_path, "in.sdf", "-o", "out/", *SAGE, "-q").returncode == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        ".0001.xml.gnnff.json", ".0002.xml.gnnff.json", ".0003.xml.gnnff.json",
-        "0001.xml", "0002.xml", "0003.xml", "report.csv", "report.json"]
-    outputs = {name: (tmp_path / "out" / name).read_bytes() for name in ("0001.xml", "0002.xml", "0003.xml")}
+        ".m1.xml.gnnff.json", ".m2.xml.gnnff.json", ".m3.xml.gnnff.json",
+        "m1.xml", "m2.xml", "m3.xml", "report.csv", "report.json"]
+    outputs = {name: (tmp_path / "out" / name).read_bytes() for name in ("m1.xml", "m2.xml", "m3.xml")}
 
     _sdf(tmp_path / "in.sdf", ["CCO", "CC=O", "CCC"])  # record 2 is another molecule now
     result = gnnff(tmp_path, "in.sdf", "-o", "out/", *SAGE)
     assert result.returncode == 1
     assert errors(result) == [
-        ("gnnff: error: in.sdf record 2 ('m2'): out/0002.xml exists but was made from other work (molecule CCN, "
+        ("gnnff: error: in.sdf record 2 ('m2'): out/m2.xml exists but was made from other work (molecule CCN, "
          "not CC=O); --overwrite replaces it, or choose another output (-o)")]
     rows = report(tmp_path / "out")
     assert [r["status"] for r in rows] == ["skipped", "failed", "skipped"]
-    assert rows[1]["error"].startswith("in.sdf record 2 ('m2'): out/0002.xml exists but was made from other work")
+    assert rows[1]["error"].startswith("in.sdf record 2 ('m2'): out/m2.xml exists but was made from other work")
     assert {name: (tmp_path / "out" / name).read_bytes() for name in outputs} == outputs  # nothing rewritten
 
     _sdf(tmp_path / "in.sdf", ["CCO", "CC=O", "CCC"], seed=7)  # the same molecules, other coordinates
@@ -190,12 +190,12 @@ def test_batch_rerun_fails_only_the_changed_record(tmp_path):
     result = gnnff(tmp_path, "in.sdf", "-o", "out/", *SAGE, "-q", "--overwrite")
     assert result.returncode == 0, result.stderr
     assert [r["status"] for r in report(tmp_path / "out")] == ["ok", "ok", "ok"]
-    assert particles(tmp_path / "out" / "0002.xml") == 7
+    assert particles(tmp_path / "out" / "m2.xml") == 7
     assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_workers_write_provenance_and_resume(tmp_path):
-    (tmp_path / "in.smi").write_text("CCO a\nCCN b\nC1CC c\nCCC d\n")
+    (tmp_path / "in.smi").write_text("CCO\nCCN\nC1CC\nCCC\n")  # no names: outputs numbered by record
     result = gnnff(tmp_path, "in.smi", *SAGE, "-q", "--workers", "2")
     assert result.returncode == 1  # record 3 is no SMILES
     written = sorted(p.name for p in (tmp_path / "in").glob(".*.gnnff.json"))
@@ -231,7 +231,7 @@ def test_numbered_two_file_outputs(tmp_path):
     result = gnnff(tmp_path, "in.smi", "-o", "lig.top", *SAGE, "-q")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.glob("lig-*")) == [
-        "lig-0001.gro", "lig-0001.top", "lig-0002.gro", "lig-0002.top", "lig-report.csv", "lig-report.json"]
+        "lig-a.gro", "lig-a.top", "lig-b.gro", "lig-b.top", "lig-report.csv", "lig-report.json"]
 
 
 KNOWN = ("known: .xml, .ffxml, .prmtop (+ .inpcrd), .top (+ .gro); "
@@ -258,7 +258,7 @@ def test_several_records_and_an_unknown_suffix(tmp_path):
     assert errors(result) == [f"gnnff: error: run.v2: unknown output suffix '.v2'; {KNOWN}"]
     result = gnnff(tmp_path, "in.smi", "-o", "run.v2/", *SAGE, "-q")
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "run.v2" / "0002.xml").is_file()
+    assert (tmp_path / "run.v2" / "b.xml").is_file()
 
 
 def test_provenance_is_written_after_the_output_and_never_alone(tmp_path, monkeypatch, capfd):

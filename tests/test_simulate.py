@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import runpy
 import subprocess
 import sys
@@ -78,6 +79,8 @@ def test_simulate_says_each_stage_and_refuses_an_existing_run(tmp_path):
     stages = [line for line in first.stderr.splitlines() if line.startswith("gnnff simulate: ")]
     assert [s.split(": ", 1)[1].split(" ")[0] for s in stages] == ["parametrizing", "building", "minimising", "MD:"]
     assert "at most 25 iterations" in first.stderr and "minimise" in first.stderr
+    assert "\r" not in first.stderr  # no terminal: progress as plain lines, not a carriage-return blob
+    assert re.search(r"^md: 100/100 step \(100 %\) in ", first.stderr, re.MULTILINE), first.stderr
     again = _gnnff(*args, cwd=tmp_path)
     assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1] == (

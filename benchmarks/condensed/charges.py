@@ -31,13 +31,18 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, RDLogger
-from tqdm import tqdm
 
 import gnnff
 from gnnff.chem.molecule import plain_smiles, positions_nm, with_conformer
 from gnnff.condensed.charges import compare_charges, nagl_charges, summarize_metrics
-from gnnff.condensed.common import ChargeCache, ResultStore, error_line, force_field_label
+from gnnff.condensed.common import (
+    ChargeCache,
+    ResultStore,
+    error_line,
+    force_field_label,
+)
 from gnnff.errors import GnnffError
+from gnnff.progress import progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
 from harness import (  # noqa: E402
@@ -194,7 +199,7 @@ def main() -> None:
             return
     per_method: dict[str, list[dict]] = {force_field_label(m): [] for m in methods}
     reference_seconds = []
-    for k, smiles in enumerate(tqdm(chosen, desc="charges", unit="mol")):
+    for k, smiles in enumerate(progress(chosen, desc="charges", unit="mol")):
         key = f"{k:04d}"
         if smiles in no_reference:
             continue

@@ -23,15 +23,20 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 import gnnff
-from gnnff.condensed.common import DEFAULT_FORCE_FIELDS, ChargeCache, ResultStore, add_benchmark_arguments
+from gnnff.condensed.common import (
+    DEFAULT_FORCE_FIELDS,
+    ChargeCache,
+    ResultStore,
+    add_benchmark_arguments,
+)
 from gnnff.condensed.hydration import (
     HydrationProtocol,
     alchemical_states,
     hydration_free_energy,
 )
+from gnnff.progress import progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
 from harness import (  # noqa: E402
@@ -126,7 +131,7 @@ def main() -> None:
     def compute(label: str, source, item: str, row: dict) -> dict:
         result = gnnff.assign_parameters(row["smiles"], model=source, name=item)
         total = protocol.vacuum_iterations + protocol.iterations
-        with tqdm(total=total, desc=f"{label} {item}", unit="it", leave=False) as bar:
+        with progress(total=total, desc=f"{label} {item}", unit="it", leave=False) as bar:
             done = hydration_free_energy(result, protocol, out / "work" / label / item, progress=bar)
         done.update(id=item, smiles=row["smiles"], name=row["name"], force_field=label,
                     exp_kcal=row["dG_hyd_exp_kcal_mol"])

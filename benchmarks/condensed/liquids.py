@@ -21,11 +21,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 import gnnff
-from gnnff.condensed.common import DEFAULT_FORCE_FIELDS, ChargeCache, ResultStore, add_benchmark_arguments
+from gnnff.condensed.common import (
+    DEFAULT_FORCE_FIELDS,
+    ChargeCache,
+    ResultStore,
+    add_benchmark_arguments,
+)
 from gnnff.condensed.liquids import LiquidProtocol, liquid_density
+from gnnff.progress import progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
 from harness import (  # noqa: E402
@@ -101,7 +106,7 @@ def main() -> None:
     def compute(label: str, source, item: str, row: dict) -> dict:
         result = gnnff.assign_parameters(row["smiles"], model=source, name=row["smiles"])
         total = protocol.equilibration_ps + protocol.production_ps
-        with tqdm(total=total, desc=f"{label} {row['smiles']}", unit="ps", leave=False) as bar:
+        with progress(total=total, desc=f"{label} {row['smiles']}", unit="ps", leave=False) as bar:
             done = liquid_density(result, temperature_k=row["temperature_k"], pressure_kpa=row["pressure_kpa"],
                                   density_guess_g_ml=row["density"], protocol=protocol,
                                   workdir=out / "work" / label / item, progress=bar)

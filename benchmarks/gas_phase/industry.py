@@ -17,10 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 import gnnff
 from gnnff.errors import GnnffError
+from gnnff.progress import progress
 from gnnff.train.benchmark import (
     ConformerResult,
     plot_cumulative,
@@ -57,7 +56,7 @@ def main() -> None:
     for name, source in sources.items():
         start, failed = time.perf_counter(), []
         results[name] = []
-        for molecule in tqdm(molecules, desc=name, unit="mol"):
+        for molecule in progress(molecules, desc=name, unit="mol"):
             try:
                 results[name] += run_protocol(source, molecule)
             except GnnffError as err:

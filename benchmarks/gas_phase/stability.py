@@ -38,10 +38,10 @@ import numpy as np
 import openmm
 from openmm import unit
 from rdkit import Chem
-from tqdm import tqdm
 
 import gnnff
 from gnnff.pool import WorkerPool, worker_state
+from gnnff.progress import progress
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 KJ = unit.kilojoule_per_mole
@@ -277,7 +277,7 @@ def main() -> None:
     items = [(i, m, settings) for i, m in enumerate(mols)]
     with WorkerPool(args.workers, initializer=_init_worker, initargs=(args.model,)) as pool:
         outcomes = sorted((r.value if r.ok else _error(r.item, str(r.failure))
-                           for r in tqdm(pool.imap(simulate, items, ordered=False), total=len(items), unit="mol")),
+                           for r in progress(pool.imap(simulate, items, ordered=False), total=len(items), unit="mol")),
                           key=lambda o: o.index)
     wall = time.perf_counter() - start
     with open(args.output, "w", newline="") as handle:

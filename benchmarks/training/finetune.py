@@ -222,12 +222,11 @@ def main() -> None:
         gas["base"] += run_protocol(base, m)
         gas["tuned"] += run_protocol(tuned, m)
     if args.labeler_baseline:
-        from tqdm import tqdm
-
+        from gnnff.progress import progress
         from gnnff.train.labelers import get_labeler
 
         labeler = get_labeler(settings.labeler)
-        gas[settings.labeler] = [r for m in tqdm(chosen, desc=f"{settings.labeler} protocol", unit="mol")
+        gas[settings.labeler] = [r for m in progress(chosen, desc=f"{settings.labeler} protocol", unit="mol")
                                  for r in labeler_protocol(labeler, m, out / "labeler-protocol.json")]
     rows = summarize(gas)
     scans = json.loads((report / "summary.json").read_text())

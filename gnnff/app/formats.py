@@ -21,7 +21,8 @@ from gnnff.units import DEGREE_TO_RAD, NM_TO_ANGSTROM
 if TYPE_CHECKING:
     from gnnff.api import Parametrized
 
-__all__ = ["FORMATS", "format_from_path", "output_files", "resolve_output", "write_parametrized"]
+__all__ = ["FORMATS", "format_from_path", "output_files", "output_stems", "resolve_output", "title_stem",
+           "write_parametrized"]
 
 #: Format name -> suffixes of the files it writes (the first is the main file).
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -94,6 +95,53 @@ def output_files(path: str | os.PathLike, fmt: str) -> list[Path]:
         raise InputError(f"unknown output format '{fmt}'; known formats: {', '.join(FORMATS)}")
     path, fmt = resolve_output(path, fmt)
     return [path] + [path.with_suffix(suffix) for suffix in FORMATS[fmt][1:]]
+
+
+#: Longest stem :func:`title_stem` makes (the provenance record adds ``.`` + suffix + ``.gnnff.json``).
+TITLE_STEM_LIMIT = 80
+
+#: Names Windows reserves for devices, whatever the suffix: a stem equal to one gets a ``_``.
+_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                       *(f"LPT{i}" for i in range(1, 10))})
+
+
+def title_stem(title: str) -> str:
+    """A file name stem made from a record title: ASCII letters, digits and ``. _ + -``
+    only (whitespace and every other character -> ``_``, runs of ``_`` folded), no leading
+    or trailing ``. _ -`` (no hidden file, nothing read as an option), at most
+    :data:`TITLE_STEM_LIMIT` characters; ``""`` when nothing is left.
+
+    ``"Lig 1 (S)"`` -> ``Lig_1_S``; ``"*****"`` (MOL2's empty name) -> ``""``.
+    """
+    stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", " ".join(title.split())).strip("._-")
+    stem = re.sub(r"_+", "_", stem)[:TITLE_STEM_LIMIT].rstrip("._-")
+    return f"{stem}_" if stem.split(".")[0].upper() in _RESERVED else stem
+
+
+def output_stems(titles: list[str]) -> list[str]:
+    """The output file stem of each record of a batch, from its title (:func:`title_stem`),
+    else its zero-padded 1-based number (``0007``, at least 4 digits).
+
+    The stems are unique, ignoring case (for case-insensitive file systems): the first
+    record with a stem keeps it, each later one gets ``_2``, ``_3``, ... (never a stem
+    another record has). The result depends only on the titles in record order, so a
+    rerun of the same input (resume) maps each record to the same file.
+    """
+    width = max(4, len(str(len(titles))))
+    stems = [title_stem(title) or f"{i:0{width}d}" for i, title in enumerate(titles, start=1)]
+    taken = {stem.lower() for stem in stems}
+    seen: set[str] = set()
+    out = []
+    for stem in stems:
+        if stem.lower() in seen:
+            k = 2
+            while f"{stem}_{k}".lower() in taken:
+                k += 1
+            stem = f"{stem}_{k}"
+            taken.add(stem.lower())
+        seen.add(stem.lower())
+        out.append(stem)
+    return out
 
 
 def write_parametrized(result: Parametrized, path: str | os.PathLike, fmt: str = "xml") -> list[Path]:

@@ -335,11 +335,11 @@ def _simulation(topology: app.Topology, system: openmm.System, positions: Any,
 
 
 def _minimise(simulation: app.Simulation, config: SimulationConfig, progress: bool, say: Any) -> None:
-    from tqdm import tqdm
+    from gnnff.progress import progress as bar_of
 
     limit = config.minimize_iterations
     say(f"minimising ({'until converged' if limit == 0 else f'at most {limit} iterations'})")
-    with tqdm(total=limit or None, unit="it", desc="minimise", disable=not progress, file=None) as bar:
+    with bar_of(total=limit or None, unit="it", desc="minimise", disable=not progress) as bar:
         simulation.minimizeEnergy(tolerance=10.0 * unit.kilojoule_per_mole / unit.nanometer,
                                   maxIterations=limit, reporter=_MinimizationProgress(bar))
 
@@ -349,7 +349,7 @@ def _run_md(simulation: app.Simulation, check: Any, config: SimulationConfig, ou
     """Equilibration then production in chunks of the report interval, the stability
     check after each; the trajectory and log written as it goes. Returns the last state,
     the steps done and the production's wall time (s)."""
-    from tqdm import tqdm
+    from gnnff.progress import progress as bar_of
 
     interval = config.steps(config.report_ps)
     equilibration = config.steps(config.equilibration_ps)
@@ -359,7 +359,7 @@ def _run_md(simulation: app.Simulation, check: Any, config: SimulationConfig, ou
         str(out / "log.csv"), interval, step=True, time=True, potentialEnergy=True, kineticEnergy=True,
         totalEnergy=True, temperature=True, volume=config.solvent == "water", speed=True,
         totalSteps=equilibration + production, separator=","))
-    bar = tqdm(total=equilibration + production, unit="step", desc="md", disable=not progress, file=None)
+    bar = bar_of(total=equilibration + production, unit="step", desc="md", disable=not progress)
     done, production_wall, state = 0, 0.0, None
     try:
         for phase, steps in (("equilibration", equilibration), ("production", production)):

@@ -8,9 +8,7 @@ The returned molecule is a new object; inputs are never modified.
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +17,19 @@ import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
+from gnnff.chem._molfiles import (
+    SUPPORTED_SUFFIXES,
+    Block,
+    Unparsable,
+    blocks_of,
+    count_records,
+    find_record,
+    parse_smiles,
+    record_titles,
+    selection_of,
+    split_selector,
+    suffix_of,
+)
 from gnnff.errors import ChemistryError, GnnffError, InputError, ParametrizationError, first_line
 from gnnff.units import ANGSTROM_TO_NM
 
@@ -27,6 +38,9 @@ __all__ = [
     "Record",
     "read_records",
     "count_records",
+    "record_titles",
+    "split_selector",
+    "smiles_label",
     "load_molecule",
     "looks_like_path",
     "prepare",
@@ -52,9 +66,6 @@ STEREO_PERCEPTION_MAX_ATOMS = 5000
 #: the same bonds). Below it a molecule is sanitized as given.
 KEKULIZE_BY_SYSTEM_MIN_ATOMS = 5000
 
-#: File suffixes gnnff reads, and the reader for each.
-SUPPORTED_SUFFIXES = (".sdf", ".sdf.gz", ".mol", ".mol2", ".smi", ".smiles")
-
 
 @dataclass(frozen=True)
 class Record:
@@ -70,20 +81,16 @@ class Record:
         The prepared molecule (see :func:`prepare`), or None if ``error`` is set.
     error
         The error met while reading or preparing the record.
+    title
+        The record's own name: its SD title line, MOL2 molecule name or SMILES-file
+        name column; empty when it has none.
     """
 
     index: int
     label: str
     mol: Chem.Mol | None = None
     error: GnnffError | None = None
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return suffix
-    return path.suffix.lower()
+    title: str = ""
 
 
 #: Suffixes that make a string a file name rather than a SMILES (read or refused by name).
@@ -95,7 +102,8 @@ _FILE_LIKE_SUFFIXES = frozenset(SUPPORTED_SUFFIXES) | {
 def looks_like_path(text: str) -> bool:
     """Whether ``text`` names a file rather than a SMILES string.
 
-    A file: it exists, has a molecule-file suffix, starts like a path (``/``, ``./``,
+    A file: it exists, has a molecule-file suffix, selects a record of one
+    (``ligands.sdf:3``, :func:`split_selector`), starts like a path (``/``, ``./``,
     ``../``, ``~``), or lies in an existing folder. ``/`` alone does not make a path:
     SMILES use it for double-bond stereo (``C/C=C/C``).
     """
@@ -103,7 +111,7 @@ def looks_like_path(text: str) -> bool:
         return False
     path = Path(text)
     try:
-        if path.exists() or _suffix(path) in _FILE_LIKE_SUFFIXES:
+        if path.exists() or suffix_of(path) in _FILE_LIKE_SUFFIXES or split_selector(text)[1] is not None:
             return True
         if text.startswith(("/", "./", "../", "~", ".\\", "..\\")):
             return True
@@ -112,12 +120,31 @@ def looks_like_path(text: str) -> bool:
         return False
 
 
+def smiles_label(smiles: str, name: str | None = None) -> str:
+    """How messages name a SMILES string given as input: ``name`` if given, else
+    ``SMILES 'CCO'``."""
+    return name if name and name != smiles else f"SMILES '{smiles}'"
+
+
 def _record_label(path: Path, index: int, name: str) -> str:
     label = f"{path.name} record {index}"
     return f"{label} ('{name}')" if name else label
 
 
-def read_records(path: str | os.PathLike) -> Iterator[Record]:
+def _record(path: Path, index: int, block: Block) -> Record:
+    """The :class:`Record` of ``block``: parsed and prepared, or with the error met."""
+    label = _record_label(path, index, block.shown or block.title)
+    try:
+        try:
+            mol = block.parse()
+        except Unparsable as err:
+            raise InputError(f"{label}: {err}") from None
+        return Record(index, label, mol=prepare(mol, label=label), title=block.title)
+    except GnnffError as err:
+        return Record(index, label, error=err, title=block.title)
+
+
+def read_records(path: str | os.PathLike, *, record: int | str | None = None) -> Iterator[Record]:
     """Read every molecule of a file, lazily, one :class:`Record` each.
 
     The file is streamed: one record's text is in memory at a time, so a library of
@@ -125,226 +152,54 @@ def read_records(path: str | os.PathLike) -> Iterator[Record]:
     yielded with its ``error`` set, so a batch can go on past it. Problems with the file
     as a whole (missing, unreadable, unsupported format, no molecule in it) raise
     :class:`InputError`.
+
+    Parameters
+    ----------
+    path
+        The file; ``FILE:N`` or ``FILE:NAME`` reads only the record it selects
+        (:func:`split_selector`).
+    record
+        Read only this record: its 1-based number (int) or its title (str). A number
+        past the end, a title no record or several records have, is an InputError
+        listing the file's records.
     """
-    path = Path(path)
-    blocks, lines = _open(path)
-    count = 0
-    with lines() as handle:
-        for index, (name, parse) in enumerate(blocks(_checked(handle, path)), start=1):
-            count += 1
-            label = _record_label(path, index, name)
-            try:
-                try:
-                    mol = parse()
-                except _Unparsable as err:
-                    raise InputError(f"{label}: {err}") from None
-                yield Record(index, label, mol=prepare(mol, label=label))
-            except GnnffError as err:
-                yield Record(index, label, error=err)
-    if count == 0:
-        raise InputError(f"{path}: no molecule found in the file")
+    path, record = selection_of(path, record)
+    if record is not None:
+        yield _record(path, *find_record(path, record))
+        return
+    for index, block in enumerate(blocks_of(path), start=1):
+        yield _record(path, index, block)
 
 
-def count_records(path: str | os.PathLike) -> int:
-    """Number of records :func:`read_records` will yield, without parsing them (streamed).
-
-    Raises the same :class:`InputError` as :func:`read_records` for a bad file.
-    """
-    path = Path(path)
-    blocks, lines = _open(path)
-    with lines() as handle:
-        count = sum(1 for _ in blocks(_checked(handle, path)))
-    if count == 0:
-        raise InputError(f"{path}: no molecule found in the file")
-    return count
-
-
-def _read_error(path: Path, suffix: str, err: BaseException) -> InputError:
-    reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
-    return InputError(f"{path}: cannot read file ({reason}); check that it is a complete, readable {suffix} file")
-
-
-_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
-
-
-def _lines(path: Path, suffix: str):
-    """The file's text lines (universal newlines, undecodable bytes replaced), as a context manager."""
-    if suffix == ".sdf.gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return path.open(encoding="utf-8", errors="replace")
-
-
-def _checked(handle: Any, path: Path) -> Iterator[str]:
-    """The lines of ``handle``; a read error part way is an :class:`InputError` naming the file."""
-    try:
-        yield from handle
-    except _READ_ERRORS as err:
-        raise _read_error(path, _suffix(path), err) from None
-
-
-def _open(path: Path) -> tuple[Any, Any]:
-    """Check a molecule file (its first 64 kB); return its record splitter and a callable
-    opening its lines."""
-    suffix = _suffix(path)
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise InputError(
-            f"{path}: unsupported format '{suffix or path.name}'; "
-            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; give a molecule file")
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; check the path")
-    try:
-        with _lines(path, suffix) as handle:
-            head = handle.read(65536)
-            while head and not head.strip():  # only blank so far: is there anything after?
-                more = handle.read(65536)
-                if not more:
-                    break
-                head = more
-    except _READ_ERRORS as err:
-        raise _read_error(path, suffix, err) from None
-    if not head.strip():
-        raise InputError(f"{path}: file is empty; it must hold at least one molecule")
-    if "\x00" in head or _looks_binary(head):
-        raise InputError(f"{path}: binary data, not a {suffix} text file; give a text molecule file")
-    blocks = {".sdf": _sdf_blocks, ".sdf.gz": _sdf_blocks, ".mol": _sdf_blocks,
-              ".mol2": _mol2_blocks, ".smi": _smiles_lines, ".smiles": _smiles_lines}[suffix]
-    return blocks, lambda: _lines(path, suffix)
-
-
-_TEXT_CONTROLS = frozenset("\t\n\r\f\v")
-
-
-def _looks_binary(text: str) -> bool:
-    """Whether more than 5 % of the first 64 kB are undecodable bytes or control characters."""
-    head = text[:65536]
-    odd = sum(1 for c in head if c == "\ufffd" or (c < " " and c not in _TEXT_CONTROLS))
-    return odd > 0.05 * len(head)
-
-
-class _Unparsable(Exception):
-    """A record the reader could not parse; the message says why."""
-
-
-#: Atom symbols a V2000 atom block may hold: elements, isotopes D and T, and query atoms.
-_MOLFILE_SYMBOLS = frozenset(
-    [Chem.GetPeriodicTable().GetElementSymbol(z) for z in range(1, 119)] + ["D", "T", "*", "A", "Q", "L", "R", "R#", "LP"]
-)
-
-
-def _molblock_problem(block: str) -> str:
-    """Why RDKit could not parse a V2000 molfile block, as far as we can tell (one line, with the fix)."""
-    lines = block.rstrip("\n").split("\n")
-    try:
-        n_atoms, n_bonds = int(lines[3][:3]), int(lines[3][3:6])
-    except (IndexError, ValueError):
-        return "no valid molfile counts line (line 4); the record is not a V2000/V3000 molfile, export it again"
-    atom_lines = lines[4:4 + n_atoms]
-    if len(atom_lines) < n_atoms or any(len(line.rstrip()) < 34 for line in atom_lines) \
-            or len(lines) < 4 + n_atoms + n_bonds:
-        return (f"the record is truncated (its counts line announces {n_atoms} atoms and {n_bonds} bonds, "
-                f"the record has {len(lines)} lines); the file is incomplete, export it again")
-    for i, line in enumerate(atom_lines):
-        symbol = line[31:34].strip()
-        if symbol not in _MOLFILE_SYMBOLS:
-            return f"atom {i} has unknown element '{symbol}'; fix the atom symbol"
-    return "RDKit cannot parse the record; check its atom and bond blocks (atom indices, bond types, charges)"
-
-
-def _sdf_blocks(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
-    """The records of SDF lines: each up to its ``$$$$`` line, or to the end of the file.
-    A line that ends in ``$$$$`` also ends a record (a truncated record whose last line
-    lost its newline), so the records after it are not swallowed."""
-    def blocks() -> Iterator[str]:
-        chunk: list[str] = []
-        for line in lines:
-            stripped = line.rstrip()
-            if stripped.endswith("$$$$"):
-                if stripped != "$$$$":
-                    chunk.append(stripped[:-4] + "\n")
-                yield "".join(chunk)
-                chunk = []
-            else:
-                chunk.append(line)
-        if "".join(chunk).strip():
-            yield "".join(chunk) + ("" if not chunk or chunk[-1].endswith("\n") else "\n")
-
-    for chunk in blocks():
-        name = chunk.split("\n", 1)[0].strip()
-
-        def parse(chunk=chunk):
-            with rdBase.BlockLogs():
-                supplier = Chem.SDMolSupplier()
-                supplier.SetData(chunk + "$$$$\n", sanitize=False, removeHs=False)
-                mol = next(iter(supplier), None)
-            if mol is None:
-                raise _Unparsable(_molblock_problem(chunk))
-            return mol
-
-        yield name, parse
-
-
-def _mol2_blocks(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
-    """The records of MOL2 lines: each from its ``@<TRIPOS>MOLECULE`` to the next."""
-    marker = "@<TRIPOS>MOLECULE"
-
-    def parts() -> Iterator[str]:
-        part: list[str] | None = None  # text before the first marker is not a record
-        for line in lines:
-            if line.startswith(marker):
-                if part is not None:
-                    yield "".join(part)
-                part = [line[len(marker):]]
-            elif part is not None:
-                part.append(line)
-        if part is not None:
-            yield "".join(part)
-
-    for part in parts():
-        name = part.strip("\n").split("\n")[0].strip()
-
-        def parse(block=marker + part):
-            with rdBase.BlockLogs():
-                mol = Chem.MolFromMol2Block(block, sanitize=False, removeHs=False)
-            if mol is None:
-                raise _Unparsable("RDKit cannot parse the MOL2 record (check atom types and bonds)")
-            return mol
-
-        yield name, parse
-
-
-def _smiles_lines(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
-    for line in lines:
-        fields = line.split(maxsplit=1)
-        if not fields or fields[0].startswith("#"):
-            continue
-        smiles = fields[0]
-        name = fields[1].strip() if len(fields) > 1 else smiles
-        yield name, lambda smiles=smiles, name=name: _parse_smiles(smiles, name)
-
-
-def _parse_smiles(smiles: str, name: str) -> Chem.Mol:
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles, sanitize=False)
-    if mol is None:
-        raise _Unparsable(f"'{smiles}' is not a valid SMILES string; check its syntax")
-    mol.SetProp("_Name", name)
-    return mol
-
-
-def load_molecule(molecule: Any, *, name: str | None = None) -> Chem.Mol:
+def load_molecule(molecule: Any, *, name: str | None = None, record: int | str | None = None) -> Chem.Mol:
     """Turn any supported input into one prepared RDKit molecule.
 
     Parameters
     ----------
     molecule
-        An RDKit ``Mol``, an OpenFF ``Molecule``, a path to a file holding exactly one
-        molecule (see :data:`SUPPORTED_SUFFIXES`), or a SMILES string.
+        An RDKit ``Mol``, an OpenFF ``Molecule``, a path to a molecule file (see
+        :data:`SUPPORTED_SUFFIXES`) holding one molecule or with a record selected
+        (``ligands.sdf:3``, ``ligands.sdf:lig_1``: :func:`split_selector`), or a SMILES
+        string.
     name
         Name used in messages and stored as the molecule's ``_Name``.
+    record
+        For a file of several molecules: the one to read, by 1-based record number
+        (int) or title (str; :attr:`Record.title`).
+
+    Raises
+    ------
+    InputError
+        The input cannot be read, or a file holds several molecules and none is
+        selected (the message says how to pick one and lists the first records).
+    ChemistryError
+        As :func:`prepare`.
     """
+    is_text = isinstance(molecule, (str, os.PathLike))
+    if record is not None and not (is_text and looks_like_path(os.fspath(molecule))):
+        what = smiles_label(os.fspath(molecule), name) if is_text else f"the {type(molecule).__name__}"
+        raise InputError(f"{what}: record={record!r} selects a record of a molecule file, and this input is "
+                         "not one; leave record out")
     if isinstance(molecule, Chem.Mol):
         label = name or (molecule.GetProp("_Name") if molecule.HasProp("_Name") else "") or "molecule"
         return prepare(molecule, label=label)
@@ -353,33 +208,28 @@ def load_molecule(molecule: Any, *, name: str | None = None) -> Chem.Mol:
         try:
             rdmol = molecule.to_rdkit()
         except Exception as err:  # the toolkit raises many types; report them as one
-            raise InputError(f"{label}: cannot convert the OpenFF Molecule to RDKit ({err})") from None
+            raise InputError(f"{label}: cannot convert the OpenFF Molecule to RDKit ({first_line(err)}); "
+                             "pass it as an RDKit Mol or a molecule file instead") from None
         return prepare(rdmol, label=label)
-    if isinstance(molecule, (str, os.PathLike)):
+    if is_text:
         text = os.fspath(molecule)
-        path = Path(text)
         if not text.strip():
             raise InputError("empty input: give a molecule file or a SMILES string")
         if looks_like_path(text):
-            records = list(read_records(path))
-            if len(records) != 1:
-                raise InputError(
-                    f"{path}: holds {len(records)} molecules; gnnff.parametrize takes one "
-                    "(for several: gnnff parametrize FILE -o FOLDER, or gnnff.assign_parameters_many)"
-                )
-            if records[0].error is not None:
-                raise records[0].error
-            mol = records[0].mol
+            path, selected = selection_of(text, record)
+            found = _record(path, *find_record(path, selected))
+            if found.error is not None:
+                raise found.error
             if name:
-                mol.SetProp("_Name", name)
-            return mol
-        label = name or text
+                found.mol.SetProp("_Name", name)
+            return found.mol
+        label = smiles_label(text, name)
         try:
-            return prepare(_parse_smiles(text, label), label=label)
-        except _Unparsable as err:
+            return prepare(parse_smiles(text, name or text, quote=label != smiles_label(text)), label=label)
+        except Unparsable as err:
             raise InputError(f"{label}: {err}") from None
     raise InputError(
-        f"cannot read a molecule from a {type(molecule).__name__}; pass an RDKit Mol, "
+        f"input of type {type(molecule).__name__}: gnnff cannot read a molecule from it; pass an RDKit Mol, "
         "an OpenFF Molecule, a SMILES string or a file path"
     )
 
@@ -400,7 +250,7 @@ def prepare(mol: Chem.Mol, *, label: str) -> Chem.Mol:
     """
     mol = Chem.Mol(mol)
     if mol.GetNumAtoms() == 0:
-        raise ChemistryError(f"{label}: the molecule has no atoms")
+        raise ChemistryError(f"{label}: the molecule has no atoms; give a molecule with at least one atom")
     if mol.GetNumAtoms() > KEKULIZE_BY_SYSTEM_MIN_ATOMS:
         mol = _kekulized_by_system(mol)
     try:
@@ -625,10 +475,11 @@ def mol_from_mapped_smiles(smiles: str, label: str) -> Chem.Mol:
     params.removeHs = False
     mol = Chem.MolFromSmiles(smiles, params)
     if mol is None:
-        raise InputError(f"{label}: cannot parse SMILES '{smiles}'")
+        raise InputError(f"{label}: RDKit cannot parse SMILES '{smiles}'; check its syntax")
     maps = [a.GetAtomMapNum() for a in mol.GetAtoms()]
     if sorted(maps) != list(range(1, mol.GetNumAtoms() + 1)):
-        raise InputError(f"{label}: SMILES must map every atom 1..N to give the atom order")
+        raise InputError(f"{label}: SMILES '{smiles}' does not map every atom 1..N; "
+                         "map each atom to give the atom order")
     order = [maps.index(i + 1) for i in range(mol.GetNumAtoms())]
     mol = Chem.RenumberAtoms(mol, order)
     for atom in mol.GetAtoms():

@@ -360,11 +360,10 @@ def scan(molecule, torsion: tuple[int, int, int, int], output: str | os.PathLike
     """
     import json
 
-    from tqdm import tqdm
-
     from gnnff.api import assign_parameters
     from gnnff.chem.molecule import load_molecule, name_of, positions_nm, with_conformer
     from gnnff.files import atomic_write_csv, atomic_write_text
+    from gnnff.progress import progress as bar_of
     from gnnff.threads import serial_numerics
     from gnnff.train.labelers import get_labeler
 
@@ -378,7 +377,7 @@ def scan(molecule, torsion: tuple[int, int, int, int], output: str | os.PathLike
     reference_energy = labeler_energy(get_labeler(labeler), np.array([a.GetAtomicNum() for a in mol.GetAtoms()]),
                                       Chem.GetFormalCharge(mol))
     n = len(_targets(0.0, step))
-    bar = tqdm(total=3 * n - 1, unit="opt", desc=f"scan {atoms}", disable=not progress)
+    bar = bar_of(total=3 * n - 1, unit="opt", desc=f"scan {atoms}", disable=not progress)
     start = time.perf_counter()
     try:
         with serial_numerics():  # geomeTRIC's many small matrices: a second BLAS thread only waits

@@ -11,30 +11,71 @@ from pathlib import Path
 
 from gnnff.errors import GnnffError, InputError
 
-__all__ = ["Listed", "charge_methods", "input_stem", "labelers", "records", "slug"]
+__all__ = ["Listed", "charge_methods", "input_stem", "labelers", "name_option", "records", "selected", "slug"]
 
 
-def records(source: str) -> tuple[str, int, Iterator]:
-    """The input's stem, its number of records, and the records (read lazily)."""
-    from gnnff.chem.molecule import Record, count_records, load_molecule, looks_like_path, read_records
+def records(source: str, name: str | None = None) -> tuple[str, list[str], Iterator]:
+    """The input's stem, the title of each of its records (:attr:`gnnff.chem.molecule.Record.title`,
+    read without parsing; one ``""`` for a SMILES string) and the records (read lazily).
+
+    ``INPUT:N``, ``INPUT:NAME`` or ``name`` (``--name``) read one record of a file; the stem
+    then ends with it (``ligands-3``, ``ligands-lig_1``).
+    """
+    from gnnff.chem.molecule import Record, load_molecule, looks_like_path, read_records, record_titles, smiles_label
 
     if not source.strip():
         raise InputError("empty input: give a molecule file or a SMILES string")
     if looks_like_path(source):
-        path = Path(source)
-        return path.stem.removesuffix(".sdf"), count_records(path), read_records(path)
+        titles = record_titles(source, record=name)
+        return _stem(source, name, lambda path: path.stem.removesuffix(".sdf")), titles, \
+            read_records(source, record=name)
+    _no_selection(source, name)
+    label = smiles_label(source)
     try:
-        record = Record(1, f"SMILES '{source}'", mol=load_molecule(source, name=source))
+        record = Record(1, label, mol=load_molecule(source))
     except GnnffError as err:
-        record = Record(1, f"SMILES '{source}'", error=err)
-    return slug(source), 1, iter([record])
+        record = Record(1, label, error=err)
+    return slug(source), [""], iter([record])
 
 
-def input_stem(source: str) -> str:
-    """A file's stem, or a name made from a SMILES string (for default output folders)."""
+def selected(source: str, name: str | None):
+    """The prepared molecule (an RDKit Mol) of ``source``: a SMILES string, a file of one
+    molecule, or a record selected by ``INPUT:N``, ``INPUT:NAME`` or ``name`` (``--name``).
+    Read before anything is written, so a bad input leaves no output folder behind."""
+    from gnnff.chem.molecule import load_molecule, looks_like_path
+
+    if not looks_like_path(source):
+        _no_selection(source, name)
+    return load_molecule(source, record=name)
+
+
+def _no_selection(smiles: str, name: str | None) -> None:
+    """InputError if ``--name`` is given with a SMILES string."""
+    if name is not None:
+        from gnnff.chem.molecule import smiles_label
+
+        raise InputError(f"{smiles_label(smiles)}: --name selects a record of a molecule file, and this input "
+                         "is a SMILES string; leave --name out")
+
+
+def input_stem(source: str, name: str | None = None) -> str:
+    """A file's stem, or a name made from a SMILES string (for default output folders);
+    ``INPUT:N``, ``INPUT:NAME`` or ``name`` (``--name``) appended (``ligands-3``)."""
     from gnnff.chem.molecule import looks_like_path
 
-    return Path(source).name.split(".")[0] if looks_like_path(source) else slug(source)
+    if not looks_like_path(source):
+        return slug(source)
+    return _stem(source, name, lambda path: path.name.split(".")[0])
+
+
+def _stem(source: str, name: str | None, stem: Callable[[Path], str]) -> str:
+    """``stem`` of the file of ``source``, with ``-`` and the record it selects appended."""
+    from gnnff.app.formats import title_stem
+    from gnnff.chem.molecule import split_selector
+
+    path, record = split_selector(source)
+    record = record if name is None else name
+    return stem(Path(path)) + (f"-{title_stem(str(record)) or 'record'}" if record is not None else "")
 
 
 def slug(smiles: str, limit: int = 48) -> str:
@@ -48,6 +89,14 @@ def slug(smiles: str, limit: int = 48) -> str:
         return smiles
     digest = hashlib.sha256(smiles.encode()).hexdigest()[:8]
     return f"{safe[:limit].rstrip('_')}_{digest}" if safe else digest
+
+
+def name_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--name NAME``: read the record of that title from a file of several molecules."""
+    parser.add_argument("--name", metavar="NAME", default=None,
+                        help="read only the record titled NAME (SD title line, MOL2 name, SMILES-file name column) "
+                             "from a file of several molecules; INPUT:N reads record N (1-based), INPUT:NAME the "
+                             "record titled NAME")
 
 
 def charge_methods() -> list[str]:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from gnnff.app import workers as machine
-from gnnff.app.commands._common import Listed, charge_methods, records
+from gnnff.app.commands._common import Listed, charge_methods, name_option, records
 from gnnff.app.formats import FORMATS
 from gnnff.errors import InputError
 
@@ -41,11 +41,14 @@ def add_arguments(subparsers) -> None:
                     "own net charge.",
     )
     p.add_argument("input", metavar="INPUT",
-                   help="SDF (.sdf, .sdf.gz, .mol), MOL2 or SMILES (.smi) file, or a SMILES string")
+                   help="SDF (.sdf, .sdf.gz, .mol), MOL2 or SMILES (.smi) file, or a SMILES string; "
+                        "FILE:N or FILE:NAME: only record N (1-based) or the record titled NAME")
+    name_option(p)
     p.add_argument("-o", "--output", metavar="OUTPUT",
                    help="output file (one molecule; .xml, .ffxml, .prmtop or .top, none: --format's), "
-                        "folder or file pattern (several: numbered files); default: INPUT's stem (a file "
-                        "for one molecule, a folder for several), or for a SMILES string a name made from it")
+                        "folder or file pattern (several: a file per record, named after its title, else its "
+                        "number); default: INPUT's stem (a file for one molecule, a folder for several), or for "
+                        "a SMILES string a name made from it")
     p.add_argument("--model", metavar="NAME_OR_PATH", default=None,
                    help="parameter source (default: the package default); `gnnff models` lists them")
     p.add_argument("--charges", metavar="METHOD", default=None, action=Listed, names=charge_methods,
@@ -77,13 +80,15 @@ def handle(args: argparse.Namespace) -> int:
         raise InputError("--charges applies to the classical models: add --model sage or --model sage-2.3")
     requested = machine.requested_workers(args.workers or "auto")
     local = machine.dask_option(args.dask, args.workers)  # before any file is read: a bad --dask is exit 2
-    stem, count, inputs = records(args.input)  # a bad input file fails before the model loads
-    paths, report, fmt = _output_paths(stem, args.output, count, args.format)  # so does a bad -o
+    stem, titles, inputs = records(args.input, args.name)  # a bad input file fails before the model loads
+    count = len(titles)
+    paths, report, fmt = _output_paths(stem, args.output, titles, args.format)  # so does a bad -o
     from tqdm import tqdm
 
     from gnnff.app.batch import Row, Work, plan, run, run_dask  # torch and the network: after the cheap checks
     from gnnff.app.formats import write_parametrized
     from gnnff.openmm import model_fingerprint
+    from gnnff.progress import progress
     from gnnff.sources.models import get_model
 
     model = get_model(args.model, **options)
@@ -92,7 +97,8 @@ def handle(args: argparse.Namespace) -> int:
     say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=sys.stdout))
     rows: list[Row] = []
     start = time.perf_counter()
-    bar = tqdm(total=count, unit="mol", desc="parametrize", file=sys.stderr, disable=None if count > 1 else True)
+    # no lines without a terminal: each record gets its own line already
+    bar = progress(total=count, unit="mol", desc="parametrize", file=sys.stderr, disable=None if count > 1 else True)
     record = _recorder(rows, bar, say, model.name)
 
     def jobs():
@@ -127,22 +133,24 @@ def handle(args: argparse.Namespace) -> int:
     return 0 if counts["failed"] == 0 and reported else 1
 
 
-def _output_paths(stem: str, output: str | None, count: int,
+def _output_paths(stem: str, output: str | None, titles: list[str],
                   fmt: str | None = None) -> tuple[list[Path], Path | None, str]:
-    """Output path of record 1, 2, ..., the report's path stem (None for one output file)
-    and the output format (``fmt``, else the suffix's, else xml).
+    """Output path of record 1, 2, ... (``titles``: their titles), the report's path stem
+    (None for one output file) and the output format (``fmt``, else the suffix's, else xml).
 
     One record goes to ``output`` (default ``STEM`` + the format's suffix); an output
     without a suffix gets the format's (``-o lig --format amber``: ``lig.prmtop`` +
     ``lig.inpcrd``) and an unknown suffix is an InputError
     (:func:`gnnff.app.formats.resolve_output`). Several records, or an ``output`` that is
-    an existing folder or ends with ``/``, go to a folder (``FOLDER/0001.xml`` ...,
-    report ``FOLDER/report.csv``; default folder ``STEM``), or to numbered files from
-    a file name (``lig.xml`` -> ``lig-0001.xml`` ..., report ``lig-report.csv``).
+    an existing folder or ends with ``/``, go to a folder, a file per record named after
+    its title, else its number (:func:`gnnff.app.formats.output_stems`: ``FOLDER/aspirin.xml``,
+    ``FOLDER/0002.xml`` ..., report ``FOLDER/report.csv``; default folder ``STEM``), or to
+    files named from a file name (``lig.xml`` -> ``lig-aspirin.xml`` ..., report
+    ``lig-report.csv``).
     """
-    from gnnff.app.formats import resolve_output
+    from gnnff.app.formats import output_stems, resolve_output
 
-    width = max(4, len(str(count)))
+    count = len(titles)
     folder = output is not None and (output.endswith(("/", os.sep)) or Path(output).is_dir())
     if output is None:
         if count == 1:
@@ -154,11 +162,11 @@ def _output_paths(stem: str, output: str | None, count: int,
     if folder:
         fmt = fmt or "xml"
         target = Path(output)
-        return [target / f"{i:0{width}d}{FORMATS[fmt][0]}" for i in range(1, count + 1)], target / "report", fmt
+        return [target / f"{name}{FORMATS[fmt][0]}" for name in output_stems(titles)], target / "report", fmt
     main, fmt = resolve_output(output, fmt)
     if count == 1:
         return [main], None, fmt
-    paths = [main.with_name(f"{main.stem}-{i:0{width}d}{main.suffix}") for i in range(1, count + 1)]
+    paths = [main.with_name(f"{main.stem}-{name}{main.suffix}") for name in output_stems(titles)]
     return paths, main.with_name(f"{main.stem}-report"), fmt
 
 

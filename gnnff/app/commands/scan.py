@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gnnff.app.commands._common import Listed, input_stem, labelers
+from gnnff.app.commands._common import Listed, input_stem, labelers, name_option, selected
 from gnnff.errors import InputError
 
 __all__ = ["add_arguments", "handle"]
@@ -21,7 +21,9 @@ def add_arguments(subparsers) -> None:
                     "energy kept) with the reference method, everything else optimised; the model's System is "
                     "then minimised under the same constraint at each point. Writes profile.csv, profile.png, "
                     "scan.sdf and summary.json (RMSE of the model's profile) to the output folder.")
-    s.add_argument("input", metavar="INPUT", help="molecule file (its first conformer starts the drive) or SMILES")
+    s.add_argument("input", metavar="INPUT", help="molecule file (its first conformer starts the drive; FILE:N or "
+                   "FILE:NAME: its record N or the record titled NAME) or SMILES")
+    name_option(s)
     s.add_argument("--torsion", nargs="+", required=True, metavar="I J K L | auto",
                    help="the dihedral's atoms, 0-based indices in the input's order (hydrogens included); "
                         "auto: every symmetry-unique rotatable bond between heavy-atom groups, one subfolder each")
@@ -39,14 +41,16 @@ def handle(args: argparse.Namespace) -> int:
     """Scan each torsion asked for; print one line per scan."""
     from gnnff.train.scan import rotatable_torsions, scan
 
+    molecule = selected(args.input, args.name)
+    stem = input_stem(args.input, args.name)
     if args.torsion == ["auto"]:
         from gnnff.chem.molecule import load_molecule
 
-        torsions = rotatable_torsions(load_molecule(args.input))
+        torsions = rotatable_torsions(load_molecule(molecule))
         if not torsions:
             raise InputError(f"{args.input}: no rotatable bond between heavy-atom groups to scan; "
                              "give --torsion I J K L")
-        root = Path(args.output or f"{input_stem(args.input)}-scans")
+        root = Path(args.output or f"{stem}-scans")
         outputs = [root / "-".join(map(str, t)) for t in torsions]
     else:
         try:
@@ -55,9 +59,9 @@ def handle(args: argparse.Namespace) -> int:
             torsions = []
         if len(args.torsion) != 4 or not torsions:
             raise InputError(f"--torsion takes four atom indices or 'auto', not {' '.join(args.torsion)}")
-        outputs = [Path(args.output or f"{input_stem(args.input)}-scan-{'-'.join(args.torsion)}")]
+        outputs = [Path(args.output or f"{stem}-scan-{'-'.join(args.torsion)}")]
     for torsion, output in zip(torsions, outputs):
-        summary = scan(args.input, torsion, output, labeler=args.labeler, model=args.model, step=args.step,
+        summary = scan(molecule, torsion, output, labeler=args.labeler, model=args.model, step=args.step,
                        overwrite=args.overwrite, progress=not args.quiet)
         print(f"scan of torsion {summary['torsion']} ({summary['molecule']}): {summary['points']} points, "
               f"{args.labeler} vs {summary['model']}: RMSE {summary['rmse_kcal_mol']:.2f} kcal/mol; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from gnnff.app.commands._common import input_stem
+from gnnff.app.commands._common import input_stem, name_option, selected
 
 __all__ = ["add_arguments", "handle"]
 
@@ -19,8 +19,11 @@ def add_arguments(subparsers) -> None:
                     "final.pdb and summary.json. Stops with an error if the system blows up.",
     )
     m.add_argument("input", metavar="INPUT",
-                   help="ligand file with 3D coordinates (or a SMILES string, vacuum/water only)")
-    m.add_argument("-o", "--output", metavar="DIR", help="run folder (default: INPUT-stem-md, or a SMILES-derived "
+                   help="ligand file with 3D coordinates (FILE:N or FILE:NAME: its record N or the record titled "
+                        "NAME), or a SMILES string (vacuum/water only)")
+    name_option(m)
+    m.add_argument("-o", "--output", metavar="DIR", help="run folder (default: INPUT-stem-md, INPUT-stem-N-md for a "
+                   "record, or a SMILES-derived "
                    "name; an existing run there is refused unless --overwrite)")
     m.add_argument("--protein", metavar="PDB", help="protein with hydrogens, in the ligand's frame (Amber ff14SB)")
     m.add_argument("--solvent", choices=("water", "vacuum"), default="water", help="default: %(default)s")
@@ -52,8 +55,8 @@ def handle(args: argparse.Namespace) -> int:
         temperature_k=args.temperature, padding_nm=args.padding, box_nm=args.box, report_ps=args.report_ps,
         platform=args.platform, seed=args.seed,
         minimize_iterations=args.minimize_iterations)
-    output = args.output or f"{input_stem(args.input)}-md"
-    summary = simulate(args.input, output, config=config, protein=args.protein, model=args.model,
+    output = args.output or f"{input_stem(args.input, args.name)}-md"
+    summary = simulate(selected(args.input, args.name), output, config=config, protein=args.protein, model=args.model,
                        progress=not args.quiet, overwrite=args.overwrite)
     print(f"simulated {summary['production_ns']:g} ns of {summary['atoms']} atoms on {summary['platform']} at "
           f"{summary['ns_per_day']:.1f} ns/day; outputs in {output}/")
