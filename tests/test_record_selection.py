@@ -1,10 +1,8 @@
-"""Papercuts of issue 33: picking one molecule of a multi-molecule file (``FILE:N``,
-``FILE:NAME``, ``--name``, ``record=``), batch outputs named after their records, one
-shape for input errors, and progress without a terminal."""
+"""Picking one molecule of a multi-molecule file: ``FILE:N``, ``FILE:NAME``, ``--name`` and
+``record=``, everywhere a single molecule is read."""
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import subprocess
@@ -17,12 +15,12 @@ from rdkit.Chem import AllChem
 
 import gnnff
 from gnnff.app.cli import main
-from gnnff.app.formats import output_stems, title_stem
 from gnnff.chem.molecule import count_records, looks_like_path, read_records, record_titles, split_selector
-from gnnff.errors import ChemistryError, InputError
-from gnnff.progress import PlainProgress, progress
+from gnnff.errors import InputError
 
 DATA = Path(__file__).parent / "data"
+
+
 SAGE = ("--model", "sage", "--charges", "mmff94")  # no AM1 run: fast
 
 
@@ -56,8 +54,6 @@ def _one_error(stderr: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("gnnff: error: "), stderr
     return lines[0].removeprefix("gnnff: error: ")
 
-
-# --- 1. one molecule of a file of several -------------------------------------------------
 
 def test_split_selector():
     assert split_selector("ligands.sdf:3") == ("ligands.sdf", 3)
@@ -186,143 +182,3 @@ def test_cli_name_option_on_commands_reading_one_molecule():
     for command in ("parametrize", "simulate", "scan"):
         extra = ["--torsion", "auto"] if command == "scan" else []
         assert parser.parse_args([command, "x.sdf", "--name", "lig 1", *extra]).name == "lig 1"
-
-
-# --- 2. batch outputs named after their records ------------------------------------------
-
-def test_title_stems_are_safe():
-    assert title_stem("Lig 1 (S)") == "Lig_1_S"
-    assert title_stem("  aspirin  ") == "aspirin"
-    assert title_stem("../../etc/passwd") == "etc_passwd"
-    assert title_stem(".hidden") == "hidden" and title_stem("-rf") == "rf"
-    assert title_stem("*****") == "" and title_stem("") == ""  # MOL2's empty name: no title
-    assert title_stem("CON") == "CON_" and title_stem("nul.txt") == "nul.txt_"
-    assert title_stem("é" * 3 + "x") == "x"
-    assert len(title_stem("a" * 500)) == 80
-
-
-def test_output_stems_unique_deterministic_with_index_fallback():
-    titles = ["lig", "LIG", "lig", "", "lig_2", "a b", "a/b", ""]
-    stems = output_stems(titles)
-    assert stems == ["lig", "LIG_3", "lig_4", "0004", "lig_2", "a_b", "a_b_2", "0008"]
-    assert output_stems(titles) == stems  # the same input: the same names (resume)
-    assert len({s.lower() for s in stems}) == len(stems)  # unique on case-insensitive file systems
-    assert output_stems([""] * 10000)[-1] == "10000" and output_stems(["", ""]) == ["0001", "0002"]
-
-
-def test_batch_outputs_named_after_titles_and_resumed_under_the_same_names(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    _sdf(tmp_path / "in.sdf", [("CCO", "ethanol"), ("CCN", "amine 1"), ("CCO", "ethanol"), ("CC=O", "")])
-    assert main(["parametrize", "in.sdf", "-o", "out/", "-q", *SAGE]) == 0
-    outputs = sorted(p.name for p in (tmp_path / "out").glob("*.xml"))
-    assert outputs == ["0004.xml", "amine_1.xml", "ethanol.xml", "ethanol_2.xml"]
-    capsys.readouterr()
-    assert main(["parametrize", "in.sdf", "-o", "out/", *SAGE]) == 0
-    assert "4 skipped (output exists)" in capsys.readouterr().out
-
-
-def test_untitled_smiles_lines_are_numbered(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "in.smi").write_text("CCO\nCCN named\nCCC\n")
-    assert main(["parametrize", "in.smi", "-q", *SAGE]) == 0
-    assert sorted(p.name for p in (tmp_path / "in").glob("*.xml")) == ["0001.xml", "0003.xml", "named.xml"]
-
-
-# --- 3. one shape for input errors: "<input>: <what is wrong>; <what to do>" --------------
-
-FIX = "check its syntax (brackets, ring-closure digits, element symbols)"
-
-
-@pytest.mark.parametrize("molecule, kwargs, error, message", [
-    ("C1CC(", {}, InputError, f"SMILES 'C1CC(': RDKit cannot parse it as SMILES; {FIX}"),
-    ("C1CC(", {"name": "ring"}, InputError, f"ring: RDKit cannot parse SMILES 'C1CC('; {FIX}"),
-    ("[CH3]", {}, ChemistryError, "SMILES '[CH3]': atom 0 (C) has 1 unpaired electron(s); radicals are not "
-                                  "supported, add the missing hydrogens or charge"),
-    ("C(C)(C)(C)(C)C", {}, ChemistryError, "SMILES 'C(C)(C)(C)(C)C': RDKit cannot sanitize the molecule (Explicit "
-                                           "valence for atom # 0 C, 5, is greater than permitted); fix the bond "
-                                           "orders, charges or hydrogens of the atoms it names"),
-    ("absent.sdf", {}, InputError, "absent.sdf: no such file; check the path"),
-    (42, {}, InputError, "input of type int: gnnff cannot read a molecule from it; pass an RDKit Mol, an OpenFF "
-                         "Molecule, a SMILES string or a file path"),
-])
-def test_api_input_errors_name_the_input_once(molecule, kwargs, error, message):
-    with pytest.raises(error, match=f"^{re.escape(message)}$"):
-        gnnff.load_molecule(molecule, **kwargs)
-
-
-def test_smiles_file_errors_name_the_smiles_once(tmp_path):
-    path = tmp_path / "in.smi"
-    path.write_text("C1CC\nCC(C ring\n")
-    first, second = (str(r.error) for r in read_records(path))
-    assert first == f"in.smi record 1 ('C1CC'): RDKit cannot parse it as SMILES; {FIX}"
-    assert second == f"in.smi record 2 ('ring'): RDKit cannot parse SMILES 'CC(C'; {FIX}"
-
-
-SHAPE = re.compile(r"^(?P<input>.+?): (?P<wrong>[^;]+); (?P<fix>[^;]+)$")
-
-
-@pytest.mark.parametrize("args, message", [
-    (["parametrize", "C1CC("], f"SMILES 'C1CC(': RDKit cannot parse it as SMILES; {FIX}"),
-    (["simulate", "C1CC(", "--solvent", "vacuum"], f"SMILES 'C1CC(': RDKit cannot parse it as SMILES; {FIX}"),
-    (["parametrize", "[CH3]"], "SMILES '[CH3]': atom 0 (C) has 1 unpaired electron(s); radicals are not supported, "
-                               "add the missing hydrogens or charge"),
-    (["parametrize", "bad.smi"], f"bad.smi record 1 ('x'): RDKit cannot parse SMILES 'C1CC'; {FIX}"),
-    (["parametrize", "absent.sdf"], "absent.sdf: no such file; check the path"),
-])
-def test_cli_input_errors_have_one_shape(tmp_path, args, message):
-    (tmp_path / "bad.smi").write_text("C1CC x\n")
-    done = _cli(tmp_path, *args, *(SAGE if args[0] == "parametrize" else ()))
-    error = _one_error(done.stderr)
-    assert error == message
-    assert SHAPE.match(error), error
-    smiles = args[1] if not args[1].endswith((".smi", ".sdf")) else None
-    assert smiles is None or error.count(smiles) == 1  # the input named once
-
-
-# --- 4. progress without a terminal -------------------------------------------------------
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_without_a_terminal_writes_a_bounded_number_of_plain_lines():
-    stream = io.StringIO()
-    assert sum(progress(range(10_000), desc="charges", unit="mol", file=stream)) == sum(range(10_000))
-    text = stream.getvalue()
-    assert "\r" not in text and text.endswith("\n")
-    lines = text.splitlines()
-    assert 10 <= len(lines) <= 12
-    assert all(re.fullmatch(r"charges: \d+/10000 mol \(\d+ %\) in \d+ s(, [\d.e+]+ mol/s)?", line) for line in lines)
-    assert lines[-1].startswith("charges: 10000/10000 mol (100 %)")
-
-
-def test_progress_by_hand_with_unknown_total_and_postfix():
-    stream = io.StringIO()
-    with progress(desc="md", unit="step", file=stream, interval=0.0) as bar:
-        assert isinstance(bar, PlainProgress)
-        bar.update(2.5)
-        bar.set_postfix_str("E = -1 kJ/mol")
-        bar.update(2)
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("md: 2.5 step in ") and lines[1].endswith(", E = -1 kJ/mol")
-
-
-def test_progress_on_a_terminal_is_a_tqdm_bar_and_disable_is_tqdms():
-    from tqdm import tqdm
-
-    with progress(total=3, file=_Terminal()) as bar:
-        assert isinstance(bar, tqdm)
-    quiet = io.StringIO()
-    for disable in (True, None):  # None: a bar on a terminal only, as tqdm's disable=None
-        list(progress(range(100), disable=disable, file=quiet))
-    assert quiet.getvalue() == ""
-    terminal = _Terminal()
-    list(progress(range(100), disable=True, file=terminal))
-    assert terminal.getvalue() == ""
-
-
-def test_progress_to_a_pipe_from_a_subprocess():
-    code = "from gnnff.progress import progress\nfor _ in progress(range(5000), desc='x'): pass\n"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert "\r" not in done.stderr and 10 <= len(done.stderr.splitlines()) <= 12
