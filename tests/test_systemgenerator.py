@@ -259,7 +259,9 @@ def test_user_charges_are_used_and_checked(tmp_path):
                                atol=1e-12)
     assert len(list((tmp_path / "cache").iterdir())) == 2
     unbalanced = _offmol("CCO", [c + 0.01 for c in charges])
-    with pytest.warns(UserWarning, match=r"user partial charges sum to 0\.090000 e, not the net charge 0 e"):
+    # worded as openmmforcefields' own generators word it (their tests match on this start)
+    with pytest.warns(UserWarning, match=r"^Sum of user-provided partial charges 0\.0[89]\d* does not match formal "
+                                         r"charge 0\.0 \(.*used as given"):
         GNNFFTemplateGenerator(molecules=unbalanced)
     zero = _offmol("CCO", [0.0] * 9)  # all zero: "no user charges", as in openmmforcefields
     np.testing.assert_allclose(_particle_charges(_build(_registered(GNNFFTemplateGenerator(molecules=zero)), zero)),
@@ -288,3 +290,46 @@ def test_works_without_openmmforcefields(tmp_path):
                          capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["7", "7"]
+
+
+def test_system_generator_with_a_gnnff_name_prints_nothing(tmp_path):
+    """SystemGenerator tries openmmforcefields' SMIRNOFF generator first, which logs that it
+    cannot read 'gnnff-v1' as an offxml; gnnff drops that one message, and only that one."""
+    code = textwrap.dedent("""
+        import logging
+        import gnnff.openmm
+        from openmmforcefields.generators import SystemGenerator
+        SystemGenerator(forcefields=["amber/protein.ff14SB.xml"], small_molecule_forcefield="gnnff-v1")
+        logging.getLogger("openmmforcefields.generators.template_generators").error("Source 'other.offxml' x")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr.strip() == "Source 'other.offxml' x", result.stderr
+
+
+@pytest.mark.parametrize("charge_method, expected", [("nn", "model"), ("from-molecule", "user"),
+                                                     ("am1-bcc", "am1bcc")])
+def test_peer_charge_method_keys_map_to_gnnff_charges(charge_method, expected):
+    """template_generator_kwargs={"charge_method": ...} as users of the espaloma generator pass it."""
+    from gnnff.sources.charges import assign_charges
+
+    user = [-0.2, 0.9, -0.85, -0.85, 0.0, 0.0, 0.0]
+    acetate = _offmol("CC(=O)[O-]", user)
+    generator = generators.SystemGenerator(forcefields=["amber/protein.ff14SB.xml"], molecules=[acetate],
+                                           small_molecule_forcefield="gnnff-v1",
+                                           template_generator_kwargs={"charge_method": charge_method})
+    charges = _particle_charges(generator.create_system(acetate.to_topology().to_openmm()))
+    mol = gnnff.load_molecule(acetate)
+    reference = {"model": gnnff.assign_parameters(mol).parameters.nonbonded.charge.numpy(), "user": np.array(user),
+                 "am1bcc": assign_charges(mol, "am1bcc") if expected == "am1bcc" else None}[expected]
+    np.testing.assert_allclose(charges, reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"charge_method": "gasteiger"}, r"charge_method 'gasteiger' is not one gnnff can give; use one of am1-bcc, "),
+    ({"reference_forcefield": "openff-2.2.0"}, r"\['reference_forcefield'\]: model 'gnnff-v1' takes no options; "
+                                               r"gnnff accepts charge_method"),
+])
+def test_peer_keys_gnnff_cannot_honour_are_one_line_errors(kwargs, message):
+    with pytest.raises(gnnff.InputError, match=message):
+        GNNFFTemplateGenerator(forcefield="gnnff-v1", template_generator_kwargs=kwargs)

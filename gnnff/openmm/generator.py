@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import warnings
 from collections import Counter, defaultdict
@@ -51,6 +52,7 @@ from gnnff.errors import InputError, ModelError, ParametrizationError
 from gnnff.openmm.cache import model_fingerprint, open_cache
 from gnnff.openmm.templates import FFXML_VERSION, ffxml, to_openmm_topology
 from gnnff.schema import NONBONDED
+from gnnff.sources.charges import assign_charges
 from gnnff.sources.models import ParameterSource, available_models, get_model
 
 try:  # optional: openmmforcefields' SystemGenerator looks for generators among its base's subclasses
@@ -166,9 +168,10 @@ def _user_charges(item: Any, mol: Chem.Mol) -> np.ndarray | None:
 def _warn_charge_sum(mol: Chem.Mol, charges: np.ndarray) -> None:
     total, net = float(charges.sum()), net_charge(mol)
     if abs(total - net) > 1e-5:
-        warnings.warn(f"{name_of(mol)}: the user partial charges sum to {total:.6f} e, not the net charge {net} e; "
-                      "they are used as given (correct them, or set partial_charges = None for gnnff's charges)",
-                      UserWarning, stacklevel=3)
+        # worded as openmmforcefields' own generators word it (scripts and tests match on it)
+        warnings.warn(f"Sum of user-provided partial charges {total} does not match formal charge {float(net)} "
+                      f"({name_of(mol)}: the charges are used as given; correct them, or set partial_charges = "
+                      "None for gnnff's charges)", UserWarning, stacklevel=3)
 
 
 def _with_charges(result: Parametrized, charges: np.ndarray) -> Parametrized:
@@ -177,6 +180,50 @@ def _with_charges(result: Parametrized, charges: np.ndarray) -> Parametrized:
         lambda term, name, x: torch.as_tensor(charges, dtype=x.dtype) if (term is NONBONDED and name == "charge")
         else x)
     return Parametrized(result.mol, result.topology, parameters, result.model)
+
+
+class _NotAnOffxml(logging.Filter):
+    """Drops the error that openmmforcefields' SMIRNOFF generator logs when it cannot read a
+    gnnff model name as an ``.offxml`` file: ``SystemGenerator`` tries that generator before
+    gnnff's and goes on to gnnff's, so the 9-line message is alarming and harmless. Only that
+    message, and only for names gnnff answers to, is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if not message.startswith("Source '"):
+            return True
+        source = message[len("Source '"):].split("'", 1)[0]
+        return not (source.endswith(".pt") or _model_name(source) in available_models())
+
+
+def _quiet_smirnoff_generator() -> None:
+    logger = logging.getLogger("openmmforcefields.generators.template_generators")
+    if not any(isinstance(f, _NotAnOffxml) for f in logger.filters):
+        logger.addFilter(_NotAnOffxml())
+
+
+#: ``template_generator_kwargs["charge_method"]`` values of openmmforcefields' espaloma generator
+#: (and their spellings) -> (use the molecule's own charges, charge method in place of the model's)
+PEER_CHARGE_METHODS: dict[str, tuple[bool, str | None]] = {
+    "nn": (False, None), "model": (False, None),
+    "from-molecule": (True, None), "from_molecule": (True, None),
+    "am1-bcc": (False, "am1bcc"), "am1bcc": (False, "am1bcc"),
+}
+
+
+def _peer_options(kwargs: dict | None, user_charges: bool) -> tuple[dict, bool, str | None]:
+    """Split ``template_generator_kwargs`` into (model options, user charges, charge method):
+    the peers' ``charge_method`` is mapped where it means what a gnnff option means."""
+    options = dict(kwargs or {})
+    method = options.pop("charge_method", None)
+    if method is None:
+        return options, user_charges, None
+    if method not in PEER_CHARGE_METHODS:
+        raise InputError(f"template_generator_kwargs: charge_method {method!r} is not one gnnff can give; "
+                         f"use one of {', '.join(sorted(PEER_CHARGE_METHODS))} (nn: the model's charges, "
+                         "from-molecule: the molecule's own, am1-bcc: AM1-BCC through AmberTools)")
+    own, charges = PEER_CHARGE_METHODS[method]
+    return options, own, charges
 
 
 class GNNFFTemplateGenerator(_PeerBase):
@@ -211,8 +258,13 @@ class GNNFFTemplateGenerator(_PeerBase):
         (openmmforcefields' format, e.g. ``"db.json"``; locked while read or written). Both
         can be shared by several processes.
     template_generator_kwargs
-        Options of the model (what ``SystemGenerator(template_generator_kwargs=...)``
-        passes on), e.g. ``{"charges": "mmff94"}`` for ``"gnnff-sage"``.
+        What ``SystemGenerator(template_generator_kwargs=...)`` passes on: the keys users of
+        openmmforcefields' espaloma generator pass where they mean a gnnff option
+        (``charge_method``: ``"nn"`` the model's charges, ``"from-molecule"`` the molecule's
+        own partial charges, ``"am1-bcc"`` AM1-BCC through AmberTools; see
+        :data:`PEER_CHARGE_METHODS`), and otherwise options of the model, e.g.
+        ``{"charges": "mmff94"}`` for ``"gnnff-sage"``. A key neither knows is a one-line
+        error that lists what the model accepts.
     user_charges
         Use the non-zero ``partial_charges`` of an OpenFF ``Molecule`` (as
         openmmforcefields' generators do; a warning when they do not sum to the net charge)
@@ -243,9 +295,13 @@ class GNNFFTemplateGenerator(_PeerBase):
             raise ModelError(f"forcefield={forcefield!r} and model={model!r} disagree; give one of them "
                              "(model= is the older name of forcefield=)")
         name = forcefield if forcefield is not None else model
+        options, user_charges, self._charge_method = _peer_options(template_generator_kwargs, user_charges)
         try:
-            self.source = get_model(_model_name(name), **{**(template_generator_kwargs or {}), **model_options})
+            self.source = get_model(_model_name(name), **{**options, **model_options})
         except ModelError as err:
+            if options and "takes no options" in str(err):
+                raise InputError(f"template_generator_kwargs {sorted(options)}: model {name!r} "
+                                 "takes no options; gnnff accepts charge_method (nn, from-molecule, am1-bcc)") from None
             raise _UnknownForceField(str(err)) from None
         self._forcefield = name if isinstance(name, str) else self.source.name
         self.user_charges = user_charges
@@ -375,12 +431,16 @@ class GNNFFTemplateGenerator(_PeerBase):
         what = f"{FFXML_VERSION}|{__version__}|{self._fingerprint}|{key}"
         if entry.charges is not None:  # user charges: their own templates
             what += "|charges:" + hashlib.sha256(entry.charges.tobytes()).hexdigest()
+        elif self._charge_method is not None:
+            what += f"|charge_method:{self._charge_method}"
         digest = hashlib.sha256(what.encode()).hexdigest()
         text = self._store.get(digest) if self._store is not None else None
         if text is None:
             result = assign_parameters(entry.mol, model=self.source, name=name_of(entry.mol, key))
             if entry.charges is not None:
                 result = _with_charges(result, entry.charges)
+            elif self._charge_method is not None:
+                result = _with_charges(result, assign_charges(entry.mol, self._charge_method))
             text = ffxml(result, template_name=f"gnnff-{digest[:12]}")
             if self._store is not None:
                 self._store.put(digest, key, text)
@@ -405,3 +465,10 @@ class GNNFFTemplateGenerator(_PeerBase):
         return app.ForceField(io.StringIO(text)).createSystem(
             to_openmm_topology(mol), nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False,
             removeCMMotion=False)
+
+
+if _PeerBase is not object:
+    # The one change to another package's state: a filter on openmmforcefields' generator
+    # logger that drops only its "cannot read '<gnnff model>' as an offxml" error (see
+    # _NotAnOffxml); SystemGenerator logs it before it reaches gnnff's generator.
+    _quiet_smirnoff_generator()
