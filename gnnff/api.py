@@ -24,6 +24,7 @@ from gnnff.chem.topology import Topology, atom_budget_chunks, build_topology
 from gnnff.errors import GnnffError, ParametrizationError
 from gnnff.mm.export import to_openmm
 from gnnff.schema import TERMS, ForceFieldParameters
+from gnnff.sources.classical import SAGE_ELEMENTS
 from gnnff.sources.models import BatchedParameterSource, ParameterSource, get_model
 
 __all__ = ["Parametrized", "assign_parameters", "assign_parameters_many", "parametrize"]
@@ -209,7 +210,7 @@ def _units(source: ParameterSource, mols: Sequence[Chem.Mol],
             parts = components(mol)
             if len(parts) > 1 and elements is not None:
                 check_elements(mol, frozenset(elements), label=label, owner=f"model '{source.name}'",
-                               ions_only=frozenset(getattr(source, "ions_only", ())))
+                               ions_only=frozenset(getattr(source, "ions_only", ())), shipped=SAGE_ELEMENTS)
         except GnnffError as err:
             topologies.append(err)
             continue

@@ -32,8 +32,12 @@ from rdkit.Chem import AllChem
 from gnnff.app.cli import main
 
 DATA = Path(__file__).parent / "data"
-SUPPORTED = (r"supported: H C N O F P S Cl Br I \(Li Na K Rb Cs as monatomic ions\); leave the molecule out or "
-             r"use a model that covers")
+SUPPORTED = r"supported: H C N O F P S Cl Br I \(Li Na K Rb Cs as monatomic ions\);"
+
+
+def nowhere(symbol: str) -> str:
+    """The advice for an element that no shipped model covers: not 'use another model'."""
+    return rf"no model shipped with gnnff covers {symbol}: leave the molecule out, or train a model on data with {symbol}"
 
 
 @dataclass(frozen=True)
@@ -293,7 +297,7 @@ def test_element_outside_the_model(tmp_path, cli, smiles, atom, symbol):
     (tmp_path / "el.smi").write_text(f"{smiles} x\n")
     check(cli("el.smi", "-q"), 1,
           rf"el\.smi record 1 \('x'\): atom {atom} \({symbol}\) is an element model 'gnnff-v1' does not "
-          rf"cover; {SUPPORTED} {symbol}")
+          rf"cover; {SUPPORTED} {nowhere(symbol)}")
     assert not list(tmp_path.rglob("*.xml"))
 
 
@@ -335,7 +339,32 @@ def test_salt_is_one_system_with_exact_component_charges(tmp_path, cli):
 
 def test_salt_with_an_ion_outside_the_model(tmp_path, cli):
     check(cli("CC(=O)[O-].[Ca+2]", "-q"), 1,
-          rf"atom 4 \(Ca\) is an element model 'gnnff-v1' does not cover; {SUPPORTED} Ca")
+          rf"atom 4 \(Ca\) is an element model 'gnnff-v1' does not cover; {SUPPORTED} {nowhere('Ca')}")
+
+
+def test_element_another_shipped_model_covers_points_to_it(tmp_path):
+    """gnnff-industry-v0 does not cover iodine; gnnff-v1 and Sage do: the advice is another model."""
+    from gnnff.api import assign_parameters
+    from gnnff.errors import ParametrizationError
+
+    with pytest.raises(ParametrizationError, match=r"atom 0 \(I\) is an element model 'gnnff-industry-v0' does not "
+                                                   r"cover; .*; leave the molecule out or use a model that covers I "
+                                                   r"\(`gnnff models` lists each model's elements\)$"):
+        assign_parameters("ICC", model="gnnff-industry-v0")
+
+
+def test_sage_refuses_an_element_it_lacks_at_once():
+    """The element check runs before the OpenFF toolkit or AmberTools load (it took 6.8 s)."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time, gnnff; t = time.perf_counter()\n"
+            "try: gnnff.parametrize('OB(O)c1ccccc1', model='sage')\n"
+            "except gnnff.ParametrizationError as e: print(round(time.perf_counter() - t, 2), e)\n"
+            "import sys; print('openff.toolkit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300).stdout.split("\n")
+    assert "no model shipped with gnnff covers B" in out[0] and out[1] == "False", out
 
 
 @pytest.mark.parametrize("smiles, charge", [

@@ -423,9 +423,11 @@ def with_conformer(mol: Chem.Mol, *, seed: int = 0xF00D) -> Chem.Mol:
 
 
 def check_elements(mol: Chem.Mol, allowed: frozenset[int], *, label: str, owner: str,
-                   ions_only: frozenset[int] = frozenset()) -> None:
+                   ions_only: frozenset[int] = frozenset(), shipped: frozenset[int] | None = None) -> None:
     """Raise ParametrizationError naming the first atom whose element ``owner`` does not cover
-    (the message lists the elements, those of ``ions_only`` apart: covered as monatomic ions only)."""
+    (the message lists the elements, those of ``ions_only`` apart: covered as monatomic ions only).
+    ``shipped``: the elements that some model shipped with gnnff covers; for an element outside
+    it the advice is to leave the molecule out or train a model, not to pick another model."""
     table = Chem.GetPeriodicTable()
     for i in range(mol.GetNumAtoms()):
         atom = mol.GetAtomWithIdx(i)
@@ -434,10 +436,15 @@ def check_elements(mol: Chem.Mol, allowed: frozenset[int], *, label: str, owner:
             if allowed & ions_only:
                 ions = " ".join(table.GetElementSymbol(z) for z in sorted(allowed & ions_only))
                 known += f" ({ions} as monatomic ions)"
+            if shipped is not None and atom.GetAtomicNum() not in shipped:
+                advice = (f"no model shipped with gnnff covers {atom.GetSymbol()}: leave the molecule out, or "
+                          f"train a model on data with {atom.GetSymbol()} (`gnnff train`)")
+            else:
+                advice = (f"leave the molecule out or use a model that covers {atom.GetSymbol()} "
+                          "(`gnnff models` lists each model's elements)")
             raise ParametrizationError(
                 f"{label}: atom {i} ({atom.GetSymbol()}) is an element {owner} does not cover; "
-                f"supported: {known}; leave the molecule out or use a model that covers "
-                f"{atom.GetSymbol()} (`gnnff models` lists them)"
+                f"supported: {known}; {advice}"
             )
 
 

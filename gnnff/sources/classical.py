@@ -190,7 +190,7 @@ class SageSource:
         )
 
     def _labels(self, mol: Chem.Mol, label: str) -> dict:
-        check_elements(mol, self.release.elements, label=label, owner="Sage")  # before any slow import
+        check_elements(mol, self.release.elements, label=label, owner="Sage", shipped=SAGE_ELEMENTS)  # before any slow import
         from openff.toolkit import Molecule
 
         with warnings.catch_warnings():

@@ -26,6 +26,9 @@ from gnnff.errors import GnnffError, ModelError, ParametrizationError
 from gnnff.nn.checkpoint import _split, graph, load_checkpoint, network_from_checkpoint
 from gnnff.nn.corrections import TorsionCorrections
 from gnnff.schema import ForceFieldParameters
+from gnnff.sources.classical import (
+    SAGE_ELEMENTS as SHIPPED_ELEMENTS,  # Sage's: a superset of every shipped model's
+)
 from gnnff.threads import inference_threads
 
 __all__ = ["GNNSource", "SeriesWarning"]
@@ -83,7 +86,8 @@ class GNNSource:
     def _check(self, mol: Chem.Mol, label: str) -> None:
         """Elements inside the domain; elements covered only as monatomic ions stand alone;
         a fine-tuned model warns (:class:`SeriesWarning`) for a molecule far from its series."""
-        check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'", ions_only=self.ions_only)
+        check_elements(mol, self.elements, label=label, owner=f"model '{self.name}'", ions_only=self.ions_only,
+                       shipped=SHIPPED_ELEMENTS)
         if self.series is not None:
             fingerprints, threshold, base = self.series
             similarity = nearest_similarity(mol, fingerprints)
