@@ -136,3 +136,17 @@ def test_dft_labeler_on_h2_against_direct_pyscf():
     d3 = DispersionModel(z, x[0] / 0.0529177210903).get_dispersion(RationalDampingParam(method="b3lyp"), grad=False)
     e = _finite_difference_check(labeler, z, x, h=1e-4)
     assert e[0] / HARTREE_TO_KJ == pytest.approx(-1.1761600457 + d3["energy"], abs=1e-6)
+
+
+def test_dft_energies_only_match_the_full_labeler_and_report_each_point():
+    pytest.importorskip("pyscf", reason="DFT labeler needs the [dft] extra")
+    pytest.importorskip("dftd3", reason="DFT labeler needs the [dft] extra")
+    labeler = get_labeler("b3lyp-d3bj")
+    z = np.array([1, 1])
+    x = np.array([[[0.0, 0.0, 0.0], [0.0, 0.0, 0.074]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.080]]])  # nm
+    seen = []
+    energies = labeler.energies(z, x, 0, done=lambda i, e: seen.append((i, e)))
+    # the second SCF starts from the first one's density: the same energy to SCF convergence
+    np.testing.assert_allclose(energies, labeler(z, x, 0)[0], atol=1e-5)
+    assert [i for i, _ in seen] == [0, 1] and [e for _, e in seen] == energies.tolist()
+
