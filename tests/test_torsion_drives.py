@@ -148,6 +148,15 @@ def test_aligned_rmse_and_paired_bootstrap(bench):
     p = bench.paired_bootstrap(a, b)
     assert p["ratio"] == pytest.approx(0.5) and p["ratio_ci"][0] == pytest.approx(0.5)
     assert p["difference_ci"][1] < 0 < 1 - p["ratio_ci"][1]
+    # the geometry labeler's gap to the reference level, over the drives holding both
+    x = np.zeros((3, 2, 3), dtype=np.float32)
+    level = np.array([0.0, 4.184, 0.0])
+    drives = [bench.Drive("a", "", (0, 1, 2, 3), "dft", np.zeros(3), np.zeros(3), level, x, level + 7.0),
+              bench.Drive("b", "", (0, 1, 2, 3), "dft", np.zeros(3), np.zeros(3), level, x, np.zeros(3)),
+              bench.Drive("c", "", (0, 1, 2, 3), "ani", np.zeros(3), np.zeros(3), level, x, None)]
+    gap = bench.labeler_gap(drives)
+    assert gap["drives"] == 2 and gap["per_drive"]["a"] == pytest.approx(0.0, abs=1e-12)
+    assert gap["per_drive"]["b"] == pytest.approx(np.sqrt(np.mean((np.array([0, 1, 0]) - 1 / 3) ** 2)))
 
 
 @pytest.mark.slow
