@@ -53,8 +53,52 @@ def test_ani2x_offline_forces_and_energy_scale():
         labeler(*_molecule("CC(=O)[O-]"), -1)
 
 
+def _ani(name: str):
+    try:
+        return get_labeler(name)
+    except ModelError as err:
+        pytest.skip(f"{name} not available: {err}")
+
+
+def test_ani1ccx_offline_forces_energy_scale_and_methane():
+    labeler = _ani("ani-1ccx")
+    z, x = _molecule("CCO")
+    e = _finite_difference_check(labeler, z, x)
+    assert e[0] / HARTREE_TO_KJ == pytest.approx(-155.0, abs=0.2)  # CCSD(T)*/CBS ethanol, about -155 Eh
+    # methane at C-H 1.09 A: -40.464 Eh, the value recorded with the shared weights' README
+    d = 0.109 / np.sqrt(3.0)
+    methane = np.array([[[0, 0, 0], [d, d, d], [-d, -d, d], [-d, d, -d], [d, -d, -d]]])
+    assert labeler(np.array([6, 1, 1, 1, 1]), methane, 0)[0][0] / HARTREE_TO_KJ == pytest.approx(-40.464, abs=2e-3)
+
+
+def test_ani1ccx_names_the_atom_outside_h_c_n_o_and_suggests_ani2x():
+    labeler = _ani("ani-1ccx")
+    z, x = _molecule("CCS")
+    with pytest.raises(ParametrizationError, match=r"ANI-1ccx covers H C N O only: atom 2 is S; use labeler ani-2x"):
+        labeler(z, x, 0)
+    z, x = _molecule("CC(=O)[O-]")
+    with pytest.raises(ParametrizationError, match=r"ANI-1ccx covers neutral molecules only \(net charge -1\)"):
+        labeler(z, x, -1)
+
+
+def test_ani1ccx_and_ani2x_agree_on_the_shape_of_butanes_torsion_profile():
+    from gnnff.train.scan import moving_atoms, set_dihedral
+
+    ccx, ani2x = _ani("ani-1ccx"), _ani("ani-2x")
+    mol = with_conformer(gnnff.load_molecule("CCCC"))
+    z, x = np.array([a.GetAtomicNum() for a in mol.GetAtoms()]), positions_nm(mol)[0]
+    torsion = (0, 1, 2, 3)
+    angles = [180.0, 120.0, 60.0, 0.0]  # anti, eclipsed, gauche, syn (rigid rotations)
+    frames = np.array([set_dihedral(x, torsion, moving_atoms(mol, torsion), a) for a in angles])
+    profiles = [(lab(z, frames, 0)[0] - lab(z, frames, 0)[0][0]) / 4.184 for lab in (ccx, ani2x)]
+    for profile in profiles:
+        assert np.argmin(profile) == 0 and np.argmax(profile) == 3  # anti lowest, syn highest
+        assert profile[2] < profile[1]  # gauche below the eclipsed barrier
+    assert np.sqrt(np.mean((profiles[0] - profiles[1]) ** 2)) < 1.5  # kcal/mol: same shape, not the same level
+
+
 def test_unknown_labeler_lists_known():
-    with pytest.raises(ModelError, match=r"unknown labeler 'dft'; known: ani-2x, b3lyp-d3bj, gfn2-xtb"):
+    with pytest.raises(ModelError, match=r"unknown labeler 'dft'; known: ani-1ccx, ani-2x, b3lyp-d3bj, gfn2-xtb"):
         get_labeler("dft")
 
 
@@ -112,3 +156,17 @@ def test_dft_labeler_on_h2_against_direct_pyscf():
     d3 = DispersionModel(z, x[0] / 0.0529177210903).get_dispersion(RationalDampingParam(method="b3lyp"), grad=False)
     e = _finite_difference_check(labeler, z, x, h=1e-4)
     assert e[0] / HARTREE_TO_KJ == pytest.approx(-1.1761600457 + d3["energy"], abs=1e-6)
+
+
+def test_dft_energies_only_match_the_full_labeler_and_report_each_point():
+    pytest.importorskip("pyscf", reason="DFT labeler needs the [dft] extra")
+    pytest.importorskip("dftd3", reason="DFT labeler needs the [dft] extra")
+    labeler = get_labeler("b3lyp-d3bj")
+    z = np.array([1, 1])
+    x = np.array([[[0.0, 0.0, 0.0], [0.0, 0.0, 0.074]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.080]]])  # nm
+    seen = []
+    energies = labeler.energies(z, x, 0, done=lambda i, e: seen.append((i, e)))
+    # the second SCF starts from the first one's density: the same energy to SCF convergence
+    np.testing.assert_allclose(energies, labeler(z, x, 0)[0], atol=1e-5)
+    assert [i for i, _ in seen] == [0, 1] and [e for _, e in seen] == energies.tolist()
+
