@@ -69,8 +69,11 @@ class NonbondedStage:
     """Stage 1 of a model with a separate nonbonded network (``network.nonbonded_width`` > 0):
     fit charges and Lennard-Jones to ``labels`` (a :mod:`gnnff.train.labels` JSON Lines file)
     before the valence terms; molecules of the main data's validation and test parts are
-    left out. ``charges`` and ``lennard_jones`` weight the two losses; ``validation`` is the
-    fraction of label molecules held out for early stopping; ``limit`` the first N used."""
+    left out. ``charges`` and ``lennard_jones`` weight the two losses; ``dipole`` weights a
+    dipole term (the predicted minus the label charges' dipole on one fixed MMFF94 conformer
+    per molecule, in units of 0.1 D: it penalises charge errors that are correlated in space,
+    which the per-atom term barely sees; 0 leaves it out); ``validation`` is the fraction of
+    label molecules held out for early stopping; ``limit`` the first N used."""
 
     labels: str
     epochs: int = 60
@@ -80,6 +83,7 @@ class NonbondedStage:
     validation: float = 0.05
     charges: float = 1.0
     lennard_jones: float = 1.0
+    dipole: float = 0.0
     limit: int | None = None
 
 
