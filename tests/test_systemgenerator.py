@@ -95,7 +95,7 @@ def test_forcefield_model_alias_and_template_generator_kwargs():
     with pytest.raises(gnnff.ModelError, match="unknown model 'gaff-2.11'; known models: gnnff-industry-v0"):
         GNNFFTemplateGenerator(forcefield="gaff-2.11")
     with pytest.raises(gnnff.ModelError, match="does not accept"):
-        GNNFFTemplateGenerator(forcefield="gnnff-sage", template_generator_kwargs={"charge_method": "nn"})
+        GNNFFTemplateGenerator(forcefield="gnnff-sage", template_generator_kwargs={"reference_forcefield": "openff-2.2.0"})
 
 
 @pytest.fixture(scope="module")
