@@ -238,7 +238,7 @@ def plot(path: Path, drives: list[Drive], mm: dict[str, dict[str, np.ndarray]], 
         ax.tick_params(labelsize=6)
         if k == 0:
             ax.legend(fontsize=5)
-    ax = fig.add_subplot(rows, 2, 2 * rows - 1)
+    ax = fig.add_subplot(rows, 4, 4 * rows - 3)
     for ff in rmse:
         if ff == baseline or baseline not in rmse:
             continue
