@@ -96,8 +96,12 @@ def _environment() -> dict[str, str]:
 
 def _run(blocks: list[Block], folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """Run ``blocks`` in order in ``folder``; the Python namespace they shared."""
+    from gnnff.sources import models
+
     (folder / "examples").symlink_to(EXAMPLES, target_is_directory=True)
     monkeypatch.chdir(folder)
+    # a page may register a model (python-api.md does): it must not outlive the page
+    monkeypatch.setattr(models, "_REGISTERED", dict(models._REGISTERED))
     namespace: dict = {"__name__": "__docs__"}
     for block in blocks:
         if block.language == "python":
