@@ -170,3 +170,36 @@ def test_dft_energies_only_match_the_full_labeler_and_report_each_point():
     np.testing.assert_allclose(energies, labeler(z, x, 0)[0], atol=1e-5)
     assert [i for i, _ in seen] == [0, 1] and [e for _, e in seen] == energies.tolist()
 
+
+
+def test_torsion_grid_frames_reach_each_grid_value_with_intact_bonds():
+    from gnnff.train.generate import SamplingConfig, driven_torsions, sample_conformers
+    from gnnff.train.scan import dihedral_deg
+
+    mol = with_conformer(gnnff.load_molecule("CCCCO"))
+    config = SamplingConfig(md_frames=0, torsion_step=60.0, max_torsions=1, seed=3)
+    (torsion,) = driven_torsions(mol, config)
+    x = sample_conformers(mol, config)
+    assert x.shape == (1 + 6, mol.GetNumAtoms(), 3)
+    reached = np.array([dihedral_deg(frame, torsion) for frame in x[1:]])
+    error = (reached - np.arange(-180.0, 180.0, 60.0) + 180.0) % 360.0 - 180.0
+    assert np.abs(error).max() < 3.0  # degrees: the restraint holds the grid value
+    bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
+    lengths = np.linalg.norm(x[:, bonds[:, 0]] - x[:, bonds[:, 1]], axis=-1)
+    assert np.abs(lengths - lengths[0]).max() < 0.01  # nm: relaxed, not torn apart
+    # the other frames differ: each grid value moved the molecule
+    assert min(np.abs(x[i] - x[j]).max() for i in range(1, 7) for j in range(i + 1, 7)) > 0.05
+
+
+def test_torsion_grid_drives_a_seeded_choice_of_rotatable_bonds():
+    from gnnff.train.generate import SamplingConfig, driven_torsions
+    from gnnff.train.scan import rotatable_torsions
+
+    mol = gnnff.load_molecule("CCCCCCCO")
+    every = rotatable_torsions(mol)
+    assert len(every) > 2
+    picks = [driven_torsions(mol, SamplingConfig(max_torsions=2, seed=s)) for s in range(6)]
+    assert all(len(p) == 2 and set(p) <= set(every) for p in picks)
+    assert picks[0] == driven_torsions(mol, SamplingConfig(max_torsions=2, seed=0))  # reproducible
+    assert len({tuple(p) for p in picks}) > 1  # the seed chooses
+    assert driven_torsions(mol, SamplingConfig(max_torsions=10)) == every

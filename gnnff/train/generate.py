@@ -3,7 +3,10 @@
 Conformers: the molecule's own 3D conformers (e.g. QM minima) or RDKit ETKDG ones, plus
 off-equilibrium frames from short Langevin MD at elevated temperature with a classical
 force field (gnnff's Sage path, MMFF94 charges), so the data hold curvature, not only
-minima. Output: SPICE layout (``smiles`` mapped, ``atomic_numbers``, ``conformations``
+minima, and optionally torsion-grid frames: the first conformer with one rotatable bond
+at a time set to each value of a grid and relaxed with the same classical force field,
+that dihedral restrained (MD at any temperature seldom crosses torsion barriers; these
+frames put the barriers into the data). Output: SPICE layout (``smiles`` mapped, ``atomic_numbers``, ``conformations``
 [bohr], ``dft_total_energy`` [hartree], ``dft_total_gradient`` [hartree/bohr]) with
 attributes naming the labeler and the sampling. Resumable: molecules already in the
 file are skipped. Parallel: one single-threaded worker process per core; the main
@@ -41,6 +44,10 @@ class SamplingConfig:
     temperature: float = 500.0
     frame_interval_ps: float = 0.5
     seed: int = 0
+    #: torsion-grid frames: grid spacing in degrees (0: none) and how many rotatable bonds
+    #: (:func:`gnnff.train.scan.rotatable_torsions`, a seeded random choice) are driven
+    torsion_step: float = 0.0
+    max_torsions: int = 2
 
 
 def _starting_conformers(mol: Chem.Mol, config: SamplingConfig) -> np.ndarray:
@@ -79,12 +86,69 @@ def _md_frames(mol: Chem.Mol, starts: np.ndarray, config: SamplingConfig) -> np.
     return np.asarray(frames).reshape(-1, mol.GetNumAtoms(), 3)
 
 
+#: restraint on the driven dihedral while a torsion-grid frame relaxes (kJ/mol/rad^2)
+TORSION_RESTRAINT = 2000.0
+
+
+def driven_torsions(mol: Chem.Mol, config: SamplingConfig) -> list[tuple[int, int, int, int]]:
+    """The rotatable bonds whose torsion grids are sampled: up to ``max_torsions`` of
+    :func:`~gnnff.train.scan.rotatable_torsions`, chosen at random with ``seed``."""
+    from gnnff.train.scan import rotatable_torsions
+
+    torsions = rotatable_torsions(mol)
+    if len(torsions) <= config.max_torsions:
+        return torsions
+    pick = np.random.default_rng(config.seed).choice(len(torsions), config.max_torsions, replace=False)
+    return [torsions[i] for i in sorted(pick)]
+
+
+def _torsion_frames(mol: Chem.Mol, start: np.ndarray, config: SamplingConfig) -> np.ndarray:
+    """Torsion-grid frames of ``mol`` from ``start`` (nm): per driven torsion and grid value,
+    the moving side rotated rigidly to the value, then minimised with the classical force
+    field with the dihedral restrained to it. ``(n_frames, n_atoms, 3)`` nm."""
+    import openmm
+    import openmm.unit as unit
+
+    from gnnff.api import parametrize
+    from gnnff.train.scan import moving_atoms, set_dihedral
+
+    torsions = driven_torsions(mol, config)
+    if not torsions or config.torsion_step <= 0:
+        return np.zeros((0, mol.GetNumAtoms(), 3))
+    system = parametrize(mol, model="sage", charges="mmff94")
+    # one restraint per driven torsion, switched on one at a time (per-torsion "on")
+    restraint = openmm.CustomTorsionForce("on*0.5*k*d^2; d = atan2(sin(theta-theta0), cos(theta-theta0))")
+    restraint.addGlobalParameter("k", TORSION_RESTRAINT)
+    restraint.addGlobalParameter("theta0", 0.0)
+    restraint.addPerTorsionParameter("on")
+    for torsion in torsions:
+        restraint.addTorsion(*torsion, [0.0])
+    system.addForce(restraint)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
+                             {"Threads": "1"})
+    frames = []
+    for n, torsion in enumerate(torsions):
+        for m, other in enumerate(torsions):
+            restraint.setTorsionParameters(m, *other, [1.0 if m == n else 0.0])
+        restraint.updateParametersInContext(context)
+        moving = moving_atoms(mol, torsion)
+        for target in np.arange(-180.0, 180.0, config.torsion_step):
+            context.setParameter("theta0", np.radians(target))
+            context.setPositions(set_dihedral(start, torsion, moving, float(target)))
+            openmm.LocalEnergyMinimizer.minimize(context, 5.0, 500)
+            frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    return np.asarray(frames).reshape(-1, mol.GetNumAtoms(), 3)
+
+
 def sample_conformers(mol: Chem.Mol, config: SamplingConfig) -> np.ndarray:
-    """Starting conformers followed by MD frames, ``(n_conf, n_atoms, 3)`` nm."""
+    """Starting conformers, then MD frames, then torsion-grid frames, ``(n_conf, n_atoms, 3)`` nm."""
     starts = _starting_conformers(mol, config)
-    if config.md_frames == 0:
-        return starts
-    return np.concatenate([starts, _md_frames(mol, starts, config)])
+    parts = [starts]
+    if config.md_frames > 0:
+        parts.append(_md_frames(mol, starts, config))
+    if config.torsion_step > 0:
+        parts.append(_torsion_frames(mol, starts[0], config))
+    return np.concatenate(parts)
 
 
 def _group_name(smiles: str) -> str:

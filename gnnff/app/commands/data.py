@@ -23,6 +23,11 @@ def add_arguments(subparsers) -> None:
     g.add_argument("--etkdg", type=int, default=4, help="ETKDG conformers when the input has no 3D (default: 4)")
     g.add_argument("--md-frames", type=int, default=8, help="MD frames per starting conformer (default: 8)")
     g.add_argument("--temperature", type=float, default=500.0, help="MD temperature in K (default: 500)")
+    g.add_argument("--torsion-step", type=float, default=0.0, metavar="DEGREES",
+                   help="also sample torsion grids: rotatable bonds set to every DEGREES and relaxed with the "
+                        "dihedral restrained (default: 0, none)")
+    g.add_argument("--max-torsions", type=int, default=2,
+                   help="rotatable bonds per molecule driven with --torsion-step (default: %(default)s)")
     g.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     g.add_argument("--seed", type=int, default=0,
                    help="random seed of the ETKDG conformers and the MD (default: %(default)s)")
@@ -35,7 +40,7 @@ def handle(args: argparse.Namespace) -> int:
 
     _, _, inputs = records(args.input)
     sampling = SamplingConfig(etkdg=args.etkdg, md_frames=args.md_frames, temperature=args.temperature,
-                              seed=args.seed)
+                              seed=args.seed, torsion_step=args.torsion_step, max_torsions=args.max_torsions)
     report = generate(list(inputs), args.output, labeler=args.labeler, sampling=sampling, workers=args.workers)
     for message in report["failed"]:
         print(f"gnnff: error: {message}", file=sys.stderr)
