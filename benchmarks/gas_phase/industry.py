@@ -22,6 +22,7 @@ from gnnff.errors import GnnffError
 from gnnff.progress import progress
 from gnnff.train.benchmark import (
     ConformerResult,
+    paired_differences,
     plot_cumulative,
     read_baseline_csv,
     read_benchmark_sdf,
@@ -43,6 +44,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N molecules of the SDF")
     parser.add_argument("--data", default=str(INDUSTRY_SDF))
     parser.add_argument("--baseline", default=str(SHARED_DATA / "industry-benchmark-dev-baseline-metrics.csv.gz"))
+    parser.add_argument("--paired", metavar="NAME",
+                        help="print every other force field minus NAME (a --model, or a baseline column such as "
+                             "'OpenFF 2.0.0'), paired by molecule, with 95 %% intervals (default: the first --model)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read a model's results from OUT/conformers-<model>.csv when there (same molecules)")
     parser.add_argument("-o", "--output", default="benchmark-industry")
     args = parser.parse_args()
     out = Path(args.output)
@@ -54,6 +60,11 @@ def main() -> None:
         sources["sage-2.2 (gnnff path)"] = gnnff.get_model("sage", charges=args.sage_charges)
     results: dict[str, list[ConformerResult]] = {}
     for name, source in sources.items():
+        stored = out / f"conformers-{name.replace(' ', '_')}.csv"
+        if args.reuse and stored.is_file():
+            results[name] = read_conformers_csv(stored, {m.key for m in molecules})
+            print(f"{name}: {len(results[name])} conformers read from {stored}")
+            continue
         start, failed = time.perf_counter(), []
         results[name] = []
         for molecule in progress(molecules, desc=name, unit="mol"):
@@ -82,7 +93,28 @@ def main() -> None:
               f"{r['rmsd_median']:.3f} [{r['rmsd_median_lo']:.3f},{r['rmsd_median_hi']:.3f}]  "
               f"{r['tfd_median']:.4f} [{r['tfd_median_lo']:.4f},{r['tfd_median_hi']:.4f}]  "
               f"{r['dde_rmse']:.2f} [{r['dde_rmse_lo']:.2f},{r['dde_rmse_hi']:.2f}]")
+    base = args.paired or (next(iter(sources)) if len(sources) > 1 else None)
+    if base is not None:
+        if base not in results:
+            raise SystemExit(f"--paired {base}: not among the force fields run ({', '.join(results)})")
+        print(f"\npaired by molecule, minus {base} (95 % interval; negative: better than {base})")
+        print(f"{'force field':28s}  {'median RMSD A':>26s}  {'median TFD':>29s}  {'ddE RMSE kcal/mol':>23s}")
+        for name in results:
+            if name == base:
+                continue
+            d = paired_differences(results, base, name)
+            print(f"{name:28s}  " + "  ".join(f"{v:+.{p}f} [{lo:+.{p}f},{hi:+.{p}f}]" for (v, lo, hi), p in
+                                              ((d["rmsd_median"], 3), (d["tfd_median"], 4), (d["dde_rmse"], 2))))
     print(f"per-conformer CSVs, summary.csv and cumulative.png in {out}/")
+
+
+def read_conformers_csv(path: Path, keys: set[str]) -> list[ConformerResult]:
+    """The per-conformer results an earlier run wrote, for the molecules in ``keys``."""
+    import csv
+
+    with open(path, newline="") as handle:
+        return [ConformerResult(row["record_id"], row["molecule"], float(row["rmsd"]), float(row["tfd"]), float(row["dde"]))
+                for row in csv.DictReader(handle) if row["molecule"] in keys]
 
 
 if __name__ == "__main__":
