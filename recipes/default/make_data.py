@@ -49,6 +49,8 @@ def main() -> None:
     sampling = SamplingConfig(md_frames=6, temperature=400.0, frame_interval_ps=0.25, seed=0)
     for labeler, records, cap, name in (("ani-2x", ani, args.max_ani, "ani2x.h5"),
                                         ("gfn2-xtb", xtb, args.max_xtb, "xtb.h5")):
+        if cap == 0:
+            continue  # --max-ani 0 / --max-xtb 0: that file is left alone (another run may hold it)
         report = generate(records[:cap], HERE / name, labeler=labeler, sampling=sampling, workers=args.workers)
         print(f"{name}: {len(report['written'])} written, {len(report['skipped'])} already there, "
               f"{len(report['failed'])} failed")
