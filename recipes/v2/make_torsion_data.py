@@ -10,7 +10,7 @@ every ``--step`` degrees and relaxed with Sage + MMFF94 charges with the dihedra
 each frame labelled with ANI-2x energies and forces (``gnnff data --torsion-step``'s
 sampling). Output: ``torsions-ani2x.h5`` beside this file (resumable).
 
-    python recipes/v2/make_torsion_data.py [--max 1500] [--step 30] [--workers 2]
+    python recipes/v2/make_torsion_data.py [--max 536] [--step 30] [--workers 2]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ANI_ELEMENTS = {1, 6, 7, 8, 9, 16, 17}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max", type=int, default=1500, help="molecules (first of the training split)")
+    parser.add_argument("--max", type=int, default=536, help="molecules (first of the training split; 536: the recorded run)")
     parser.add_argument("--step", type=float, default=30.0, help="grid spacing, degrees")
     parser.add_argument("--torsions", type=int, default=2, help="rotatable bonds driven per molecule")
     parser.add_argument("--workers", type=int, default=2)
