@@ -19,8 +19,9 @@ def add_arguments(subparsers) -> None:
         "finetune", help="tune a model's valence terms on torsion drives of your ligands (bespoke)",
         description="For each molecule: constrained torsion drives of its rotatable bonds (central and "
                     "ring-substituent torsions, one per symmetry-unique bond) with the labeler, plus "
-                    "off-equilibrium samples; then the base model's valence heads are trained on them with a "
-                    "pull toward the base model's parameters (trunk, charges and Lennard-Jones frozen). Writes "
+                    "off-equilibrium samples; then the fit changes, by default, residuals on the torsions of the "
+                    "driven bonds' chemical environments only (--tune heads: the valence heads), with a pull "
+                    "toward the base model's parameters (trunk, charges and Lennard-Jones frozen). Writes "
                     "the checkpoint (use it as --model) and WORK/labels (resumable) and WORK/report (a PNG per "
                     "scan, scans.csv, summary.json: base vs tuned on held-out grid points). A molecule that "
                     "cannot be labelled is reported and left out.")
