@@ -203,3 +203,32 @@ def test_torsion_grid_drives_a_seeded_choice_of_rotatable_bonds():
     assert picks[0] == driven_torsions(mol, SamplingConfig(max_torsions=2, seed=0))  # reproducible
     assert len({tuple(p) for p in picks}) > 1  # the seed chooses
     assert driven_torsions(mol, SamplingConfig(max_torsions=10)) == every
+
+
+def test_labeler_relaxation_lowers_every_torsion_frames_energy_and_keeps_its_dihedral():
+    from gnnff.train.generate import (TORSION_RESTRAINT, SamplingConfig, driven_torsions, restrained_relax,
+                                      sample_conformers)
+    from gnnff.train.scan import dihedral_deg
+
+    labeler = _ani("ani-2x")
+    mol = with_conformer(gnnff.load_molecule("CCCCO"))
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    classical = SamplingConfig(md_frames=0, torsion_step=90.0, max_torsions=1, seed=3)
+    (torsion,) = driven_torsions(mol, classical)
+    grid = np.arange(-180.0, 180.0, 90.0)
+    mm = sample_conformers(mol, classical)[1:]
+    relaxed = restrained_relax(lambda f: labeler(z, f, 0), mm, torsion, grid, steps=25)
+
+    def total(frames):
+        d = np.radians([dihedral_deg(x, torsion) for x in frames]) - np.radians(grid)
+        return labeler(z, frames, 0)[0] + 0.5 * TORSION_RESTRAINT * np.arctan2(np.sin(d), np.cos(d)) ** 2
+
+    lowered = total(mm) - total(relaxed)
+    assert (lowered >= 0).all() and lowered.min() > 1.0  # kJ/mol: every frame went down, none stayed
+    reached = np.array([dihedral_deg(x, torsion) for x in relaxed])
+    assert np.abs((reached - grid + 180.0) % 360.0 - 180.0).max() < 3.0
+    # through the sampling config, in the same order: one call does the same relaxation
+    config = SamplingConfig(md_frames=0, torsion_step=90.0, max_torsions=1, seed=3, torsion_relax_steps=25)
+    np.testing.assert_allclose(sample_conformers(mol, config, labeler)[1:], relaxed, atol=1e-9)
+    with pytest.raises(gnnff.errors.GnnffError, match="needs the labeler"):
+        sample_conformers(mol, config)

@@ -19,7 +19,7 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from rdkit import Chem
@@ -48,6 +48,10 @@ class SamplingConfig:
     #: (:func:`gnnff.train.scan.rotatable_torsions`, a seeded random choice) are driven
     torsion_step: float = 0.0
     max_torsions: int = 2
+    #: then relax the torsion-grid frames further with the labeler itself (same restraint) for
+    #: this many steps (0: the classical relaxation only), so that their energies follow the
+    #: labeler's torsion profile rather than the classical force field's bond and angle strain
+    torsion_relax_steps: int = 0
 
 
 def _starting_conformers(mol: Chem.Mol, config: SamplingConfig) -> np.ndarray:
@@ -140,14 +144,67 @@ def _torsion_frames(mol: Chem.Mol, start: np.ndarray, config: SamplingConfig) ->
     return np.asarray(frames).reshape(-1, mol.GetNumAtoms(), 3)
 
 
-def sample_conformers(mol: Chem.Mol, config: SamplingConfig) -> np.ndarray:
-    """Starting conformers, then MD frames, then torsion-grid frames, ``(n_conf, n_atoms, 3)`` nm."""
+def restrained_relax(energy: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], x: np.ndarray,
+                     torsion: tuple[int, int, int, int], targets_deg: np.ndarray, steps: int,
+                     max_move: float = 0.002) -> np.ndarray:
+    """Relax frames ``x`` (n, atoms, 3) nm on ``energy`` (frames -> kJ/mol (n,), forces (n, atoms, 3)),
+    each with its dihedral ``torsion`` restrained to its ``targets_deg`` (:data:`TORSION_RESTRAINT`).
+
+    Steepest descent, all frames in one call per step, with a step length per frame that
+    grows after a step that lowered the frame's energy and halves (the step undone) after
+    one that did not; no atom moves more than ``max_move`` nm per step. Returns new frames.
+    """
+    import torch
+
+    from gnnff.mm.energy import dihedrals
+
+    index = [torch.tensor([a]) for a in torsion]
+    theta0 = torch.as_tensor(np.radians(targets_deg), dtype=torch.float64)
+
+    def total(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e, f = energy(frames)
+        t = torch.as_tensor(frames, dtype=torch.float64).requires_grad_(True)
+        d = dihedrals(t, *index)[:, 0] - theta0
+        restraint = 0.5 * TORSION_RESTRAINT * torch.atan2(torch.sin(d), torch.cos(d)) ** 2
+        (grad,) = torch.autograd.grad(restraint.sum(), t)
+        return np.asarray(e) + restraint.detach().numpy(), np.asarray(f) - grad.numpy()
+
+    x = np.array(x, dtype=np.float64)
+    e, f = total(x)
+    alpha = np.full(len(x), 1e-4)  # nm^2 mol/kJ: displacement per unit force
+    for _ in range(steps):
+        move = alpha[:, None, None] * f
+        largest = np.linalg.norm(move, axis=-1).max(axis=1)
+        move *= np.minimum(1.0, max_move / np.maximum(largest, 1e-12))[:, None, None]
+        trial = x + move
+        e_trial, f_trial = total(trial)
+        better = e_trial < e
+        x[better], e[better], f[better] = trial[better], e_trial[better], f_trial[better]
+        alpha = np.where(better, alpha * 1.2, alpha * 0.5)
+    return x
+
+
+def sample_conformers(mol: Chem.Mol, config: SamplingConfig, labeler: Any = None) -> np.ndarray:
+    """Starting conformers, then MD frames, then torsion-grid frames, ``(n_conf, n_atoms, 3)`` nm.
+    ``labeler`` relaxes the torsion-grid frames when ``config.torsion_relax_steps`` > 0."""
     starts = _starting_conformers(mol, config)
     parts = [starts]
     if config.md_frames > 0:
         parts.append(_md_frames(mol, starts, config))
     if config.torsion_step > 0:
-        parts.append(_torsion_frames(mol, starts[0], config))
+        frames = _torsion_frames(mol, starts[0], config)
+        if config.torsion_relax_steps > 0 and len(frames):
+            if labeler is None:
+                raise GnnffError("torsion_relax_steps needs the labeler to relax with")
+            z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+            charge = Chem.GetFormalCharge(mol)
+            grid = np.arange(-180.0, 180.0, config.torsion_step)
+            torsions = driven_torsions(mol, config)
+            frames = np.concatenate([
+                restrained_relax(lambda f: labeler(z, f, charge), frames[n * len(grid):(n + 1) * len(grid)],
+                                 torsion, grid, config.torsion_relax_steps)
+                for n, torsion in enumerate(torsions)])
+        parts.append(frames)
     return np.concatenate(parts)
 
 
@@ -171,7 +228,7 @@ def _label(task: tuple[str, bytes, SamplingConfig]) -> tuple[str, dict | None, s
     label, pickled, config = task
     mol = Chem.Mol(pickled)
     try:
-        x = sample_conformers(mol, config)
+        x = sample_conformers(mol, config, worker_state())
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
         charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
         energies, forces = worker_state()(z, x, charge)

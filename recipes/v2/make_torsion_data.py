@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--max", type=int, default=536, help="molecules (first of the training split; 536: the recorded run)")
     parser.add_argument("--step", type=float, default=30.0, help="grid spacing, degrees")
     parser.add_argument("--torsions", type=int, default=2, help="rotatable bonds driven per molecule")
+    parser.add_argument("--relax-steps", type=int, default=0,
+                        help="then relax each frame with ANI-2x for N steps, dihedral restrained (0: the recorded "
+                             "E2 data, classical relaxation only)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("-o", "--output", type=Path, default=HERE / "torsions-ani2x.h5")
     args = parser.parse_args()
@@ -54,7 +57,8 @@ def main() -> None:
             conformer.SetAtomPosition(i, xyz.tolist())
         mol.AddConformer(conformer, assignId=True)
         records.append(Record(len(records) + 1, d.key, mol=mol))
-    sampling = SamplingConfig(md_frames=0, torsion_step=args.step, max_torsions=args.torsions, seed=0)
+    sampling = SamplingConfig(md_frames=0, torsion_step=args.step, max_torsions=args.torsions, seed=0,
+                              torsion_relax_steps=args.relax_steps)
     report = generate(records[: args.max], args.output, labeler="ani-2x", sampling=sampling, workers=args.workers)
     print(f"{args.output.name}: {len(report['written'])} written, {len(report['skipped'])} already there, "
           f"{len(report['failed'])} failed")

@@ -28,6 +28,9 @@ def add_arguments(subparsers) -> None:
                         "dihedral restrained (default: 0, none)")
     g.add_argument("--max-torsions", type=int, default=2,
                    help="rotatable bonds per molecule driven with --torsion-step (default: %(default)s)")
+    g.add_argument("--torsion-relax-steps", type=int, default=0, metavar="N",
+                   help="then relax the torsion-grid frames with the labeler for N steps, dihedral still "
+                        "restrained (default: 0, the classical relaxation only)")
     g.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     g.add_argument("--seed", type=int, default=0,
                    help="random seed of the ETKDG conformers and the MD (default: %(default)s)")
@@ -40,7 +43,8 @@ def handle(args: argparse.Namespace) -> int:
 
     _, _, inputs = records(args.input)
     sampling = SamplingConfig(etkdg=args.etkdg, md_frames=args.md_frames, temperature=args.temperature,
-                              seed=args.seed, torsion_step=args.torsion_step, max_torsions=args.max_torsions)
+                              seed=args.seed, torsion_step=args.torsion_step, max_torsions=args.max_torsions,
+                              torsion_relax_steps=args.torsion_relax_steps)
     report = generate(list(inputs), args.output, labeler=args.labeler, sampling=sampling, workers=args.workers)
     for message in report["failed"]:
         print(f"gnnff: error: {message}", file=sys.stderr)
