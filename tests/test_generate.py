@@ -206,8 +206,13 @@ def test_torsion_grid_drives_a_seeded_choice_of_rotatable_bonds():
 
 
 def test_labeler_relaxation_lowers_every_torsion_frames_energy_and_keeps_its_dihedral():
-    from gnnff.train.generate import (TORSION_RESTRAINT, SamplingConfig, driven_torsions, restrained_relax,
-                                      sample_conformers)
+    from gnnff.train.generate import (
+        TORSION_RESTRAINT,
+        SamplingConfig,
+        driven_torsions,
+        restrained_relax,
+        sample_conformers,
+    )
     from gnnff.train.scan import dihedral_deg
 
     labeler = _ani("ani-2x")
