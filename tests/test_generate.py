@@ -237,3 +237,18 @@ def test_labeler_relaxation_lowers_every_torsion_frames_energy_and_keeps_its_dih
     np.testing.assert_allclose(sample_conformers(mol, config, labeler)[1:], relaxed, atol=1e-9)
     with pytest.raises(gnnff.errors.GnnffError, match="needs the labeler"):
         sample_conformers(mol, config)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--torsion-step", "-30"], r"--torsion-step -30: give a grid spacing in degrees, above 0 and at most 180"),
+    (["--torsion-relax-steps", "50"], r"--torsion-relax-steps relaxes torsion-grid frames: give --torsion-step too"),
+])
+def test_data_command_refuses_torsion_options_that_cannot_work(tmp_path, options, message):
+    import re
+
+    done = subprocess.run([sys.executable, "-m", "gnnff", "data", "CCCO", "-o", "out.h5", *options], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert re.search(message, done.stderr), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1  # one line
+    assert not (tmp_path / "out.h5").exists()  # nothing written

@@ -5,12 +5,12 @@ off-equilibrium frames from short Langevin MD at elevated temperature with a cla
 force field (gnnff's Sage path, MMFF94 charges), so the data hold curvature, not only
 minima, and optionally torsion-grid frames: the first conformer with one rotatable bond
 at a time set to each value of a grid and relaxed with the same classical force field,
-that dihedral restrained (MD at any temperature seldom crosses torsion barriers; these
-frames put the barriers into the data). Output: SPICE layout (``smiles`` mapped, ``atomic_numbers``, ``conformations``
-[bohr], ``dft_total_energy`` [hartree], ``dft_total_gradient`` [hartree/bohr]) with
-attributes naming the labeler and the sampling. Resumable: molecules already in the
-file are skipped. Parallel: one single-threaded worker process per core; the main
-process is the only writer.
+that dihedral restrained, then optionally with the labeler itself (MD at any temperature
+seldom crosses torsion barriers; these frames put the barriers into the data). Output:
+SPICE layout (``smiles`` mapped, ``atomic_numbers``, ``conformations`` [bohr],
+``dft_total_energy`` [hartree], ``dft_total_gradient`` [hartree/bohr]) with attributes
+naming the labeler and the sampling. Resumable: molecules already in the file are skipped.
+Parallel: one single-threaded worker process per core; the main process is the only writer.
 """
 
 from __future__ import annotations

@@ -41,6 +41,14 @@ def handle(args: argparse.Namespace) -> int:
     """Label the input's molecules; 0 if none failed, else 1."""
     from gnnff.train.generate import SamplingConfig, generate
 
+    from gnnff.errors import InputError
+
+    if not 0.0 <= args.torsion_step <= 180.0:
+        raise InputError(f"--torsion-step {args.torsion_step:g}: give a grid spacing in degrees, above 0 and at "
+                         "most 180 (0: no torsion grids)")
+    if args.torsion_relax_steps > 0 and args.torsion_step == 0:
+        raise InputError("--torsion-relax-steps relaxes torsion-grid frames: give --torsion-step too "
+                         "(e.g. --torsion-step 30)")
     _, _, inputs = records(args.input)
     sampling = SamplingConfig(etkdg=args.etkdg, md_frames=args.md_frames, temperature=args.temperature,
                               seed=args.seed, torsion_step=args.torsion_step, max_torsions=args.max_torsions,
