@@ -106,10 +106,11 @@ def driven_torsions(mol: Chem.Mol, config: SamplingConfig) -> list[tuple[int, in
     return [torsions[i] for i in sorted(pick)]
 
 
-def _torsion_frames(mol: Chem.Mol, start: np.ndarray, config: SamplingConfig) -> np.ndarray:
+def _torsion_frames(mol: Chem.Mol, start: np.ndarray, config: SamplingConfig, labeler: Any = None) -> np.ndarray:
     """Torsion-grid frames of ``mol`` from ``start`` (nm): per driven torsion and grid value,
     the moving side rotated rigidly to the value, then minimised with the classical force
-    field with the dihedral restrained to it. ``(n_frames, n_atoms, 3)`` nm."""
+    field with the dihedral restrained to it, then (``config.torsion_relax_steps`` > 0)
+    relaxed with ``labeler``, still restrained. ``(n_frames, n_atoms, 3)`` nm."""
     import openmm
     import openmm.unit as unit
 
@@ -119,6 +120,10 @@ def _torsion_frames(mol: Chem.Mol, start: np.ndarray, config: SamplingConfig) ->
     torsions = driven_torsions(mol, config)
     if not torsions or config.torsion_step <= 0:
         return np.zeros((0, mol.GetNumAtoms(), 3))
+    if config.torsion_relax_steps > 0 and labeler is None:
+        raise GnnffError("torsion_relax_steps needs the labeler to relax with")
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    grid = np.arange(-180.0, 180.0, config.torsion_step)
     system = parametrize(mol, model="sage", charges="mmff94")
     # one restraint per driven torsion, switched on one at a time (per-torsion "on")
     restraint = openmm.CustomTorsionForce("on*0.5*k*d^2; d = atan2(sin(theta-theta0), cos(theta-theta0))")
@@ -136,12 +141,18 @@ def _torsion_frames(mol: Chem.Mol, start: np.ndarray, config: SamplingConfig) ->
             restraint.setTorsionParameters(m, *other, [1.0 if m == n else 0.0])
         restraint.updateParametersInContext(context)
         moving = moving_atoms(mol, torsion)
-        for target in np.arange(-180.0, 180.0, config.torsion_step):
+        block = []
+        for target in grid:
             context.setParameter("theta0", np.radians(target))
             context.setPositions(set_dihedral(start, torsion, moving, float(target)))
             openmm.LocalEnergyMinimizer.minimize(context, 5.0, 500)
-            frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-    return np.asarray(frames).reshape(-1, mol.GetNumAtoms(), 3)
+            block.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        block = np.asarray(block)
+        if config.torsion_relax_steps > 0:
+            block = restrained_relax(lambda f: labeler(z, f, Chem.GetFormalCharge(mol)), block, torsion, grid,
+                                     config.torsion_relax_steps)
+        frames.append(block)
+    return np.concatenate(frames).reshape(-1, mol.GetNumAtoms(), 3)
 
 
 def restrained_relax(energy: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], x: np.ndarray,
@@ -192,19 +203,7 @@ def sample_conformers(mol: Chem.Mol, config: SamplingConfig, labeler: Any = None
     if config.md_frames > 0:
         parts.append(_md_frames(mol, starts, config))
     if config.torsion_step > 0:
-        frames = _torsion_frames(mol, starts[0], config)
-        if config.torsion_relax_steps > 0 and len(frames):
-            if labeler is None:
-                raise GnnffError("torsion_relax_steps needs the labeler to relax with")
-            z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
-            charge = Chem.GetFormalCharge(mol)
-            grid = np.arange(-180.0, 180.0, config.torsion_step)
-            torsions = driven_torsions(mol, config)
-            frames = np.concatenate([
-                restrained_relax(lambda f: labeler(z, f, charge), frames[n * len(grid):(n + 1) * len(grid)],
-                                 torsion, grid, config.torsion_relax_steps)
-                for n, torsion in enumerate(torsions)])
-        parts.append(frames)
+        parts.append(_torsion_frames(mol, starts[0], config, labeler))
     return np.concatenate(parts)
 
 
