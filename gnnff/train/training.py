@@ -6,7 +6,9 @@ parameter rows are gathered from the molecule's): no padding, no repeated networ
 
 Loss (energies in kcal/mol, forces in kcal/mol/A):
 ``w_E MSE(E - <E>_mol) + w_F MSE(F) + w_q MSE(q - q_ref) + w_t mean(k_torsion^2)
-+ w_LJ [mean((sigma/sigma_ref - 1)^2) + mean((ln eps - ln eps_ref)^2)]``.
++ w_LJ [mean((sigma/sigma_ref - 1)^2) + mean((ln eps - ln eps_ref)^2)]
++ w_R MSE(E(x*) - <E(x*)>_mol)``, the last over QM minima relaxed to ``x*`` on the model's
+own energy (:func:`relax_minima`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +31,7 @@ from tqdm import tqdm
 from gnnff.chem.topology import Topology
 from gnnff.errors import InputError, first_line
 from gnnff.files import atomic_write_text
-from gnnff.mm.energy import energy_and_forces
+from gnnff.mm.energy import compute_energy, energy_and_forces, total_energy
 from gnnff.nn.checkpoint import load_checkpoint, save_checkpoint
 from gnnff.nn.devices import resolve_device, wants_gpu
 from gnnff.nn.network import Graph, build_network
@@ -47,10 +50,22 @@ from gnnff.train.nonbonded_training import label_elements, lj_residuals, train_n
 from gnnff.train.parallel import SINGLE, World, launch
 from gnnff.units import KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
-__all__ = ["Batch", "make_batch", "predict", "Metrics", "train", "train_parallel", "trains_on_gpu", "prepare_data"]
+__all__ = [
+    "Batch",
+    "Metrics",
+    "make_batch",
+    "minima",
+    "predict",
+    "prepare_data",
+    "relax_minima",
+    "relaxed_errors",
+    "train",
+    "train_parallel",
+    "trains_on_gpu",
+]
 
 FORCE_TO_KCAL_A = KJ_TO_KCAL / NM_TO_ANGSTROM
-METRIC_NAMES = ("loss", "energy_rmse", "force_rmse", "charge_rmse")
+METRIC_NAMES = ("loss", "energy_rmse", "force_rmse", "charge_rmse", "relaxed_rmse")
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,7 +82,7 @@ class Batch:
     conformation_molecule: torch.Tensor  # (n_conf,)
     references: dict[str, torch.Tensor]  # nonbonded field -> (n_atoms,)
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         """The batch with its tensors on ``device`` (the replicas' topology and the
         nonbonded pairs stay numpy: the energy puts its indices where the positions are)."""
         if self.positions.device == device:
@@ -130,6 +145,47 @@ def predict(parameters: ForceFieldParameters, batch: Batch, *, create_graph: boo
     return energies[0], forces[0]
 
 
+def minima(batch: Batch) -> torch.Tensor:
+    """``(n_conf,)`` bool: conformations whose every force is known and zero (QM minima)."""
+    atom_conf = torch.as_tensor(batch.replicas.molecule_index, device=batch.forces.device)
+    bad = (torch.isnan(batch.forces) | (batch.forces != 0)).any(-1).to(batch.energies.dtype)
+    n_conf = batch.conformation_molecule.shape[0]
+    return batch.energies.new_zeros(n_conf).index_add(0, atom_conf, bad) == 0
+
+
+def relax_minima(parameters: ForceFieldParameters, batch: Batch, mask: torch.Tensor, steps: int) -> torch.Tensor:
+    """Positions ``(1, n_replica_atoms, 3)`` nm with the conformations of ``mask`` relaxed on
+    the energy of ``parameters`` (the others as given); no graph is kept.
+
+    L-BFGS (``torch.optim.LBFGS``, strong-Wolfe line search) on the sum of the masked
+    conformations' energies, at most ``steps`` iterations: the conformations are independent,
+    so the minimum of the sum is each one's minimum, as OpenMM's minimiser of the industry
+    protocol finds it (soft torsions and hydroxyl rotors included, which steepest descent
+    or FIRE reach only after thousands of steps). At a minimum the gradient of the energy in
+    the positions vanishes, so the derivative of the relaxed energy in the parameters is the
+    partial one at the relaxed positions (the envelope theorem): a loss on relaxed energies
+    needs no graph through the relaxation.
+    """
+    fixed = expand(parameters.map(lambda term, name, x: x.detach()), batch.rows)
+    atom_conf = torch.as_tensor(batch.replicas.molecule_index, device=batch.positions.device)
+    still = ~mask[atom_conf][None, :, None]
+    x = batch.positions.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-3, tolerance_change=1e-9)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        with torch.enable_grad():
+            energy = total_energy(compute_energy(batch.replicas, fixed, x, pairs=batch.pairs))[0]
+            total = energy[mask].sum()
+            total.backward()
+        x.grad.masked_fill_(still, 0.0)  # conformations outside the mask stay where they are
+        return total.detach()
+
+    optimizer.step(closure)
+    return x.detach()
+
+
 def centred(energies: torch.Tensor, molecule: torch.Tensor, n_molecules: int) -> torch.Tensor:
     """Energies minus the mean over each molecule's conformations."""
     total = energies.new_zeros(n_molecules).index_add(0, molecule, energies)
@@ -149,6 +205,8 @@ class Metrics:
     force_n: int = 0
     charge_sse: float = 0.0
     charge_n: int = 0
+    relaxed_sse: float = 0.0
+    relaxed_n: int = 0
 
     def summary(self) -> dict[str, float]:
         def rmse(sse: float, n: int) -> float:
@@ -157,7 +215,8 @@ class Metrics:
         return {"loss": self.loss / max(self.batches, 1),
                 "energy_rmse": rmse(self.energy_sse, self.energy_n),
                 "force_rmse": rmse(self.force_sse, self.force_n),
-                "charge_rmse": rmse(self.charge_sse, self.charge_n)}
+                "charge_rmse": rmse(self.charge_sse, self.charge_n),
+                "relaxed_rmse": rmse(self.relaxed_sse, self.relaxed_n)}
 
 
 def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metrics: Metrics,
@@ -194,6 +253,13 @@ def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metr
         loss = loss + w.charges * (dq**2).sum() / n_q
         if n_lj:
             loss = loss + w.lj_prior * ((d_sigma**2).sum() + (d_eps**2).sum()) / n_lj
+    if w.relaxed_energy > 0:
+        dr = relaxed_errors(parameters, batch, w.relax_steps, w.relaxed_molecules)
+        (n_r,) = world.sum([weight * dr.numel()])
+        if n_r:
+            loss = loss + w.relaxed_energy * (dr**2).sum().to(q.dtype) / n_r
+        metrics.relaxed_sse += weight * float((dr.detach() ** 2).sum())
+        metrics.relaxed_n += int(weight * dr.numel())
     loss = weight * loss
     metrics.loss += float(loss.detach())
     metrics.batches += 1
@@ -204,6 +270,27 @@ def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metr
     metrics.charge_sse += weight * float((dq.detach() ** 2).sum())
     metrics.charge_n += int(weight * dq.numel())
     return loss
+
+
+def relaxed_errors(parameters: ForceFieldParameters, batch: Batch, steps: int, molecules: int = 0) -> torch.Tensor:
+    """kcal/mol: relaxed-energy errors of the QM minima (:func:`minima`) of the batch's
+    first ``molecules`` molecules (0: all) that have at least two, relaxed for ``steps``
+    L-BFGS iterations (:func:`relax_minima`); each molecule's model and QM energies are
+    centred over its minima."""
+    mask = minima(batch)
+    molecule = batch.conformation_molecule
+    n_mol = int(batch.graph.net_charges.shape[0])
+    count = torch.zeros(n_mol, dtype=torch.long, device=mask.device).index_add(0, molecule, mask.long())
+    mask = mask & (count[molecule] >= 2)
+    if molecules > 0:
+        mask = mask & (molecule < molecules)
+    if not bool(mask.any()):
+        return batch.energies.new_zeros(0)
+    x = relax_minima(parameters, batch, mask, steps)
+    energies = total_energy(compute_energy(batch.replicas, expand(parameters, batch.rows), x, pairs=batch.pairs))[0]
+    pick = mask.nonzero()[:, 0]
+    return (centred(energies[pick].double(), molecule[pick], n_mol)
+            - centred(batch.energies[pick], molecule[pick], n_mol)) * KJ_TO_KCAL
 
 
 def prepare_data(config: TrainConfig) -> dict[str, list[tuple[MoleculeData, dict[str, np.ndarray]]]]:
@@ -373,9 +460,11 @@ def _advance(state: dict[str, Any], epoch: int, loss: float) -> bool:
 def _epoch_line(epoch: int, train: dict[str, float], validation: dict[str, float]) -> str:
     charges = (f"  charge RMSE {validation['charge_rmse']:.4f} e"
                if math.isfinite(validation["charge_rmse"]) else "")  # none without reference charges
+    relaxed = (f"  relaxed ddE RMSE {validation['relaxed_rmse']:.3f} kcal/mol"
+               if math.isfinite(validation.get("relaxed_rmse", math.nan)) else "")  # loss.relaxed_energy 0
     return (f"epoch {epoch}: train loss {train['loss']:.4f}  validation energy RMSE "
             f"{validation['energy_rmse']:.3f} kcal/mol  force RMSE {validation['force_rmse']:.3f} kcal/mol/A"
-            + charges)
+            + charges + relaxed)
 
 
 def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
