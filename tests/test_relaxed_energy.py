@@ -129,6 +129,19 @@ def test_relaxed_errors_count_molecules_with_two_minima_and_respect_the_cap(v1, 
     assert first.shape == (len(molecules[0].energies),)
     # one joint L-BFGS problem either way: converged, the same minima (kcal/mol)
     assert torch.allclose(first, every[: len(molecules[0].energies)], atol=0.02)
+    # the first molecule collated alone (what training relaxes) and its leading parameter rows
+    collated = make_batch([(d, None) for d in pair], dtype=torch.float64, features=config.features,
+                          relax_molecules=1)
+    alone = collated.relax
+    assert alone is not None and alone.energies.shape == (len(molecules[0].energies),)
+    size = {name: int(r.max()) + 1 if r.numel() else 0 for name, r in alone.rows.items()}
+    with torch.no_grad():
+        own = network(alone.graph)
+    lead = parameters.map(lambda term, name, x: x[: size[term.name]])
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(*(
+        [p.term(t).__dict__[f] for t in p.terms for f in p.term(t).__dict__] for p in (own, lead))))
+    assert torch.allclose(relaxed_errors(lead, alone, steps=2000), first, atol=0.02)
+    assert make_batch([(d, None) for d in pair], features=config.features, relax_molecules=2).relax is None
 
 def test_config_rejects_a_negative_weight_or_no_steps(tmp_path):
     base = {"data": [{"path": "x.sdf"}], "output": str(tmp_path)}

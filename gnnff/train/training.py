@@ -81,6 +81,9 @@ class Batch:
     forces: torch.Tensor  # (n_replica_atoms, 3) kJ/mol/nm, NaN where unknown
     conformation_molecule: torch.Tensor  # (n_conf,)
     references: dict[str, torch.Tensor]  # nonbonded field -> (n_atoms,)
+    #: the batch of the first molecules alone, whose QM minima the relaxed-energy term relaxes
+    #: (None: that term relaxes those of the whole batch)
+    relax: Batch | None = None
 
     def to(self, device: torch.device) -> Batch:
         """The batch with its tensors on ``device`` (the replicas' topology and the
@@ -91,13 +94,15 @@ class Batch:
             self, graph=self.graph.to(device), rows={k: v.to(device) for k, v in self.rows.items()},
             positions=self.positions.to(device), energies=self.energies.to(device), forces=self.forces.to(device),
             conformation_molecule=self.conformation_molecule.to(device),
-            references={k: v.to(device) for k, v in self.references.items()})
+            references={k: v.to(device) for k, v in self.references.items()},
+            relax=None if self.relax is None else self.relax.to(device))
 
 
 def make_batch(items: Sequence[tuple[MoleculeData, dict[str, np.ndarray] | None]],
-               dtype: torch.dtype = torch.float32, features: str = "v0") -> Batch:
+               dtype: torch.dtype = torch.float32, features: str = "v0", relax_molecules: int = 0) -> Batch:
     """Collate molecules with their reference nonbonded parameters (None: unknown) into a
-    :class:`Batch`; ``features`` is the network's feature set."""
+    :class:`Batch`; ``features`` is the network's feature set. ``relax_molecules`` > 0 (and
+    fewer than the molecules) also collates the first that many alone as ``Batch.relax``."""
     molecules = [d for d, _ in items]
     unique = Topology.batch([d.topology for d in molecules])
     graph = Graph.from_topology(unique, np.concatenate([d.features(features) for d in molecules]), dtype)
@@ -129,6 +134,7 @@ def make_batch(items: Sequence[tuple[MoleculeData, dict[str, np.ndarray] | None]
         conformation_molecule=torch.as_tensor(conf_mol),
         references={n: torch.as_tensor(np.concatenate([r[n] if r is not None else np.full(d.topology.n_atoms, np.nan)
                                                       for d, r in items]), dtype=dtype) for n in names},
+        relax=make_batch(items[:relax_molecules], dtype, features) if 0 < relax_molecules < len(items) else None,
     )
 
 
@@ -254,7 +260,11 @@ def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metr
         if n_lj:
             loss = loss + w.lj_prior * ((d_sigma**2).sum() + (d_eps**2).sum()) / n_lj
     if w.relaxed_energy > 0:
-        dr = relaxed_errors(parameters, batch, w.relax_steps, w.relaxed_molecules)
+        if batch.relax is None:
+            dr = relaxed_errors(parameters, batch, w.relax_steps)
+        else:  # the first molecules' rows lead every term's parameters
+            size = {name: int(r.max()) + 1 if r.numel() else 0 for name, r in batch.relax.rows.items()}
+            dr = relaxed_errors(parameters.map(lambda term, name, x: x[: size[term.name]]), batch.relax, w.relax_steps)
         (n_r,) = world.sum([weight * dr.numel()])
         if n_r:
             loss = loss + w.relaxed_energy * (dr**2).sum().to(q.dtype) / n_r
@@ -418,6 +428,11 @@ def _nonbonded_stage(network, config: TrainConfig, parts: dict, init: dict | Non
     return stage_one, ions_only, covered
 
 
+def _relax_molecules(config: TrainConfig) -> int:
+    """Molecules per batch collated apart for the relaxed-energy term (0: none or all)."""
+    return config.loss.relaxed_molecules if config.loss.relaxed_energy > 0 else 0
+
+
 def _shards(items: list, config: TrainConfig, rng: np.random.Generator,
             world: World) -> tuple[list[Batch], list[float]]:
     """This rank's shard of every global training batch, with weight 1; a batch with no
@@ -425,7 +440,8 @@ def _shards(items: list, config: TrainConfig, rng: np.random.Generator,
     batches, weights = [], []
     for global_batch in _batches(items, config.optim.batch_molecules, rng):
         shard = world.shard(global_batch)
-        batches.append(make_batch(shard or global_batch[:1], features=config.network.features))
+        batches.append(make_batch(shard or global_batch[:1], features=config.network.features,
+                                  relax_molecules=_relax_molecules(config)))
         weights.append(1.0 if shard else 0.0)
     return batches, weights
 
@@ -498,8 +514,9 @@ def _train(config: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
         optimizer.load_state_dict(payload["optimizer"])
         state = dict(payload["loop"])
     parallel = world.wrap(network, device)
-    validation = [make_batch(b, features=config.network.features).to(device) for k, b in enumerate(
-        _batches(parts["validation"], config.optim.batch_molecules, None)) if k % world.size == world.rank]
+    validation = [make_batch(b, features=config.network.features, relax_molecules=_relax_molecules(config)).to(device)
+                  for k, b in enumerate(_batches(parts["validation"], config.optim.batch_molecules, None))
+                  if k % world.size == world.rank]
     say = tqdm.write if world.main else (lambda text: None)
     if state["epoch"] == 0:
         metrics = run_epoch(network, validation, config, desc="validate", world=world)
