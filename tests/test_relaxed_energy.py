@@ -142,6 +142,12 @@ def test_relaxed_errors_count_molecules_with_two_minima_and_respect_the_cap(v1, 
         [p.term(t).__dict__[f] for t in p.terms for f in p.term(t).__dict__] for p in (own, lead))))
     assert torch.allclose(relaxed_errors(lead, alone, steps=2000), first, atol=0.02)
     assert make_batch([(d, None) for d in pair], features=config.features, relax_molecules=2).relax is None
+    # a molecule without minima (MD frames: forces not zero) is passed over and the chosen one put first
+    frames = dataclasses.replace(pair[0], forces=np.ones_like(pair[0].forces))
+    mixed = make_batch([(frames, None), (pair[1], None)], dtype=torch.float64, features=config.features,
+                       relax_molecules=1)
+    assert mixed.relax is not None and mixed.relax.energies.shape == (len(pair[1].energies),)
+    assert torch.equal(mixed.energies[: len(pair[1].energies)], mixed.relax.energies)
 
 def test_config_rejects_a_negative_weight_or_no_steps(tmp_path):
     base = {"data": [{"path": "x.sdf"}], "output": str(tmp_path)}

@@ -70,8 +70,9 @@ class LossConfig:
     #: L-BFGS iterations of that relaxation (300 reach within 0.02 kcal/mol of OpenMM's
     #: minimiser for the median conformer of gnnff-v1; recipes/v2/README.md)
     relax_steps: int = 300
-    #: molecules per batch whose minima are relaxed (the first ones; training batches are
-    #: shuffled every epoch), 0: all. The relaxation costs about a second per molecule on a CPU core.
+    #: molecules per batch whose minima are relaxed (the first ones with at least two;
+    #: training batches are shuffled every epoch), 0: all. The relaxation costs about a second
+    #: per molecule on a CPU core.
     relaxed_molecules: int = 4
 
 

@@ -101,8 +101,15 @@ class Batch:
 def make_batch(items: Sequence[tuple[MoleculeData, dict[str, np.ndarray] | None]],
                dtype: torch.dtype = torch.float32, features: str = "v0", relax_molecules: int = 0) -> Batch:
     """Collate molecules with their reference nonbonded parameters (None: unknown) into a
-    :class:`Batch`; ``features`` is the network's feature set. ``relax_molecules`` > 0 (and
-    fewer than the molecules) also collates the first that many alone as ``Batch.relax``."""
+    :class:`Batch`; ``features`` is the network's feature set. ``relax_molecules`` > 0 also
+    collates that many molecules with at least two QM minima (every force known and zero)
+    alone as ``Batch.relax``, and puts them first in the batch."""
+    if relax_molecules > 0:
+        chosen = [k for k, (d, _) in enumerate(items) if _has_minima(d)][:relax_molecules]
+        items = [items[k] for k in chosen] + [it for k, it in enumerate(items) if k not in set(chosen)]
+        relax = make_batch(items[: len(chosen)], dtype, features) if 0 < len(chosen) < len(items) else None
+    else:
+        relax = None
     molecules = [d for d, _ in items]
     unique = Topology.batch([d.topology for d in molecules])
     graph = Graph.from_topology(unique, np.concatenate([d.features(features) for d in molecules]), dtype)
@@ -134,8 +141,14 @@ def make_batch(items: Sequence[tuple[MoleculeData, dict[str, np.ndarray] | None]
         conformation_molecule=torch.as_tensor(conf_mol),
         references={n: torch.as_tensor(np.concatenate([r[n] if r is not None else np.full(d.topology.n_atoms, np.nan)
                                                       for d, r in items]), dtype=dtype) for n in names},
-        relax=make_batch(items[:relax_molecules], dtype, features) if 0 < relax_molecules < len(items) else None,
+        relax=relax,
     )
+
+
+def _has_minima(d: MoleculeData) -> bool:
+    """Whether ``d`` holds at least two conformations with every force known and zero (QM minima)."""
+    zero = np.all(d.forces.reshape(d.n_conformations, -1) == 0, axis=1)
+    return int(zero.sum()) >= 2
 
 
 def expand(parameters: ForceFieldParameters, rows: dict[str, torch.Tensor]) -> ForceFieldParameters:
