@@ -23,6 +23,16 @@ from gnnff.train.training import train
 from gnnff.units import BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
 
 
+#: one reference cache (MMFF94 charges, Sage LJ of the same 48 molecules) for every training
+#: run of a test process: the Sage labelling costs 30 s or more per run and is not what these tests test
+_REFERENCES: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_reference_cache(tmp_path_factory):
+    _REFERENCES["path"] = tmp_path_factory.getbasetemp() / "reference-cache.json"
+
+
 def _config(tmp_path: Path, **overrides) -> dict:
     if not SHARED_SDF.is_file():
         pytest.skip(f"shared data not found at {SHARED_SDF}")
@@ -30,7 +40,7 @@ def _config(tmp_path: Path, **overrides) -> dict:
         "data": [{"path": str(SHARED_SDF), "limit": 48}],
         "output": str(tmp_path / "run"),
         "reference_charges": "mmff94",
-        "reference_cache": str(tmp_path / "refs.json"),
+        "reference_cache": str(_REFERENCES.get("path", tmp_path / "refs.json")),
         "network": {"width": 48, "depth": 2, "head_width": 48},
         "optim": {"epochs": 6, "batch_molecules": 8, "learning_rate": 0.002, "patience": 20},
         "split": {"validation": 0.25, "test": 0.1, "seed": 3},
