@@ -192,12 +192,10 @@ def relax_minima(parameters: ForceFieldParameters, batch: Batch, mask: torch.Ten
     optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-3, tolerance_change=1e-9)
 
-    def closure() -> torch.Tensor:
+    def closure() -> torch.Tensor:  # LBFGS.step runs it with gradients enabled
         optimizer.zero_grad()
-        with torch.enable_grad():
-            energy = total_energy(compute_energy(batch.replicas, fixed, x, pairs=batch.pairs))[0]
-            total = energy[mask].sum()
-            total.backward()
+        total = total_energy(compute_energy(batch.replicas, fixed, x, pairs=batch.pairs))[0][mask].sum()
+        total.backward()
         x.grad.masked_fill_(still, 0.0)  # conformations outside the mask stay where they are
         return total.detach()
 
@@ -295,18 +293,15 @@ def batch_loss(network: torch.nn.Module, batch: Batch, config: TrainConfig, metr
     return loss
 
 
-def relaxed_errors(parameters: ForceFieldParameters, batch: Batch, steps: int, molecules: int = 0) -> torch.Tensor:
+def relaxed_errors(parameters: ForceFieldParameters, batch: Batch, steps: int) -> torch.Tensor:
     """kcal/mol: relaxed-energy errors of the QM minima (:func:`minima`) of the batch's
-    first ``molecules`` molecules (0: all) that have at least two, relaxed for ``steps``
-    L-BFGS iterations (:func:`relax_minima`); each molecule's model and QM energies are
-    centred over its minima."""
+    molecules that have at least two, relaxed for ``steps`` L-BFGS iterations
+    (:func:`relax_minima`); each molecule's model and QM energies are centred over its minima."""
     mask = minima(batch)
     molecule = batch.conformation_molecule
     n_mol = int(batch.graph.net_charges.shape[0])
     count = torch.zeros(n_mol, dtype=torch.long, device=mask.device).index_add(0, molecule, mask.long())
     mask = mask & (count[molecule] >= 2)
-    if molecules > 0:
-        mask = mask & (molecule < molecules)
     if not bool(mask.any()):
         return batch.energies.new_zeros(0)
     x = relax_minima(parameters, batch, mask, steps)
