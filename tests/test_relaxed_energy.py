@@ -20,7 +20,9 @@ from gnnff.mm.energy import compute_energy, total_energy
 from gnnff.nn.checkpoint import load_checkpoint, network_from_checkpoint
 from gnnff.train.config import load_config
 from gnnff.train.data import drop_broken, read_qcarchive_sdf
+from gnnff.train.parallel import World
 from gnnff.train.training import (
+    _relax_molecules,
     expand,
     make_batch,
     minima,
@@ -147,6 +149,19 @@ def test_relaxed_errors_count_molecules_with_two_minima_and_relax_the_collated_o
                        relax_molecules=1)
     assert mixed.relax is not None and mixed.relax.energies.shape == (len(pair[1].energies),)
     assert torch.equal(mixed.energies[: len(pair[1].energies)], mixed.relax.energies)
+
+def test_relaxed_molecules_are_shared_among_training_processes(tmp_path):
+    # loss.relaxed_molecules counts per global batch: split over the ranks (the remainder to
+    # the first), at least one each, none without the term; the sum never depends on the
+    # number of processes beyond that floor
+    base = {"data": [{"path": "x.sdf"}], "output": str(tmp_path)}
+    config = load_config({**base, "loss": {"relaxed_energy": 1.0, "relaxed_molecules": 5}})
+    shares = {size: [_relax_molecules(config, World(rank, size)) for rank in range(size)] for size in (1, 2, 3, 8)}
+    assert shares[1] == [5] and shares[2] == [3, 2] and shares[3] == [2, 2, 1]
+    assert shares[8] == [1] * 8  # every rank relaxes at least one: 0 would mean all of its shard
+    off = load_config({**base, "loss": {"relaxed_energy": 0.0, "relaxed_molecules": 5}})
+    assert _relax_molecules(off, World(1, 2)) == 0
+
 
 def test_config_rejects_a_negative_weight_or_no_steps(tmp_path):
     base = {"data": [{"path": "x.sdf"}], "output": str(tmp_path)}

@@ -71,8 +71,9 @@ class LossConfig:
     #: minimiser for the median conformer of gnnff-v1; recipes/v2/README.md)
     relax_steps: int = 300
     #: molecules per batch whose minima are relaxed (the first ones with at least two;
-    #: training batches are shuffled every epoch), 0: all. The relaxation costs about a second
-    #: per molecule on a CPU core.
+    #: training batches are shuffled every epoch), 0: all. With ``--nproc N`` they are shared
+    #: among the processes (at least one each). The relaxation costs about a second per
+    #: molecule on a CPU core.
     relaxed_molecules: int = 4
 
 

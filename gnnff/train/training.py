@@ -436,9 +436,12 @@ def _nonbonded_stage(network, config: TrainConfig, parts: dict, init: dict | Non
     return stage_one, ions_only, covered
 
 
-def _relax_molecules(config: TrainConfig) -> int:
-    """Molecules per batch collated apart for the relaxed-energy term (0: none or all)."""
-    return config.loss.relaxed_molecules if config.loss.relaxed_energy > 0 else 0
+def _relax_molecules(config: TrainConfig, world: World = SINGLE) -> int:
+    """Molecules per batch collated apart for the relaxed-energy term (0: none or all); with
+    ``world``, this rank's part of those of a global batch (at least one each), so the term's
+    cost and weight do not grow with the number of processes."""
+    n = config.loss.relaxed_molecules if config.loss.relaxed_energy > 0 else 0
+    return max(1, n // world.size + int(world.rank < n % world.size)) if n > 0 else 0
 
 
 def _shards(items: list, config: TrainConfig, rng: np.random.Generator,
@@ -449,7 +452,7 @@ def _shards(items: list, config: TrainConfig, rng: np.random.Generator,
     for global_batch in _batches(items, config.optim.batch_molecules, rng):
         shard = world.shard(global_batch)
         batches.append(make_batch(shard or global_batch[:1], features=config.network.features,
-                                  relax_molecules=_relax_molecules(config)))
+                                  relax_molecules=_relax_molecules(config, world)))
         weights.append(1.0 if shard else 0.0)
     return batches, weights
 
