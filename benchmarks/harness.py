@@ -154,14 +154,30 @@ def read_pure_liquids(path: str | os.PathLike) -> list[dict]:
 
 # --- force fields side by side ------------------------------------------------------------
 
-def force_fields(names: Sequence[str], cache: Any = None) -> dict[str, Any]:
+def force_fields(names: Sequence[str], cache: Any = None, *, systems: bool = False) -> dict[str, Any]:
     """Label -> parameter source of each name: a model of gnnff's registry (``gnnff models``),
     a checkpoint path (``*.pt``, labelled by its file stem) or ``sage``. With ``cache`` (a
     ``gnnff.condensed.common.ChargeCache``), ``sage`` is Sage 2.2 with the cache's reference
-    charges. An unknown name is a ``gnnff.ModelError`` whose one line lists the known ones."""
+    charges. With ``systems``, also ``systems:DIR``: another force field's precomputed OpenMM
+    Systems, a ``gnnff.train.benchmark.SystemFolder`` labelled by DIR's name (for scripts
+    that take each item's System by its id). An unknown name is a ``gnnff.ModelError``
+    whose one line lists the known ones."""
     from gnnff.condensed.common import resolve_force_fields
+    from gnnff.errors import ModelError
+    from gnnff.train.benchmark import SYSTEMS_PREFIX, system_folder
 
-    return resolve_force_fields(names, cache)
+    out: dict[str, Any] = {}
+    for name in names:
+        if not name.startswith(SYSTEMS_PREFIX):
+            out.update(resolve_force_fields([name], cache))
+        elif systems:
+            folder = system_folder(name)
+            out[folder.name] = folder
+        else:
+            raise ModelError(f"{name}: this benchmark needs a force field gnnff can parametrise molecules with; "
+                             "precomputed Systems (systems:DIR) are taken by gas_phase/industry.py and "
+                             "gas_phase/torsion_drives.py")
+    return out
 
 
 def run_side_by_side(items: Mapping[str, dict], sources: Mapping[str, Any], store: Any,

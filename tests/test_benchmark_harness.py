@@ -204,7 +204,7 @@ def test_freesolv_and_pure_liquid_tables(tmp_path: Path) -> None:
 
 def test_the_index_names_every_script_and_no_other() -> None:
     index = (BENCHMARKS / "README.md").read_text(encoding="utf-8")
-    named = set(re.findall(r"benchmarks/((?:gas_phase|condensed|speed|training)/\w+\.py)", index))
+    named = set(re.findall(r"benchmarks/((?:gas_phase|condensed|speed|training|peers)/\w+\.py)", index))
     assert named == set(SCRIPTS)
     assert not set(re.findall(r"benchmarks/(\w+\.py)", index)) - {"harness.py"}  # no path of the old layout
 

@@ -7,6 +7,12 @@ Minimises every conformer of the selected molecules with each model (OpenMM Refe
 1,500 iterations), measures RMSD / TFD / ddE against the QM geometry and energy, and puts
 the benchmark's own Sage and GAFF numbers for the same QCArchive records beside them.
 Writes per-conformer CSVs, summary.csv and cumulative-distribution plots; prints a table.
+
+A force field gnnff does not run (a peer such as Garnet) takes part as ``--model systems:DIR``
+(labelled by DIR's name): DIR holds one OpenMM System XML per molecule, ``DIR/<id>.xml``,
+id = the molecule's first QCArchive record id. ``--export-items FILE`` writes the selected
+molecules' ids and mapped SMILES (atoms in this benchmark's order) for the peer's script,
+e.g. ``benchmarks/peers/garnet_systems.py FILE -o DIR``, and stops.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from gnnff.train.benchmark import (
     read_benchmark_sdf,
     run_protocol,
     summarize,
+    write_items,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
@@ -36,7 +43,11 @@ from harness import INDUSTRY_SDF, SHARED_DATA, force_fields, run, write_csv  # n
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", default=[], help="model name or .pt (repeatable)")
+    parser.add_argument("--model", action="append", default=[],
+                        help="model name, .pt, or systems:DIR (precomputed Systems) (repeatable)")
+    parser.add_argument("--export-items", metavar="FILE",
+                        help="write the selected molecules' ids and mapped SMILES as JSON (the input of a peer "
+                             "force field's script, e.g. benchmarks/peers/garnet_systems.py) and stop")
     parser.add_argument("--sage-charges", default=None,
                         help="also run gnnff's classical Sage 2.2 path with these charges (e.g. am1bcc-fast)")
     parser.add_argument("--splits", help="training run's splits.json; restricts to --part")
@@ -51,11 +62,15 @@ def main() -> None:
                         help="read a model's results from OUT/conformers-<model>.csv when there (same molecules)")
     parser.add_argument("-o", "--output", default="benchmark-industry")
     args = parser.parse_args()
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     keys = set(json.loads(Path(args.splits).read_text())[args.part]) if args.splits else None
     molecules = read_benchmark_sdf(args.data, keys=keys, limit=args.limit)
-    sources = force_fields(args.model)
+    if args.export_items:
+        write_items(args.export_items, [(m.item_id, m.mol) for m in molecules])
+        print(f"{len(molecules)} molecules' ids and mapped SMILES in {args.export_items}")
+        return
+    sources = force_fields(args.model, systems=True)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
     if args.sage_charges:
         sources["sage-2.2 (gnnff path)"] = gnnff.get_model("sage", charges=args.sage_charges)
     results: dict[str, list[ConformerResult]] = {}

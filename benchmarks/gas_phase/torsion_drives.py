@@ -2,13 +2,17 @@
 
     python benchmarks/gas_phase/torsion_drives.py --force-field gnnff-v1 --force-field sage \\
         [--baseline sage] [--drives benchmarks/data/torsion-drives-v1] [--workers 1] [-o runs/torsion-drives]
+    python benchmarks/gas_phase/torsion_drives.py --export-items drives.json   # for a peer's own tools
 
 The drives (``benchmarks/data/torsion-drives-v1/*.json.gz``, selected by
 ``make_torsion_drives.py``, labelled by ``label_torsion_drives.py``) hold, per grid point
 of one dihedral, the reference geometry (constrained optimisation with ANI-1ccx or ANI-2x)
 and the reference energy at the drive's level (ANI-1ccx, ANI-2x, or B3LYP-D3BJ/DZVP single
 points on the ANI-2x geometries). For each force field (a gnnff model name or checkpoint
-path, ``sage``, or any other name of :func:`gnnff.sources.models.get_model`), each drive:
+path, ``sage``, or any other name of :func:`gnnff.sources.models.get_model`; or ``systems:DIR``,
+a force field gnnff does not run, whose tools wrote one OpenMM System per drive as ``DIR/<drive
+id>.xml``, labelled by DIR's name: see :class:`gnnff.train.benchmark.SystemFolder`,
+``--export-items`` and ``benchmarks/peers/garnet_systems.py``), each drive:
 
 1. parameters for the molecule (its conformer: the reference geometry of lowest energy);
 2. the MM profile (:func:`gnnff.train.scan.mm_profile`): every reference geometry
@@ -112,10 +116,28 @@ def aligned_rmse(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.sqrt(np.mean(((a - a.mean()) - (b - b.mean())) ** 2)))
 
 
+def source_of(name: str):
+    """The parameter source of a force-field name, or the SystemFolder of ``systems:DIR``."""
+    from gnnff.sources.models import get_model
+    from gnnff.train.benchmark import system_folder
+
+    return system_folder(name) or get_model(name)
+
+
+def label_of(name: str) -> str:
+    """A force field's label in the tables: DIR's name for ``systems:DIR``, else the name itself."""
+    from gnnff.train.benchmark import system_folder
+
+    folder = system_folder(name)
+    return name if folder is None else folder.name
+
+
 def mm_energies(source, drive: Drive) -> np.ndarray:
-    """The MM profile (kJ/mol) of ``drive`` with a parameter source: each reference geometry
-    minimised with the dihedral restrained to its grid value."""
+    """The MM profile (kJ/mol) of ``drive`` with a parameter source (or, for a
+    :class:`gnnff.train.benchmark.SystemFolder`, its System of ``drive.id``): each reference
+    geometry minimised with the dihedral restrained to its grid value."""
     from gnnff.api import assign_parameters
+    from gnnff.train.benchmark import SystemFolder
     from gnnff.train.scan import ScanPoint, mm_profile
 
     mol = molecule_of(drive.mapped_smiles)
@@ -124,7 +146,10 @@ def mm_energies(source, drive: Drive) -> np.ndarray:
     for a, xyz in enumerate(lowest * 10.0):  # nm -> angstrom
         conformer.SetAtomPosition(a, xyz.tolist())
     mol.AddConformer(conformer, assignId=True)
-    system = assign_parameters(mol, model=source, name=drive.id).to_openmm()
+    if isinstance(source, SystemFolder):
+        system = source.system(drive.id, mol)
+    else:
+        system = assign_parameters(mol, model=source, name=drive.id).to_openmm()
     points = [ScanPoint(float(t), float(d), float(e), x.astype(np.float64))
               for t, d, e, x in zip(drive.target_deg, drive.dihedral_deg, drive.energies, drive.positions_nm)]
     return np.array([p.energy for p in mm_profile(system, points, drive.torsion)])
@@ -155,10 +180,9 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0, n: int = BOOTS
 def _one(args: tuple) -> tuple[str, np.ndarray | str]:
     name, drive = args
     from gnnff.errors import GnnffError
-    from gnnff.sources.models import get_model
 
     try:
-        return drive.id, mm_energies(get_model(name), drive)
+        return drive.id, mm_energies(source_of(name), drive)
     except GnnffError as err:
         return drive.id, f"{type(err).__name__}: {err}"
 
@@ -267,13 +291,23 @@ def labeler_gap(drives: list[Drive]) -> dict | None:
 
 
 def run(force_fields: list[str], drives: list[Drive], baseline: str, output: Path, workers: int = 1) -> dict:
-    """The benchmark: per-drive RMSEs, summary, files in ``output``. Returns the summary document."""
+    """The benchmark: per-drive RMSEs, summary, files in ``output``. Returns the summary document.
+    Force fields are labelled by :func:`label_of`; ``baseline`` is a name or a label."""
+    from gnnff.errors import ModelError
     from gnnff.files import atomic_write_csv, atomic_write_text
 
+    labels = {name: label_of(name) for name in force_fields}
+    baseline = next((label for name, label in labels.items() if baseline in (name, label)), None) or baseline
+    if baseline not in labels.values():
+        labels[baseline] = label_of(baseline)
+        baseline = labels[baseline]
+    if len(set(labels.values())) < len(labels):
+        raise ModelError(f"two force fields share a label ({', '.join(f'{n} -> {lb}' for n, lb in labels.items())}); "
+                         "give each systems:DIR folder its own name")
     mm, rmse, errors, seconds = {}, {}, {}, {}
-    for ff in dict.fromkeys(force_fields + [baseline]):
+    for name, ff in labels.items():
         start = time.perf_counter()
-        mm[ff] = profiles(ff, drives, workers)
+        mm[ff] = profiles(name, drives, workers)
         seconds[ff] = time.perf_counter() - start
         rmse[ff] = {d.id: aligned_rmse(d.energies, mm[ff][d.id]) * KJ_TO_KCAL
                     for d in drives if isinstance(mm[ff][d.id], np.ndarray)}
@@ -304,9 +338,13 @@ def run(force_fields: list[str], drives: list[Drive], baseline: str, output: Pat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--force-field", action="append", required=True, metavar="NAME_OR_PATH",
-                        help="gnnff model name or .pt path, sage, ... (repeatable)")
-    parser.add_argument("--baseline", default="sage", help="force field the others are paired against")
+    parser.add_argument("--force-field", action="append", metavar="NAME_OR_PATH",
+                        help="gnnff model name or .pt path, sage, ..., or systems:DIR (precomputed Systems, "
+                             "DIR/<drive id>.xml, labelled by DIR's name) (repeatable)")
+    parser.add_argument("--baseline", default="sage", help="force field (name or label) the others are paired against")
+    parser.add_argument("--export-items", type=Path, metavar="FILE",
+                        help="write the selected drives' ids and mapped SMILES as JSON (the input of a peer force "
+                             "field's script, e.g. benchmarks/peers/garnet_systems.py) and stop")
     parser.add_argument("--drives", type=Path, default=DRIVES, help="folder of labelled drives (*.json.gz)")
     parser.add_argument("--level", action="append", help="only drives of this level (repeatable)")
     parser.add_argument("--limit", type=int, default=0, help="first N drives only (0: all)")
@@ -321,7 +359,21 @@ def main(argv: list[str] | None = None) -> int:
     if not drives:
         print(f"no labelled drives in {args.drives}", file=sys.stderr)
         return 1
-    run(args.force_field, drives, args.baseline, args.output, args.workers)
+    if args.export_items:
+        from gnnff.train.benchmark import write_items
+
+        write_items(args.export_items, [(d.id, molecule_of(d.mapped_smiles)) for d in drives])
+        print(f"{len(drives)} drives' ids and mapped SMILES in {args.export_items}")
+        return 0
+    if not args.force_field:
+        parser.error("give at least one --force-field (or --export-items FILE)")
+    from gnnff.errors import GnnffError
+
+    try:
+        run(args.force_field, drives, args.baseline, args.output, args.workers)
+    except GnnffError as err:
+        print(f"torsion_drives.py: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -9,12 +9,18 @@ then measure
 - TFD: RDKit torsion fingerprint deviation between them;
 - ddE (kcal/mol): with the lowest-QM-energy conformer of the molecule as reference,
   ``(E_MM,i - E_MM,ref) - (E_QM,i - E_QM,ref)`` at the MM-minimised geometries.
+
+A force field gnnff cannot run itself (a peer such as Garnet, in a venv of its own) takes
+part through :class:`SystemFolder`: its own tools write one OpenMM System XML per benchmark
+item into a folder (``systems:DIR`` on a benchmark's command line), from the items that
+:func:`write_items` exported (id and mapped SMILES, atoms in the benchmark's order).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +32,17 @@ import openmm.unit as unit
 from rdkit import Chem
 from rdkit.Chem import TorsionFingerprints, rdMolAlign
 
-from gnnff.chem.molecule import prepare
+from gnnff.chem.molecule import mapped_smiles, prepare
 from gnnff.chem.topology import build_topology
+from gnnff.errors import ParametrizationError, first_line
+from gnnff.files import atomic_write_text
 from gnnff.mm.export import to_openmm
 from gnnff.sources.models import ParameterSource
 from gnnff.train.data import molecule_key, qcarchive_groups
 from gnnff.units import ANGSTROM_TO_NM, KJ_TO_KCAL, NM_TO_ANGSTROM
 
-__all__ = ["BenchmarkMolecule", "ConformerResult", "read_benchmark_sdf", "run_protocol",
-           "read_baseline_csv", "summarize", "bootstrap_interval", "paired_differences"]
+__all__ = ["BenchmarkMolecule", "ConformerResult", "SystemFolder", "bootstrap_interval", "paired_differences",
+           "read_baseline_csv", "read_benchmark_sdf", "run_protocol", "summarize", "system_folder", "write_items"]
 
 MINIMIZER_TOLERANCE = 5e-9
 MINIMIZER_ITERATIONS = 1500
@@ -48,6 +56,13 @@ class BenchmarkMolecule:
     mol: Chem.Mol
     qm_energies: np.ndarray  # kcal/mol
     record_ids: list[str]
+
+    @property
+    def item_id(self) -> str:
+        """The molecule's id among the benchmark's items: its first QCArchive record id (unique
+        per group and safe in a file name, unlike ``key``, which one molecule in two atom
+        orders shares)."""
+        return self.record_ids[0]
 
 
 @dataclass(frozen=True)
@@ -96,12 +111,108 @@ def _single(mol: Chem.Mol, positions_angstrom: np.ndarray) -> Chem.Mol:
     return out
 
 
-def run_protocol(source: ParameterSource, molecule: BenchmarkMolecule) -> list[ConformerResult]:
-    """Minimise every conformer with ``source``'s parameters and measure RMSD, TFD, ddE."""
-    topology = build_topology(molecule.mol)
-    system = to_openmm(topology, source.parameters(molecule.mol, topology))
+def run_protocol(source: ParameterSource | SystemFolder, molecule: BenchmarkMolecule) -> list[ConformerResult]:
+    """Minimise every conformer with ``source``'s parameters (or, for a :class:`SystemFolder`,
+    its System of ``molecule.item_id``) and measure RMSD, TFD, ddE."""
+    if isinstance(source, SystemFolder):
+        system = source.system(molecule.item_id, molecule.mol)
+    else:
+        topology = build_topology(molecule.mol)
+        system = to_openmm(topology, source.parameters(molecule.mol, topology))
     return measure(molecule, [_minimise(system, c.GetPositions() * ANGSTROM_TO_NM)
                               for c in molecule.mol.GetConformers()])
+
+
+SYSTEMS_PREFIX = "systems:"
+
+
+@dataclass(frozen=True)
+class SystemFolder:
+    """A force field given as precomputed OpenMM Systems: ``folder/<id>.xml`` per benchmark
+    item, particles in the item's atom order (the order of the mapped SMILES that
+    :func:`write_items` exported). ``folder/errors.json`` (id -> one line), when there, says
+    why the tool that wrote the folder made no System for an id. Labelled by the folder's name."""
+
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def system(self, item_id: str, mol: Chem.Mol) -> openmm.System:
+        """The System of ``item_id``, checked against ``mol`` (particle count, masses, bonds).
+
+        Raises
+        ------
+        ParametrizationError
+            No XML for ``item_id`` (with the tool's own error when ``errors.json`` has one), an
+            unreadable XML, or a System whose atoms are not ``mol``'s in ``mol``'s order.
+        """
+        path = self.folder / f"{item_id}.xml"
+        if not path.is_file():
+            reason = self._recorded_error(item_id)
+            raise ParametrizationError(
+                f"{item_id}: no System {path}" + (f"; its maker failed: {reason}" if reason else
+                "; export the items (--export-items FILE) and run the force field's own script on them "
+                "(e.g. benchmarks/peers/garnet_systems.py FILE -o DIR)"))
+        try:
+            system = openmm.XmlSerializer.deserialize(path.read_text(encoding="utf-8"))
+        except openmm.OpenMMException as err:
+            raise ParametrizationError(f"{item_id}: {path} is not an OpenMM System XML ({first_line(err)}); "
+                                       "write it again") from None
+        check_system_atoms(system, mol, f"{item_id} ({path})")
+        return system
+
+    def _recorded_error(self, item_id: str) -> str | None:
+        errors = self.folder / "errors.json"
+        if not errors.is_file():
+            return None
+        return json.loads(errors.read_text(encoding="utf-8")).get(item_id)
+
+
+def system_folder(name: str) -> SystemFolder | None:
+    """The :class:`SystemFolder` of a force-field name ``systems:DIR``; None for any other
+    name. Raises ParametrizationError when DIR is not a folder."""
+    if not name.startswith(SYSTEMS_PREFIX):
+        return None
+    folder = Path(name[len(SYSTEMS_PREFIX):]).expanduser()
+    if not folder.is_dir():
+        raise ParametrizationError(f"{name}: {folder} is not a folder; give systems:DIR with DIR holding "
+                                   "one OpenMM System XML per benchmark item (<id>.xml)")
+    return SystemFolder(folder.resolve())
+
+
+def check_system_atoms(system: openmm.System, mol: Chem.Mol, label: str) -> None:
+    """Raise ParametrizationError unless ``system``'s particles are ``mol``'s atoms in
+    ``mol``'s order: the same count, each mass within 0.05 Da of the atom's element, and
+    the HarmonicBondForce bonds (with constraints) exactly ``mol``'s bonds."""
+    n = mol.GetNumAtoms()
+    if system.getNumParticles() != n:
+        raise ParametrizationError(f"{label}: {system.getNumParticles()} particles for a molecule of {n} atoms; "
+                                   "the System was made for another molecule")
+    for atom in mol.GetAtoms():
+        mass = system.getParticleMass(atom.GetIdx()).value_in_unit(unit.dalton)
+        if abs(mass - atom.GetMass()) > 0.05:
+            raise ParametrizationError(
+                f"{label}: particle {atom.GetIdx()} has mass {mass:.3f} Da but atom {atom.GetIdx()} is "
+                f"{atom.GetSymbol()}; the System's atom order is not the exported mapped SMILES' order")
+    wanted = {frozenset((b.GetBeginAtomIdx(), b.GetEndAtomIdx())) for b in mol.GetBonds()}
+    found = {frozenset(system.getConstraintParameters(i)[:2]) for i in range(system.getNumConstraints())}
+    for force in system.getForces():
+        if isinstance(force, openmm.HarmonicBondForce):
+            found |= {frozenset(force.getBondParameters(i)[:2]) for i in range(force.getNumBonds())}
+    if found != wanted:
+        odd = sorted(tuple(sorted(b)) for b in found ^ wanted)[:3]
+        raise ParametrizationError(f"{label}: the System's bonds differ from the molecule's (e.g. {odd}); "
+                                   "the System's atom order is not the exported mapped SMILES' order")
+
+
+def write_items(path: str | os.PathLike, items: Sequence[tuple[str, Chem.Mol]]) -> Path:
+    """``[{"id": id, "mapped_smiles": ...}, ...]`` as JSON, atomically: each molecule with every
+    atom mapped to its index + 1 (OpenFF's mapped SMILES), the input of another force field's
+    script that writes a :class:`SystemFolder`."""
+    rows = [json.dumps({"id": item_id, "mapped_smiles": mapped_smiles(mol)}) for item_id, mol in items]
+    return atomic_write_text(path, "[\n" + ",\n".join(rows) + "\n]\n")
 
 
 def measure(molecule: BenchmarkMolecule, minimised: Sequence[tuple[np.ndarray, float]]) -> list[ConformerResult]:
