@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,16 @@ SMALL = {
     "dimethylsulfone": "CS(C)(=O)=O",
     "bromoiodobenzene": "Brc1ccc(I)cc1",
 }
+
+
+def load_script(path: Path, name: str):
+    """The module of a script outside the package (``benchmarks/``, ``recipes/``) loaded
+    as ``name`` and registered in ``sys.modules`` (dataclasses and pickling need that)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def embedded(smiles: str, seed: int = 7) -> Chem.Mol:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import openmm
 import pytest
+from conftest import SHARED_SDF, load_script
 from rdkit import Chem
 
 from gnnff.chem.molecule import mol_from_mapped_smiles
@@ -32,26 +31,17 @@ from gnnff.train.benchmark import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_SDF = Path(os.environ.get("GNNFF_SHARED", ROOT.parent / "shared")) / "data" / "industry-benchmark-dev.sdf.gz"
 BENCHMARKS = ROOT / "benchmarks"
-
-
-def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return _module(BENCHMARKS / "gas_phase" / "torsion_drives.py", "torsion_drives")
+    return load_script(BENCHMARKS / "gas_phase" / "torsion_drives.py", "torsion_drives")
 
 
 @pytest.fixture(scope="module")
 def peer():
-    return _module(BENCHMARKS / "peers" / "garnet_systems.py", "garnet_systems")
+    return load_script(BENCHMARKS / "peers" / "garnet_systems.py", "garnet_systems")
 
 
 def _drive(bench, smiles: str, ident: str):
@@ -139,7 +129,7 @@ def test_a_system_in_another_atom_order_is_refused(tmp_path):
 
 
 def test_harness_takes_systems_only_where_asked(tmp_path):
-    harness = _module(BENCHMARKS / "harness.py", "harness")
+    harness = load_script(BENCHMARKS / "harness.py", "harness")
     (tmp_path / "garnet").mkdir()
     sources = harness.force_fields([f"systems:{tmp_path / 'garnet'}", "gnnff-v1"], systems=True)
     assert list(sources) == ["garnet", "gnnff-v1"] and isinstance(sources["garnet"], SystemFolder)

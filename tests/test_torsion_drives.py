@@ -4,13 +4,13 @@ format, and the benchmark's RMSE on tiny synthetic drives."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 from rdkit import Chem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,11 +22,7 @@ INDUSTRY = ROOT.parent / "shared" / "data" / "industry-benchmark-dev.sdf.gz"
 def _script(name: str):
     if str(SCRIPTS) not in sys.path:
         sys.path.insert(0, str(SCRIPTS))  # the scripts import each other as their folder's modules
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPTS / f"{name}.py", name)
 
 
 @pytest.fixture(scope="module")
